@@ -1,0 +1,15 @@
+//! ci-pod-webhook: a Kubernetes mutating admission webhook that applies runner-class
+//! policy (resources, GPU placement, node Docker daemon) to GitLab CI job pods.
+//!
+//! The pieces, from the inside out:
+//! - [`quantity`]: Kubernetes resource quantities, parsed and compared exactly;
+//! - [`policy`]: the policy file, validated once into a [`policy::Policy`];
+//! - [`mutate`]: the pure core, one AdmissionRequest in, one decision out;
+//! - [`admission`]: the AdmissionReview wire format around the core;
+//! - [`cli`]: the command line.
+
+pub mod admission;
+pub mod cli;
+pub mod mutate;
+pub mod policy;
+pub mod quantity;

@@ -1,0 +1,347 @@
+//! The policy: runner classes and the rules that apply to their job pods.
+//!
+//! A policy file is parsed in two stages: `raw` mirrors the YAML and rejects unknown keys,
+//! `validate` turns it into the [`Policy`] below, whose types make bad states
+//! unrepresentable (quantities parsed, requests within limits, tolerations well formed).
+//! Once a `Policy` exists, the core cannot fail because of configuration.
+
+mod names;
+mod raw;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::quantity::Quantity;
+
+pub use names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
+
+/// The embedded default policy: section 1 of DESIGN.md, the SKAO runner classes.
+pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
+
+/// A validated policy, ready for the core.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub prefix: String,
+    pub keys: Keys,
+    pub job_pods: JobPodTest,
+    pub docker: Docker,
+    pub on_exceed: OnExceed,
+    /// Classes in file order: the first class whose match rules hold wins.
+    pub classes: Vec<RunnerClass>,
+    pub default_class: usize,
+    /// Short hash of the policy source, written to each pod as `<prefix>/policy`.
+    pub hash: String,
+    /// Where the policy came from, for logs and messages.
+    pub origin: String,
+}
+
+/// Label and annotation keys under the policy's prefix, built once.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Namespace label that opts a namespace in (value `enabled`).
+    pub opt_in: String,
+    /// Namespace label an administrator sets to pin a namespace to a class.
+    pub runner_class: String,
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+    pub gpus: String,
+    pub docker: String,
+    /// Audit annotations written by the webhook only.
+    pub class: String,
+    pub policy: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        let key = |name: &str| format!("{prefix}/{name}");
+        Keys {
+            opt_in: key("pod-policy"),
+            runner_class: key("runner-class"),
+            cpu_request: key("cpu-request"),
+            cpu_limit: key("cpu-limit"),
+            memory_request: key("memory-request"),
+            memory_limit: key("memory-limit"),
+            gpus: key("gpus"),
+            docker: key("docker"),
+            class: key("class"),
+            policy: key("policy"),
+        }
+    }
+}
+
+/// Value of the opt-in namespace label that enables the webhook.
+pub const OPT_IN_VALUE: &str = "enabled";
+
+/// How a pod is recognised as a GitLab Runner job pod.
+#[derive(Debug, Clone)]
+pub struct JobPodTest {
+    /// All of these containers present → job pod.
+    pub containers: Vec<String>,
+    /// Or this label present → job pod.
+    pub or_label: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Docker {
+    pub mode: DockerMode,
+    /// Containers that get `DOCKER_HOST`.
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerMode {
+    /// Mount the node daemon's socket directory from the host.
+    Socket {
+        socket_path: String,
+        /// Directory of `socket_path`: what is mounted (see README: a bind-mounted socket
+        /// file goes stale when the daemon restarts, its directory does not).
+        socket_dir: String,
+        volume_name: String,
+    },
+    /// Reach the node daemon over TCP at the node's IP.
+    Tcp {
+        port: u16,
+        tls: Option<DockerTls>,
+    },
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTls {
+    pub secret_name: String,
+    pub mount_path: String,
+    pub volume_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExceed {
+    Clamp,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceName {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+}
+
+impl ResourceName {
+    pub const ALL: [ResourceName; 3] = [
+        ResourceName::Cpu,
+        ResourceName::Memory,
+        ResourceName::EphemeralStorage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceName::Cpu => "cpu",
+            ResourceName::Memory => "memory",
+            ResourceName::EphemeralStorage => "ephemeral-storage",
+        }
+    }
+}
+
+impl fmt::Display for ResourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the class wants for one resource's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Fill in this limit when the pod has none.
+    Set(Quantity),
+    /// `null` in the policy: the class wants no limit, an existing one is removed.
+    Unlimited,
+}
+
+/// Requests and limits for one container role (build, helper, services).
+#[derive(Debug, Clone, Default)]
+pub struct RoleResources {
+    pub requests: BTreeMap<ResourceName, Quantity>,
+    pub limits: BTreeMap<ResourceName, Limit>,
+}
+
+/// The container roles of a job pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Build,
+    /// `helper` and the `init-permissions` init container.
+    Helper,
+    /// `svc-0` … `svc-N`.
+    Service,
+}
+
+impl Role {
+    pub fn of_container(name: &str) -> Option<Role> {
+        match name {
+            "build" => Some(Role::Build),
+            "helper" | "init-permissions" => Some(Role::Helper),
+            _ => {
+                let n = name.strip_prefix("svc-")?;
+                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(Role::Service)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toleration {
+    pub key: String,
+    pub operator: TolerationOperator,
+    pub value: String,
+    pub effect: String,
+    pub toleration_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TolerationOperator {
+    Exists,
+    Equal,
+}
+
+impl TolerationOperator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TolerationOperator::Exists => "Exists",
+            TolerationOperator::Equal => "Equal",
+        }
+    }
+}
+
+/// Rules that pick a class from trusted facts. All non-empty rules must hold.
+#[derive(Debug, Clone, Default)]
+pub struct MatchRules {
+    /// Values of the runner name label `manager.runner.gitlab.com/name`.
+    pub runner_names: Vec<String>,
+    /// Requesting users, as `system:serviceaccount:<ns>:<name>`.
+    pub service_accounts: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+impl MatchRules {
+    pub fn is_empty(&self) -> bool {
+        self.runner_names.is_empty()
+            && self.service_accounts.is_empty()
+            && self.namespaces.is_empty()
+            && self.pod_labels.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Gpu {
+    pub resource: String,
+    pub count: u32,
+    pub max: u32,
+    pub runtime_class_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerClass {
+    pub name: String,
+    pub description: Option<String>,
+    pub match_rules: MatchRules,
+    pub build: RoleResources,
+    pub helper: RoleResources,
+    pub services: RoleResources,
+    /// Ceiling for any single container of the class.
+    pub max: BTreeMap<ResourceName, Quantity>,
+    /// CI-node, class and GPU node selectors merged (later wins).
+    pub node_selector: BTreeMap<String, String>,
+    /// CI-node, class and GPU tolerations, without duplicates.
+    pub tolerations: Vec<Toleration>,
+    pub gpu: Option<Gpu>,
+}
+
+impl RunnerClass {
+    pub fn resources(&self, role: Role) -> &RoleResources {
+        match role {
+            Role::Build => &self.build,
+            Role::Helper => &self.helper,
+            Role::Service => &self.services,
+        }
+    }
+}
+
+/// A policy file that could not be loaded. The message names the file, line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// One or more problems, each on its own line as `file:line:column: message`.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One thing wrong in a policy file, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub origin: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.origin, self.line, self.column, self.message
+        )
+    }
+}
+
+impl Policy {
+    /// Parses and validates policy text. `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        validate::parse(text, origin).map(|mut policy| {
+            policy.hash = short_hash(text.as_bytes());
+            policy
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Policy::parse(&text, &path.display().to_string())
+    }
+
+    /// The embedded default policy.
+    pub fn embedded() -> Policy {
+        // The embedded file is checked by a unit test, so this cannot fail in a build
+        // that passed its tests; a failure would be a build defect, hence the expect.
+        Policy::parse(DEFAULT_POLICY_YAML, "<embedded default policy>")
+            .expect("the embedded default policy is valid")
+    }
+
+    pub fn class(&self, name: &str) -> Option<(usize, &RunnerClass)> {
+        self.classes
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+    }
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;
