@@ -1,1 +1,285 @@
-//! wire
+//! The AdmissionReview v1 wire format around the core: bytes in, bytes out.
+//!
+//! A review that cannot be read is an [`AdmissionError`] (HTTP 400). Anything that
+//! can be read gets an answer with HTTP 200, including denials: a denial is a decision.
+//!
+//! The server calls, in order: [`parse`] (borrowing the body), looks up the
+//! namespace's labels for [`Review::namespace`], then [`answer`].
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::mutate::{
+    self, AdmissionRequest, Decision, NamespaceFacts, ObjectError, OverrideKind, OverrideRecord,
+    OverrideResult, SkipReason,
+};
+use crate::policy::Policy;
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+const KIND: &str = "AdmissionReview";
+/// At most this many warnings are returned; the API server shows them to the user.
+const MAX_WARNINGS: usize = 16;
+
+/// An unreadable request: the message says what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("the body is not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the body is not an AdmissionReview: {0}")]
+    NotAReview(String),
+    #[error(
+        "unsupported apiVersion {0:?}: this webhook speaks {API_VERSION} (set admissionReviewVersions: [v1])"
+    )]
+    UnsupportedVersion(String),
+    #[error("the AdmissionReview has no request")]
+    MissingRequest,
+    #[error("request.uid is missing or empty")]
+    MissingUid,
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewIn<'a> {
+    #[serde(borrow, default)]
+    api_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request: Option<AdmissionRequest<'a>>,
+}
+
+/// A readable AdmissionReview, borrowing from the request body.
+#[derive(Debug)]
+pub struct Review<'a> {
+    pub api_version: Cow<'a, str>,
+    pub request: AdmissionRequest<'a>,
+}
+
+impl Review<'_> {
+    /// The request's namespace: authoritative, unlike the object's metadata.
+    pub fn namespace(&self) -> &str {
+        self.request.namespace.as_deref().unwrap_or("")
+    }
+
+    pub fn uid(&self) -> &str {
+        &self.request.uid
+    }
+}
+
+pub fn parse(body: &[u8]) -> Result<Review<'_>, AdmissionError> {
+    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            AdmissionError::NotJson(e.to_string())
+        } else {
+            AdmissionError::NotAReview(e.to_string())
+        }
+    })?;
+    if let Some(kind) = review.kind.as_deref().filter(|k| *k != KIND) {
+        return Err(AdmissionError::NotAReview(format!(
+            "kind is {kind:?}, expected {KIND:?}"
+        )));
+    }
+    let api_version = review.api_version.unwrap_or(Cow::Borrowed(""));
+    if api_version != API_VERSION {
+        return Err(AdmissionError::UnsupportedVersion(api_version.into_owned()));
+    }
+    let request = review.request.ok_or(AdmissionError::MissingRequest)?;
+    if request.uid.is_empty() {
+        return Err(AdmissionError::MissingUid);
+    }
+    Ok(Review {
+        api_version,
+        request,
+    })
+}
+
+/// How a review ended, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Mutated,
+    Unchanged,
+    Skipped,
+    Denied,
+    /// Unreadable request (HTTP 4xx); never produced by [`answer`].
+    Invalid,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Mutated,
+        Outcome::Unchanged,
+        Outcome::Skipped,
+        Outcome::Denied,
+        Outcome::Invalid,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Mutated => "mutated",
+            Outcome::Unchanged => "unchanged",
+            Outcome::Skipped => "skipped",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// What happened to one review, for the log line and the metrics.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub uid: String,
+    pub namespace: String,
+    /// Pod name, or generateName when the name is not set yet.
+    pub pod: String,
+    pub class: Option<String>,
+    pub outcome: Outcome,
+    pub skip_reason: Option<SkipReason>,
+    pub patch_operations: usize,
+    pub overrides: Vec<(OverrideKind, OverrideResult)>,
+}
+
+/// The encoded AdmissionReview response and its summary.
+#[derive(Debug)]
+pub struct Answer {
+    pub body: Vec<u8>,
+    pub summary: Summary,
+}
+
+/// Decides and encodes the response to a readable review.
+pub fn answer(
+    policy: &Policy,
+    namespace: NamespaceFacts<'_>,
+    review: &Review<'_>,
+) -> Result<Answer, AdmissionError> {
+    let decision = mutate::decide(policy, namespace, &review.request)?;
+    Ok(encode(policy, review, &decision))
+}
+
+/// Encodes a decision as the AdmissionReview response.
+pub fn encode(policy: &Policy, review: &Review<'_>, decision: &Decision<'_>) -> Answer {
+    let request = &review.request;
+    let mut summary = Summary {
+        uid: request.uid.to_string(),
+        namespace: review.namespace().to_string(),
+        pod: request.name.as_deref().unwrap_or("").to_string(),
+        class: None,
+        outcome: Outcome::Skipped,
+        skip_reason: None,
+        patch_operations: 0,
+        overrides: Vec::new(),
+    };
+    let mut response = ResponseOut {
+        uid: &request.uid,
+        allowed: true,
+        patch_type: None,
+        patch: None,
+        warnings: Vec::new(),
+        audit_annotations: BTreeMap::new(),
+        status: None,
+    };
+    match decision {
+        Decision::Skip(reason) => summary.skip_reason = Some(*reason),
+        Decision::Deny {
+            chosen,
+            pod,
+            message,
+            overrides,
+        } => {
+            summary.outcome = Outcome::Denied;
+            summary.class = Some(chosen.class.name.clone());
+            summary.pod.clone_from(pod);
+            summary.overrides = override_results(overrides);
+            response.allowed = false;
+            response.status = Some(Status {
+                code: 403,
+                reason: "Forbidden",
+                message: format!("ci-pod-webhook: {message}"),
+            });
+            response
+                .audit_annotations
+                .insert("class", chosen.class.name.clone());
+            response.audit_annotations.insert("denied", message.clone());
+        }
+        Decision::Allow(m) => {
+            summary.class = Some(m.chosen.class.name.clone());
+            summary.pod.clone_from(&m.pod);
+            summary.overrides = override_results(&m.overrides);
+            summary.patch_operations = m.patch.len();
+            summary.outcome = if m.patch.is_empty() {
+                Outcome::Unchanged
+            } else {
+                response.patch_type = Some("JSONPatch");
+                response.patch =
+                    Some(base64::engine::general_purpose::STANDARD.encode(m.patch.to_json()));
+                Outcome::Mutated
+            };
+            response.warnings = m
+                .warnings
+                .iter()
+                .take(MAX_WARNINGS)
+                .map(String::as_str)
+                .collect();
+            response
+                .audit_annotations
+                .insert("class", m.chosen.class.name.clone());
+            response
+                .audit_annotations
+                .insert("policy", policy.hash.clone());
+            if !m.overrides.is_empty() {
+                let details: Vec<&str> = m.overrides.iter().map(|o| o.detail.as_str()).collect();
+                response
+                    .audit_annotations
+                    .insert("overrides", details.join(", "));
+            }
+        }
+    }
+    let out = ReviewOut {
+        api_version: &review.api_version,
+        kind: KIND,
+        response,
+    };
+    // Serialising strings and booleans cannot fail.
+    let body = serde_json::to_vec(&out).unwrap_or_default();
+    Answer { body, summary }
+}
+
+fn override_results(records: &[OverrideRecord]) -> Vec<(OverrideKind, OverrideResult)> {
+    records.iter().map(|r| (r.kind, r.result)).collect()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'a str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: BTreeMap<&'static str, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+}
+
+#[derive(Serialize)]
+struct Status {
+    code: u16,
+    reason: &'static str,
+    message: String,
+}

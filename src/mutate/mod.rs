@@ -1,1 +1,235 @@
-//! core
+//! The pure core: one AdmissionRequest and the facts about its namespace in, one
+//! decision out. No I/O, no clock, no globals, so every behaviour is a unit test.
+//!
+//! Order of work (DESIGN.md section 3): skip what is not ours, choose the runner class
+//! from trusted facts, read the job author's override annotations, then compute the
+//! changes as targeted patch operations.
+
+mod class;
+mod docker;
+mod overrides;
+mod patch;
+mod resources;
+mod scheduling;
+pub mod view;
+
+use std::collections::BTreeMap;
+
+use crate::policy::{OPT_IN_VALUE, Policy, RunnerClass};
+
+pub use class::ClassReason;
+pub use overrides::{OverrideKind, OverrideRecord, OverrideResult};
+pub use patch::{Change, Patch};
+pub use view::{AdmissionRequest, Pod};
+
+/// Label GitLab Runner (17.9+) puts on job pods with the runner's name.
+pub const RUNNER_NAME_LABEL: &str = "manager.runner.gitlab.com/name";
+/// Annotation the kubelet puts on mirror pods, which must not be mutated.
+const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+
+/// What the webhook knows about the request's namespace.
+#[derive(Debug, Clone, Copy)]
+pub enum NamespaceFacts<'a> {
+    /// No cluster access: the webhook configuration's namespaceSelector already
+    /// required the opt-in label, so the namespace counts as opted in, with no class label.
+    TrustSelector,
+    /// The namespace's labels, from the cluster.
+    Labels(&'a BTreeMap<String, String>),
+}
+
+impl NamespaceFacts<'_> {
+    fn label(&self, key: &str) -> Option<&str> {
+        match self {
+            NamespaceFacts::TrustSelector => None,
+            NamespaceFacts::Labels(labels) => labels.get(key).map(String::as_str),
+        }
+    }
+}
+
+/// Why a request was allowed without looking further.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NotPodCreate,
+    NamespaceNotOptedIn,
+    MirrorPod,
+    NotJobPod,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NotPodCreate => "not a pod CREATE",
+            SkipReason::NamespaceNotOptedIn => "namespace not opted in",
+            SkipReason::MirrorPod => "mirror pod",
+            SkipReason::NotJobPod => "not a GitLab Runner job pod",
+        }
+    }
+}
+
+/// The class chosen for a job pod, and why.
+#[derive(Debug, Clone)]
+pub struct Chosen<'p> {
+    pub class: &'p RunnerClass,
+    pub reason: ClassReason,
+}
+
+#[derive(Debug)]
+pub enum Decision<'p> {
+    Skip(SkipReason),
+    /// Refused: an invalid override (or a pod the API server would reject anyway).
+    Deny {
+        chosen: Chosen<'p>,
+        /// The pod's name, or its generateName when the name is not set yet.
+        pod: String,
+        message: String,
+        overrides: Vec<OverrideRecord>,
+    },
+    /// Allowed, with the changes (possibly none).
+    Allow(Mutation<'p>),
+}
+
+#[derive(Debug)]
+pub struct Mutation<'p> {
+    pub chosen: Chosen<'p>,
+    /// The pod's name, or its generateName when the name is not set yet.
+    pub pod: String,
+    pub patch: Patch,
+    pub warnings: Vec<String>,
+    pub overrides: Vec<OverrideRecord>,
+}
+
+/// A request the core cannot read: answered with HTTP 400, not with a decision.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("request.object is missing; a CREATE review must carry the pod")]
+    Missing,
+    #[error("request.object is not a valid Pod: {0}")]
+    Invalid(String),
+}
+
+/// Decides what to do with one AdmissionRequest.
+pub fn decide<'p>(
+    policy: &'p Policy,
+    namespace: NamespaceFacts<'_>,
+    request: &AdmissionRequest<'_>,
+) -> Result<Decision<'p>, ObjectError> {
+    let kind = &request.kind;
+    let is_pod_create = request.operation == "CREATE"
+        && kind.group.is_empty()
+        && kind.version == "v1"
+        && kind.kind == "Pod"
+        && request.sub_resource.as_deref().unwrap_or("").is_empty();
+    if !is_pod_create {
+        return Ok(Decision::Skip(SkipReason::NotPodCreate));
+    }
+    let opted_in = match namespace {
+        NamespaceFacts::TrustSelector => true,
+        NamespaceFacts::Labels(_) => namespace.label(&policy.keys.opt_in) == Some(OPT_IN_VALUE),
+    };
+    if !opted_in {
+        return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
+    }
+    let raw = request.object.ok_or(ObjectError::Missing)?;
+    let pod: Pod<'_> =
+        serde_json::from_str(raw.get()).map_err(|e| ObjectError::Invalid(e.to_string()))?;
+    decide_pod(policy, namespace, request, &pod)
+}
+
+/// The decision for a pod CREATE in an opted-in namespace.
+pub fn decide_pod<'p>(
+    policy: &'p Policy,
+    namespace: NamespaceFacts<'_>,
+    request: &AdmissionRequest<'_>,
+    pod: &Pod<'_>,
+) -> Result<Decision<'p>, ObjectError> {
+    let annotations = pod.metadata.annotations.as_ref();
+    if annotations.is_some_and(|a| a.get(MIRROR_POD_ANNOTATION).is_some()) {
+        return Ok(Decision::Skip(SkipReason::MirrorPod));
+    }
+    if !is_job_pod(policy, pod) {
+        return Ok(Decision::Skip(SkipReason::NotJobPod));
+    }
+    let (chosen, mut warnings) = class::choose(policy, namespace, request, pod);
+    let overrides = match overrides::read(policy, chosen.class, pod) {
+        Ok(o) => o,
+        Err(denied) => {
+            return Ok(Decision::Deny {
+                chosen,
+                pod: pod_name(pod),
+                message: denied.message,
+                overrides: denied.records,
+            });
+        }
+    };
+    warnings.extend(overrides.warnings.iter().cloned());
+
+    let mut patch = Patch::default();
+    class::audit_annotations(policy, chosen.class, pod, &mut patch);
+    if let Err(message) = resources::apply(chosen.class, &overrides, pod, &mut patch, &mut warnings)
+    {
+        return Ok(Decision::Deny {
+            chosen,
+            pod: pod_name(pod),
+            message,
+            overrides: overrides.records,
+        });
+    }
+    scheduling::apply(chosen.class, pod, &mut patch, &mut warnings);
+    if !overrides.docker_disabled {
+        docker::apply(policy, pod, &mut patch, &mut warnings);
+    }
+    Ok(Decision::Allow(Mutation {
+        chosen,
+        pod: pod_name(pod),
+        patch,
+        warnings,
+        overrides: overrides.records,
+    }))
+}
+
+/// The policy's job-pod test: all listed containers present, or the runner label set.
+fn is_job_pod(policy: &Policy, pod: &Pod<'_>) -> bool {
+    let test = &policy.job_pods;
+    let names: Vec<&str> = pod
+        .spec
+        .containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_ref())
+        .collect();
+    let has_containers = test
+        .containers
+        .iter()
+        .all(|want| names.contains(&want.as_str()));
+    let has_label = test.or_label.as_deref().is_some_and(|label| {
+        pod.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.get(label).is_some())
+    });
+    has_containers || has_label
+}
+
+/// The pod's name, or its generateName (runners up to 16.1 leave the name empty).
+fn pod_name(pod: &Pod<'_>) -> String {
+    let meta = &pod.metadata;
+    match (meta.name.as_deref(), meta.generate_name.as_deref()) {
+        (Some(name), _) if !name.is_empty() => name.to_string(),
+        (_, Some(generate)) => generate.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Shortens untrusted text for messages: annotation values can be a megabyte.
+pub(crate) fn shorten(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.chars().count() <= MAX {
+        format!("{s:?}")
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head:?}… ({} bytes)", s.len())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,256 @@
+//! `DOCKER_HOST` for the node Docker daemon, in the target containers (default
+//! `build`), unless the container already sets it or the job opted out.
+//!
+//! Socket mode mounts the socket's *directory* from the host, not the socket file: a
+//! bind-mounted socket file keeps pointing at the old inode when the daemon restarts
+//! and recreates it, and a missing file would be created by the kubelet as an empty
+//! directory in its place. The mount is read-only, which does not stop connecting
+//! to the socket but does stop a job from deleting or replacing it.
+
+use serde_json::{Value, json};
+
+use super::patch::{Parent, Patch};
+use super::view::{Container, Pod};
+use crate::policy::{DockerMode, Policy};
+
+const DOCKER_HOST: &str = "DOCKER_HOST";
+const NODE_IP: &str = "NODE_IP";
+const HOST_IP_FIELD: &str = "status.hostIP";
+
+pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings: &mut Vec<String>) {
+    let Some(containers) = pod.spec.containers.as_deref() else {
+        return;
+    };
+    let mut volumes = Volumes::new(pod);
+    for (index, container) in containers.iter().enumerate() {
+        if !policy
+            .docker
+            .containers
+            .iter()
+            .any(|c| *c == container.name)
+            || has_env(container, DOCKER_HOST)
+        {
+            continue;
+        }
+        match &policy.docker.mode {
+            DockerMode::Off => {}
+            DockerMode::Socket {
+                socket_path,
+                socket_dir,
+                volume_name,
+            } => {
+                match mounted_at(container, socket_dir) {
+                    Some(m) if volumes.is_host_path(m, socket_dir) => {}
+                    Some(m) => {
+                        warnings.push(taken(container, socket_dir, m));
+                        continue;
+                    }
+                    None => {
+                        let Some(volume) = volumes.host_path(volume_name, socket_dir, warnings)
+                        else {
+                            continue;
+                        };
+                        add_mount(patch, index, container, &volume, socket_dir);
+                    }
+                }
+                env(
+                    patch,
+                    index,
+                    container,
+                    vec![json!({"name": DOCKER_HOST, "value": format!("unix://{socket_path}")})],
+                );
+            }
+            DockerMode::Tcp { port, tls } => {
+                let mut vars = Vec::new();
+                match env_value_from_host_ip(container) {
+                    Some(true) => {}
+                    Some(false) => {
+                        warnings.push(format!(
+                            "{}: {NODE_IP} is already set to something other than the node IP; {DOCKER_HOST} not set",
+                            container.name
+                        ));
+                        continue;
+                    }
+                    None => vars.push(json!({"name": NODE_IP, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": HOST_IP_FIELD}}})),
+                }
+                // NODE_IP must come before DOCKER_HOST for $(NODE_IP) to expand.
+                vars.push(
+                    json!({"name": DOCKER_HOST, "value": format!("tcp://$({NODE_IP}):{port}")}),
+                );
+                if let Some(tls) = tls {
+                    match mounted_at(container, &tls.mount_path) {
+                        Some(m) if volumes.is_secret(m, &tls.secret_name) => {}
+                        Some(m) => {
+                            warnings.push(taken(container, &tls.mount_path, m));
+                            continue;
+                        }
+                        None => {
+                            let Some(volume) =
+                                volumes.secret(&tls.volume_name, &tls.secret_name, warnings)
+                            else {
+                                continue;
+                            };
+                            add_mount(patch, index, container, &volume, &tls.mount_path);
+                        }
+                    }
+                    if !has_env(container, "DOCKER_TLS_VERIFY") {
+                        vars.push(json!({"name": "DOCKER_TLS_VERIFY", "value": "1"}));
+                    }
+                    if !has_env(container, "DOCKER_CERT_PATH") {
+                        vars.push(json!({"name": "DOCKER_CERT_PATH", "value": tls.mount_path}));
+                    }
+                }
+                env(patch, index, container, vars);
+            }
+        }
+    }
+    volumes.emit(patch);
+}
+
+fn has_env(container: &Container<'_>, name: &str) -> bool {
+    container.env.iter().flatten().any(|e| e.name == name)
+}
+
+/// `Some(true)` if NODE_IP is the node IP, `Some(false)` if it is something else.
+fn env_value_from_host_ip(container: &Container<'_>) -> Option<bool> {
+    let var = container.env.iter().flatten().find(|e| e.name == NODE_IP)?;
+    Some(
+        var.value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .is_some_and(|f| f.field_path == HOST_IP_FIELD),
+    )
+}
+
+fn env(patch: &mut Patch, index: usize, container: &Container<'_>, vars: Vec<Value>) {
+    let index = index.to_string();
+    patch.append(
+        &["spec", "containers", &index, "env"],
+        Parent::of(&container.env),
+        vars,
+    );
+}
+
+/// The volume mounted at `path` in the container, if any.
+fn mounted_at<'c>(container: &'c Container<'_>, path: &str) -> Option<&'c str> {
+    let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+    mounts
+        .iter()
+        .find(|m| m.mount_path == path)
+        .map(|m| m.name.as_ref())
+}
+
+fn taken(container: &Container<'_>, path: &str, volume: &str) -> String {
+    format!(
+        "{}: {path} is already mounted from volume {}; {DOCKER_HOST} not set",
+        container.name,
+        super::shorten(volume)
+    )
+}
+
+/// A read-only mount: connecting to a socket works through it, replacing it does not.
+fn add_mount(patch: &mut Patch, index: usize, container: &Container<'_>, volume: &str, path: &str) {
+    let index = index.to_string();
+    patch.append(
+        &["spec", "containers", &index, "volumeMounts"],
+        Parent::of(&container.volume_mounts),
+        vec![json!({"name": volume, "mountPath": path, "readOnly": true})],
+    );
+}
+
+/// The pod's volumes, plus the ones this webhook adds (each at most once).
+struct Volumes<'a, 'p> {
+    pod: &'a Pod<'p>,
+    added: Vec<Value>,
+}
+
+impl<'a, 'p> Volumes<'a, 'p> {
+    fn new(pod: &'a Pod<'p>) -> Self {
+        Volumes {
+            pod,
+            added: Vec::new(),
+        }
+    }
+
+    fn existing(&self) -> &[super::view::Volume<'p>] {
+        self.pod.spec.volumes.as_deref().unwrap_or_default()
+    }
+
+    fn is_host_path(&self, name: &str, dir: &str) -> bool {
+        self.existing().iter().any(|v| {
+            v.name == name
+                && v.host_path
+                    .as_ref()
+                    .is_some_and(|h| h.path.trim_end_matches('/') == dir)
+        }) || self
+            .added
+            .iter()
+            .any(|v| v["name"] == name && v["hostPath"]["path"] == dir)
+    }
+
+    fn is_secret(&self, name: &str, secret: &str) -> bool {
+        self.existing().iter().any(|v| {
+            v.name == name
+                && v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret)
+        }) || self
+            .added
+            .iter()
+            .any(|v| v["name"] == name && v["secret"]["secretName"] == secret)
+    }
+
+    fn name_taken(&self, name: &str) -> bool {
+        self.existing().iter().any(|v| v.name == name)
+            || self.added.iter().any(|v| v["name"] == name)
+    }
+
+    /// The name of a hostPath volume for `dir`: an existing one, or a new one.
+    fn host_path(&mut self, name: &str, dir: &str, warnings: &mut Vec<String>) -> Option<String> {
+        if let Some(v) = self.existing().iter().find(|v| {
+            v.host_path
+                .as_ref()
+                .is_some_and(|h| h.path.trim_end_matches('/') == dir)
+        }) {
+            return Some(v.name.to_string());
+        }
+        if self.added.iter().any(|v| v["name"] == name) {
+            return Some(name.to_string());
+        }
+        if self.name_taken(name) {
+            warnings.push(format!(
+                "volume {name} already exists and is not the node Docker daemon's directory {dir}; {DOCKER_HOST} not set"
+            ));
+            return None;
+        }
+        self.added
+            .push(json!({"name": name, "hostPath": {"path": dir, "type": "DirectoryOrCreate"}}));
+        Some(name.to_string())
+    }
+
+    /// The name of a Secret volume for `secret`: an existing one, or a new one.
+    fn secret(&mut self, name: &str, secret: &str, warnings: &mut Vec<String>) -> Option<String> {
+        if let Some(v) = self
+            .existing()
+            .iter()
+            .find(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret))
+        {
+            return Some(v.name.to_string());
+        }
+        if self.added.iter().any(|v| v["name"] == name) {
+            return Some(name.to_string());
+        }
+        if self.name_taken(name) {
+            warnings.push(format!(
+                "volume {name} already exists and is not the Secret {secret}; {DOCKER_HOST} not set"
+            ));
+            return None;
+        }
+        self.added
+            .push(json!({"name": name, "secret": {"secretName": secret}}));
+        Some(name.to_string())
+    }
+
+    fn emit(self, patch: &mut Patch) {
+        let state = Parent::of(&self.pod.spec.volumes);
+        patch.append(&["spec", "volumes"], state, self.added);
+    }
+}

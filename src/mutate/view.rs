@@ -1,0 +1,304 @@
+//! A read-only, borrowed view of the parts of an AdmissionRequest and its Pod that the
+//! core reads. Everything else in the request is skipped, never modelled: the answer
+//! is a list of targeted patch operations, so fields this view does not know are kept
+//! by construction (and parsing stays cheap on a 20 KB job pod).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+/// The `request` of an AdmissionReview.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest<'a> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub kind: GroupVersionKind<'a>,
+    #[serde(borrow, default)]
+    pub sub_resource: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    /// Authoritative namespace of the request (not the object's metadata).
+    #[serde(borrow, default)]
+    pub namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub operation: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub user_info: UserInfo<'a>,
+    /// The object, kept raw until we know it is a Pod: other kinds are never parsed.
+    #[serde(borrow, default)]
+    pub object: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupVersionKind<'a> {
+    #[serde(borrow, default)]
+    pub group: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub version: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub kind: Cow<'a, str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserInfo<'a> {
+    #[serde(borrow, default)]
+    pub username: Cow<'a, str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Pod<'a> {
+    #[serde(borrow, default)]
+    pub metadata: ObjectMeta<'a>,
+    #[serde(borrow, default)]
+    pub spec: PodSpec<'a>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta<'a> {
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub generate_name: Option<Cow<'a, str>>,
+    /// `None` when absent or `null`: a patch must then create the map.
+    #[serde(borrow, default)]
+    pub labels: Option<StrMap<'a>>,
+    #[serde(borrow, default)]
+    pub annotations: Option<StrMap<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec<'a> {
+    #[serde(borrow, default)]
+    pub containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow, default)]
+    pub init_containers: Option<Vec<Container<'a>>>,
+    #[serde(borrow, default)]
+    pub volumes: Option<Vec<Volume<'a>>>,
+    #[serde(borrow, default)]
+    pub node_selector: Option<StrMap<'a>>,
+    #[serde(borrow, default)]
+    pub tolerations: Option<Vec<Toleration<'a>>>,
+    #[serde(borrow, default)]
+    pub runtime_class_name: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub env: Option<Vec<EnvVar<'a>>>,
+    #[serde(borrow, default)]
+    pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
+    #[serde(borrow, default)]
+    pub resources: Option<Resources<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub value: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub value_from: Option<EnvVarSource<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource<'a> {
+    #[serde(borrow, default)]
+    pub field_ref: Option<FieldRef<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldRef<'a> {
+    #[serde(borrow, default)]
+    pub field_path: Cow<'a, str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount<'a> {
+    #[serde(borrow, default)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub mount_path: Cow<'a, str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub host_path: Option<HostPath<'a>>,
+    #[serde(borrow, default)]
+    pub secret: Option<SecretVolume<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HostPath<'a> {
+    #[serde(borrow, default)]
+    pub path: Cow<'a, str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVolume<'a> {
+    #[serde(borrow, default)]
+    pub secret_name: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Resources<'a> {
+    #[serde(borrow, default)]
+    pub limits: Option<QuantityMap<'a>>,
+    #[serde(borrow, default)]
+    pub requests: Option<QuantityMap<'a>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Toleration<'a> {
+    #[serde(borrow, default)]
+    pub key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub operator: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub value: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub effect: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub toleration_seconds: Option<i64>,
+}
+
+/// A JSON object of strings (labels, annotations, nodeSelector), in document order.
+/// Lookups take the last duplicate, as the API server's decoder does.
+#[derive(Debug, Default)]
+pub struct StrMap<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'a> StrMap<'a> {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for StrMap<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = StrMap<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of strings")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((k, v)) = map.next_entry::<Borrowed<'a>, Borrowed<'a>>()? {
+                    out.push((k.0, v.0));
+                }
+                Ok(StrMap(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// `resources.limits` / `resources.requests`: resource name → quantity text. The API
+/// server's Quantity accepts JSON numbers as well as strings, so this does too.
+#[derive(Debug, Default)]
+pub struct QuantityMap<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'a> QuantityMap<'a> {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for QuantityMap<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = QuantityMap<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of quantities")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((k, v)) = map.next_entry::<Borrowed<'a>, QuantityText<'a>>()? {
+                    out.push((k.0, v.0));
+                }
+                Ok(QuantityMap(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+/// A string borrowed from the input when it has no escapes.
+struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Cow::<'a, str>::deserialize(d).map(Borrowed)
+    }
+}
+
+/// The text of a quantity given as a JSON string or number.
+struct QuantityText<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for QuantityText<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = QuantityText<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a quantity (string or number)")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(QuantityText(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(QuantityText(Cow::Owned(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(QuantityText(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(QuantityText(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                if v.is_finite() {
+                    Ok(QuantityText(Cow::Owned(v.to_string())))
+                } else {
+                    Err(E::custom("a quantity must be a finite number"))
+                }
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// Skips a value of any shape; used where only presence matters.
+pub type Ignored = IgnoredAny;
