@@ -10,6 +10,7 @@
 
 pub mod admission;
 pub mod cli;
+pub mod explain;
 pub mod mutate;
 pub mod policy;
 pub mod quantity;

@@ -169,14 +169,13 @@ pub(super) fn read(
     for resource in [ResourceName::Cpu, ResourceName::Memory] {
         if let (Some(request), Some(limit)) =
             (out.requests.get(&resource), out.limits.get(&resource))
+            && request > limit
         {
-            if request > limit {
-                errors.push(format!(
-                    "annotations {p}/{r}-request ({request}) and {p}/{r}-limit ({limit}): the request must not exceed the limit",
-                    p = policy.prefix,
-                    r = resource.as_str()
-                ));
-            }
+            errors.push(format!(
+                "annotations {p}/{r}-request ({request}) and {p}/{r}-limit ({limit}): the request must not exceed the limit",
+                p = policy.prefix,
+                r = resource.as_str()
+            ));
         }
     }
     if errors.is_empty() {

@@ -144,23 +144,23 @@ fn plan(
             (None, Some((q, _))) => Some(clamp(*q, Section::Requests, warnings)),
             (None, None) => role_resources.requests.get(&resource).copied(),
         };
-        if let (Some(r), Some(l)) = (request, limit) {
-            if r > l {
-                if ov_request.is_some() && ov_limit.is_none() {
-                    // The job asked for a larger request (already within the ceiling):
-                    // the limit follows it rather than the request being ignored.
+        if let (Some(r), Some(l)) = (request, limit)
+            && r > l
+        {
+            if ov_request.is_some() && ov_limit.is_none() {
+                // The job asked for a larger request (already within the ceiling):
+                // the limit follows it rather than the request being ignored.
+                warnings.push(format!(
+                    "{name}: limits.{key} raised to {r} to match the requested {key}"
+                ));
+                limit = Some(r);
+            } else {
+                if ov_request.is_some() || ex_request.is_some() {
                     warnings.push(format!(
-                        "{name}: limits.{key} raised to {r} to match the requested {key}"
+                        "{name}: requests.{key} {r} lowered to its limit {l}"
                     ));
-                    limit = Some(r);
-                } else {
-                    if ov_request.is_some() || ex_request.is_some() {
-                        warnings.push(format!(
-                            "{name}: requests.{key} {r} lowered to its limit {l}"
-                        ));
-                    }
-                    request = Some(l);
                 }
+                request = Some(l);
             }
         }
         push_edit(&mut edits, Section::Limits, key, ex_limit, limit);

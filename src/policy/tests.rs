@@ -41,7 +41,13 @@ fn q(s: &str) -> Quantity {
 #[test]
 fn embedded_default_policy_reproduces_the_design_table() {
     // DESIGN.md section 1: class → (CPU limit, memory limit, GPUs default, GPUs max).
-    let table: [(&str, Option<&str>, &str, Option<(u32, u32)>); 6] = [
+    type Row = (
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+        Option<(u32, u32)>,
+    );
+    let table: [Row; 6] = [
         ("k8srunner", Some("5"), "10Gi", None),
         ("k8srunner-large", None, "32Gi", None),
         ("k8srunner-xlarge", None, "128Gi", None),

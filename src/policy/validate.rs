@@ -506,30 +506,30 @@ impl Validator<'_> {
         }
         // Cross-checks: request within its limit, both within the class ceiling.
         for (name, request) in &requests {
-            if let Some(Limit::Set(limit)) = limits.get(name) {
-                if request > limit {
-                    let at = request_span(raw, *name);
-                    self.problem_at(at, format!("{what}.requests.{name}: {request} is above the limit {limit}; a request must not exceed its limit"));
-                }
+            if let Some(Limit::Set(limit)) = limits.get(name)
+                && request > limit
+            {
+                let at = request_span(raw, *name);
+                self.problem_at(at, format!("{what}.requests.{name}: {request} is above the limit {limit}; a request must not exceed its limit"));
             }
         }
         for (name, ceiling) in max {
-            if let Some(request) = requests.get(name) {
-                if request > ceiling {
-                    self.problem_at(request_span(raw, *name), format!("{what}.requests.{name}: {request} is above the class ceiling max.{name} {ceiling}"));
-                }
+            if let Some(request) = requests.get(name)
+                && request > ceiling
+            {
+                self.problem_at(request_span(raw, *name), format!("{what}.requests.{name}: {request} is above the class ceiling max.{name} {ceiling}"));
             }
-            if let Some(Limit::Set(limit)) = limits.get(name) {
-                if limit > ceiling {
-                    let at = limit_fields(raw_limits)
-                        .into_iter()
-                        .find(|(n, _)| n == name)
-                        .and_then(|(_, f)| {
-                            f.0.as_ref()
-                                .map(|s| (s.referenced.line(), s.referenced.column()))
-                        });
-                    self.problem_at(at, format!("{what}.limits.{name}: {limit} is above the class ceiling max.{name} {ceiling}"));
-                }
+            if let Some(Limit::Set(limit)) = limits.get(name)
+                && limit > ceiling
+            {
+                let at = limit_fields(raw_limits)
+                    .into_iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, f)| {
+                        f.0.as_ref()
+                            .map(|s| (s.referenced.line(), s.referenced.column()))
+                    });
+                self.problem_at(at, format!("{what}.limits.{name}: {limit} is above the class ceiling max.{name} {ceiling}"));
             }
         }
         RoleResources { requests, limits }
