@@ -5,11 +5,13 @@
 //! - [`quantity`]: Kubernetes resource quantities, parsed and compared exactly;
 //! - [`policy`]: the policy file, validated once into a [`policy::Policy`];
 //! - [`mutate`]: the pure core, one AdmissionRequest in, one decision out;
+//! - [`namespaces`]: namespace labels mirrored from the cluster by a watch;
 //! - [`admission`]: the AdmissionReview wire format around the core;
 //! - [`cli`]: the command line.
 
 pub mod admission;
 pub mod cli;
 pub mod mutate;
+pub mod namespaces;
 pub mod policy;
 pub mod quantity;
