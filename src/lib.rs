@@ -5,6 +5,7 @@
 //! - [`quantity`]: Kubernetes resource quantities, parsed and compared exactly;
 //! - [`policy`]: the policy file, validated once into a [`policy::Policy`];
 //! - [`mutate`]: the pure core, one AdmissionRequest in, one decision out;
+//! - [`namespaces`]: namespace labels mirrored from the cluster by a watch;
 //! - [`admission`]: the AdmissionReview wire format around the core;
 //! - [`cli`]: the command line.
 
@@ -12,5 +13,6 @@ pub mod admission;
 pub mod cli;
 pub mod explain;
 pub mod mutate;
+pub mod namespaces;
 pub mod policy;
 pub mod quantity;
