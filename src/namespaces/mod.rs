@@ -41,6 +41,16 @@ pub enum NamespaceLabels {
     Known(Arc<BTreeMap<String, String>>),
 }
 
+impl NamespaceLabels {
+    /// The borrowed view the pure core takes.
+    pub fn as_facts(&self) -> crate::mutate::NamespaceFacts<'_> {
+        match self {
+            NamespaceLabels::TrustSelector => crate::mutate::NamespaceFacts::TrustSelector,
+            NamespaceLabels::Known(labels) => crate::mutate::NamespaceFacts::Labels(labels),
+        }
+    }
+}
+
 /// The `--kube` flag: where namespace labels may come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum KubeMode {
