@@ -411,6 +411,28 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "invalid-cpu-request",
+            fixture: "gitlab-runner-17.9-job-pod.json",
+            runner: Some("k8srunner"),
+            annotations: &[("ci.skao.int/cpu-request", "2 cores")],
+            namespace_labels: None,
+            strip_resources: false,
+            check: |g| {
+                assert!(g.denial().contains("ci.skao.int/cpu-request: \"2 cores\" is not a valid quantity; use a Kubernetes quantity such as 500m or 2"))
+            },
+        },
+        Case {
+            name: "invalid-memory-limit",
+            fixture: "gitlab-runner-17.9-job-pod.json",
+            runner: Some("k8srunner"),
+            annotations: &[("ci.skao.int/memory-limit", "8GB")],
+            namespace_labels: None,
+            strip_resources: false,
+            check: |g| {
+                assert!(g.denial().contains("ci.skao.int/memory-limit: \"8GB\" is not a valid quantity; use a Kubernetes quantity such as 512Mi or 4Gi"))
+            },
+        },
+        Case {
             name: "invalid-gpus",
             fixture: "gitlab-runner-17.9-job-pod.json",
             runner: Some("ska-k8srunner-dp-gpu-a100"),
