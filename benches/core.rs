@@ -47,7 +47,9 @@ fn fixture(name: &str) -> Value {
 
 fn respond(policy: &Policy, facts: NamespaceFacts<'_>, body: &[u8]) -> Vec<u8> {
     let review = admission::parse(body).expect("readable");
-    admission::answer(policy, facts, &review).expect("answer").body
+    admission::answer(policy, facts, &review)
+        .expect("answer")
+        .body
 }
 
 fn benches(c: &mut Criterion) {
@@ -57,8 +59,13 @@ fn benches(c: &mut Criterion) {
 
     let job = review(fixture("gitlab-runner-16.5-job-pod.json"));
     let mut gpu_pod = fixture("gitlab-runner-17.9-job-pod.json");
-    gpu_pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] = json!("ska-k8srunner-dp-gpu-a100");
-    for (k, v) in [("ci.skao.int/gpus", "2"), ("ci.skao.int/cpu-limit", "16"), ("ci.skao.int/memory-request", "6Gi")] {
+    gpu_pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] =
+        json!("ska-k8srunner-dp-gpu-a100");
+    for (k, v) in [
+        ("ci.skao.int/gpus", "2"),
+        ("ci.skao.int/cpu-limit", "16"),
+        ("ci.skao.int/memory-request", "6Gi"),
+    ] {
         gpu_pod["metadata"]["annotations"][k] = json!(v);
     }
     let gpu = review(gpu_pod);
@@ -69,15 +76,33 @@ fn benches(c: &mut Criterion) {
     }));
 
     let cases: [(&str, &[u8], NamespaceFacts<'_>); 4] = [
-        ("a_job_pod_16.5_mutated", &job, NamespaceFacts::Labels(&opted_in)),
-        ("b_job_pod_not_opted_in", &job, NamespaceFacts::Labels(&not_opted_in)),
-        ("c_small_non_job_pod", &small, NamespaceFacts::Labels(&opted_in)),
-        ("d_gpu_pod_with_overrides", &gpu, NamespaceFacts::Labels(&opted_in)),
+        (
+            "a_job_pod_16.5_mutated",
+            &job,
+            NamespaceFacts::Labels(&opted_in),
+        ),
+        (
+            "b_job_pod_not_opted_in",
+            &job,
+            NamespaceFacts::Labels(&not_opted_in),
+        ),
+        (
+            "c_small_non_job_pod",
+            &small,
+            NamespaceFacts::Labels(&opted_in),
+        ),
+        (
+            "d_gpu_pod_with_overrides",
+            &gpu,
+            NamespaceFacts::Labels(&opted_in),
+        ),
     ];
     let mut group = c.benchmark_group("review");
     for (name, body, facts) in cases {
         group.throughput(Throughput::Bytes(body.len() as u64));
-        group.bench_function(name, |b| b.iter(|| respond(&policy, facts, black_box(body))));
+        group.bench_function(name, |b| {
+            b.iter(|| respond(&policy, facts, black_box(body)))
+        });
     }
     group.finish();
 }
