@@ -111,18 +111,12 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
 }
 
 fn has_env(container: &Container<'_>, name: &str) -> bool {
-    container.env.iter().flatten().any(|e| e.name == name)
+    container.env.as_ref().is_some_and(|e| e.has(name))
 }
 
 /// `Some(true)` if NODE_IP is the node IP, `Some(false)` if it is something else.
 fn env_value_from_host_ip(container: &Container<'_>) -> Option<bool> {
-    let var = container.env.iter().flatten().find(|e| e.name == NODE_IP)?;
-    Some(
-        var.value_from
-            .as_ref()
-            .and_then(|v| v.field_ref.as_ref())
-            .is_some_and(|f| f.field_path == HOST_IP_FIELD),
-    )
+    container.env.as_ref()?.is_host_ip(NODE_IP)
 }
 
 fn env(patch: &mut Patch, index: usize, container: &Container<'_>, vars: Vec<Value>) {

@@ -1317,11 +1317,15 @@ fn an_unreadable_object_is_an_error_not_a_decision() {
 fn a_pod_without_a_spec_is_not_a_job_pod_even_with_the_runner_label() {
     // fuzz/artifacts/review/crash-87a8c409…: the ops under /spec had no parent.
     for spec in [None, Some(Value::Null)] {
-        let mut pod = json!({"metadata": {"labels": {"manager.runner.gitlab.com/name": "k8srunner"}}});
+        let mut pod =
+            json!({"metadata": {"labels": {"manager.runner.gitlab.com/name": "k8srunner"}}});
         if let Some(s) = spec {
             pod["spec"] = s;
         }
-        assert!(matches!(run(&pod), Out::Skip(SkipReason::NotJobPod)), "{pod}");
+        assert!(
+            matches!(run(&pod), Out::Skip(SkipReason::NotJobPod)),
+            "{pod}"
+        );
     }
 }
 
@@ -1333,6 +1337,9 @@ fn a_pod_without_metadata_gets_its_annotations_added_whole() {
             pod["metadata"] = m;
         }
         let out = run(&pod);
-        assert_eq!(out.pod()["metadata"]["annotations"]["ci.skao.int/class"], "k8srunner");
+        assert_eq!(
+            out.pod()["metadata"]["annotations"]["ci.skao.int/class"],
+            "k8srunner"
+        );
     }
 }

@@ -124,37 +124,96 @@ pub struct PodSpec<'a> {
 pub struct Container<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub env: Option<Vec<EnvVar<'a>>>,
+    #[serde(default)]
+    pub env: Option<Env>,
     #[serde(borrow, default)]
     pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
     #[serde(borrow, default)]
     pub resources: Option<Resources<'a>>,
 }
 
+/// A container's env, reduced to what the core reads: which of a few variables are
+/// set, and whether each comes from the node's IP. A CI job container carries a hundred
+/// variables; keeping them all would be most of the cost of reading a pod.
+#[derive(Debug, Default)]
+pub struct Env {
+    /// (name, defined as `valueFrom.fieldRef.fieldPath: status.hostIP`)
+    watched: Vec<(&'static str, bool)>,
+}
+
+/// The variables [`Env`] keeps track of.
+pub const WATCHED_ENV: [&str; 4] = [
+    "DOCKER_HOST",
+    "NODE_IP",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+];
+
+impl Env {
+    /// Whether `name` (one of [`WATCHED_ENV`]) is set.
+    pub fn has(&self, name: &str) -> bool {
+        debug_assert!(WATCHED_ENV.contains(&name), "{name} is not watched");
+        self.watched.iter().any(|(n, _)| *n == name)
+    }
+
+    /// For a set variable: whether it is the node's IP from the downward API.
+    pub fn is_host_ip(&self, name: &str) -> Option<bool> {
+        debug_assert!(WATCHED_ENV.contains(&name), "{name} is not watched");
+        self.watched
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, host_ip)| *host_ip)
+    }
+}
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EnvVisitor;
+        impl<'de> Visitor<'de> for EnvVisitor {
+            type Value = Env;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of environment variables")
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Env, A::Error> {
+                let mut env = Env::default();
+                while let Some(var) = seq.next_element::<EnvVar<'de>>()? {
+                    if let Some(name) = WATCHED_ENV.iter().find(|w| **w == var.name) {
+                        let host_ip = var
+                            .value_from
+                            .and_then(|v| v.field_ref)
+                            .is_some_and(|f| f.field_path == "status.hostIP");
+                        env.watched.push((name, host_ip));
+                    }
+                }
+                Ok(env)
+            }
+        }
+        d.deserialize_seq(EnvVisitor)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EnvVar<'a> {
+struct EnvVar<'a> {
     #[serde(borrow)]
-    pub name: Cow<'a, str>,
+    name: Cow<'a, str>,
     #[serde(borrow, default)]
-    pub value: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub value_from: Option<EnvVarSource<'a>>,
+    value_from: Option<EnvVarSource<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct EnvVarSource<'a> {
+struct EnvVarSource<'a> {
     #[serde(borrow, default)]
-    pub field_ref: Option<FieldRef<'a>>,
+    field_ref: Option<FieldRef<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FieldRef<'a> {
+struct FieldRef<'a> {
     #[serde(borrow, default)]
-    pub field_path: Cow<'a, str>,
+    field_path: Cow<'a, str>,
 }
 
 #[derive(Debug, Deserialize)]
