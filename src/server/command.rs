@@ -1,0 +1,112 @@
+//! The `serve` command: logs, development certificates, runtime, signals, server.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+use super::config::{KubeMode, LogFormat, ServeArgs};
+use super::namespaces::Namespaces;
+use super::{Server, signal};
+use crate::certs;
+
+/// Exit code after a second signal cut the drain short (128 + SIGINT, as shells do).
+const ABORTED: u8 = 130;
+
+/// Runs the server until a signal; returns once it has drained.
+pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let _logs = init_logging(&args.log_level, args.log_format)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting ci-pod-webhook"
+    );
+
+    let (tls_cert, tls_key) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => {
+            let dir = args.cert_dir();
+            certs::write_dev_certs(&dir).context("cannot write the development certificate")?;
+            let ca = dir.join(certs::CA_CERT);
+            tracing::info!(
+                cert_dir = %dir.display(),
+                ca = %ca.display(),
+                "no --tls-cert: generated a development certificate for localhost and 127.0.0.1; \
+                 trust it with: curl --cacert {} https://localhost:{}/mutate",
+                ca.display(),
+                args.listen.port(),
+            );
+            (dir.join(certs::TLS_CERT), dir.join(certs::TLS_KEY))
+        }
+    };
+
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime.block_on(async {
+        let settings = args.settings(tls_cert, tls_key, namespaces(args.kube));
+        let server = Server::bind(settings).await?;
+        let active = server.policy();
+        tracing::info!(
+            webhook = %server.webhook_addr(),
+            admin = %server.admin_addr(),
+            policy = %active.policy.origin,
+            policy_hash = %active.policy.hash,
+            workers,
+            "listening"
+        );
+        let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
+        tokio::select! {
+            () = server.run(first) => Ok::<_, anyhow::Error>(ExitCode::SUCCESS),
+            () = second => Ok(ExitCode::from(ABORTED)),
+        }
+    })?;
+    // Connections a second signal cut short are not waited for.
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+/// The namespace source for `--kube`.
+// The cluster watcher is not wired in yet: both modes trust the namespaceSelector.
+fn namespaces(mode: KubeMode) -> Namespaces {
+    match mode {
+        KubeMode::Off => tracing::info!(
+            kube = "off",
+            "no namespace watcher: every namespace counts as opted in with no class label \
+             (trusting the webhook configuration's namespaceSelector)"
+        ),
+        KubeMode::Auto => tracing::warn!(
+            kube = "auto",
+            "namespace watcher not available in this build: every namespace counts as opted \
+             in with no class label (trusting the webhook configuration's namespaceSelector)"
+        ),
+    }
+    Namespaces::TrustSelector
+}
+
+/// Logs to stdout through a background writer, so that a slow log pipe never blocks a
+/// review; the guard flushes what is left when `serve` returns.
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<WorkerGuard> {
+    let filter = EnvFilter::try_new(filter).with_context(|| format!("--log-level {filter:?}"))?;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    Ok(guard)
+}
