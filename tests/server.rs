@@ -352,6 +352,13 @@ async fn shutdown_drains_the_request_in_flight_and_closes_idle_connections() {
         .expect("connect");
     idle.review(&job_pod_review("before", "gitlab", |_| {}))
         .await;
+    let mut idle_h2 = client
+        .connect(server.webhook, Protocol::Http2)
+        .await
+        .expect("connect");
+    idle_h2
+        .review(&job_pod_review("before-h2", "gitlab", |_| {}))
+        .await;
 
     let mut busy = client
         .connect(server.webhook, Protocol::Http1)
@@ -383,6 +390,10 @@ async fn shutdown_drains_the_request_in_flight_and_closes_idle_connections() {
     tokio::time::timeout(Duration::from_secs(5), idle.closed)
         .await
         .expect("the idle keep-alive connection is closed promptly")
+        .expect("join");
+    tokio::time::timeout(Duration::from_secs(5), idle_h2.closed)
+        .await
+        .expect("the idle HTTP/2 connection gets GOAWAY and is closed")
         .expect("join");
     assert!(
         client
@@ -434,6 +445,27 @@ async fn the_drain_timeout_bounds_a_stuck_request() {
         in_flight.await.expect("join").is_err(),
         "the stuck request was cut off"
     );
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_ends_times_out_with_408() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |s| {
+        s.limits.request_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    let (_tx, body) = ChannelBody::pair();
+    let mut request = post("application/json", body);
+    request.headers_mut().insert("content-length", 1000.into());
+    let reply = tokio::time::timeout(PATIENCE, conn.send(request))
+        .await
+        .expect("answered at the request timeout")
+        .expect("a reply");
+    assert_eq!(reply.status, StatusCode::REQUEST_TIMEOUT);
 }
 
 #[tokio::test]

@@ -277,3 +277,93 @@ async fn connections_above_the_limit_wait_for_a_free_slot() {
         .review(&job_pod_review("second", "gitlab", |_| {}))
         .await;
 }
+
+#[tokio::test]
+async fn the_certs_command_makes_a_ca_and_a_serving_certificate_for_the_service() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use x509_parser::extensions::GeneralName;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("certs");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
+        .args([
+            "certs",
+            "--service",
+            "hook",
+            "--namespace",
+            "ci",
+            "--days",
+            "30",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run");
+    assert!(status.success());
+
+    for (file, mode) in [
+        ("ca.crt", 0o644),
+        ("ca.key", 0o600),
+        ("tls.crt", 0o644),
+        ("tls.key", 0o600),
+        ("ca-bundle.b64", 0o644),
+    ] {
+        let meta = std::fs::metadata(out.join(file)).expect(file);
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{file}");
+    }
+
+    let tls_pem = std::fs::read_to_string(out.join("tls.crt")).expect("read");
+    let der = leaf_der(&tls_pem);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("extension")
+        .expect("SANs present")
+        .value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            GeneralName::DNSName(dns) => (*dns).to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        sans,
+        [
+            "hook",
+            "hook.ci",
+            "hook.ci.svc",
+            "hook.ci.svc.cluster.local"
+        ]
+    );
+    let days =
+        (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
+    assert_eq!(days, 30, "30 days plus the hour of clock-skew margin");
+
+    let ca_pem = std::fs::read_to_string(out.join("ca.crt")).expect("read");
+    let bundle = std::fs::read_to_string(out.join("ca-bundle.b64")).expect("read");
+    assert_eq!(bundle.trim_end().lines().count(), 1, "caBundle is one line");
+    let decoded = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        bundle.trim_end(),
+    )
+    .expect("base64");
+    assert_eq!(decoded, ca_pem.as_bytes());
+
+    // The API server dials <service>.<namespace>.svc and checks the chain to caBundle.
+    let server = Running::start(settings(&out.join("tls.crt"), &out.join("tls.key"))).await;
+    let client = Client::trusting(&[&ca_pem]).expecting("hook.ci.svc");
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    conn.review(&job_pod_review("svc", "gitlab", |_| {})).await;
+    let wrong = Client::trusting(&[&ca_pem]).expecting("other.ci.svc");
+    assert!(
+        wrong
+            .connect(server.webhook, Protocol::Http1)
+            .await
+            .is_err()
+    );
+}

@@ -17,7 +17,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
-use tower_http::catch_panic::CatchPanicLayer;
+use prometheus_client::metrics::counter::Counter;
+use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
 
@@ -88,12 +89,27 @@ pub fn app(webhook: Arc<Webhook>, request_timeout: Duration) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
-        // Last resort: a panic is a bug, but the API server must still get an answer.
-        .layer(CatchPanicLayer::custom(move |_panic| {
-            panics.inc();
-            tracing::error!("panic while handling a request; answered 500");
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
-        }))
+        .layer(CatchPanicLayer::custom(PanicAnswer { panics }))
+}
+
+/// Last resort: a panic is a bug, but the API server must still get an answer (and
+/// `failurePolicy: Ignore` then lets the pod through), and someone must hear of it.
+#[derive(Clone, Debug)]
+pub struct PanicAnswer {
+    pub panics: Counter,
+}
+
+impl ResponseForPanic for PanicAnswer {
+    type ResponseBody = Body;
+
+    fn response_for_panic(
+        &mut self,
+        _panic: Box<dyn std::any::Any + Send + 'static>,
+    ) -> axum::http::Response<Body> {
+        self.panics.inc();
+        tracing::error!("panic while handling a request; answered 500");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+    }
 }
 
 /// Why a request could not be read as an AdmissionReview.

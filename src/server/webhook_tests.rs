@@ -122,3 +122,21 @@ async fn other_methods_get_405_and_other_paths_404() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_panic_is_answered_with_500_and_counted() {
+    let panics = prometheus_client::metrics::counter::Counter::default();
+    let router = Router::new()
+        .route("/boom", axum::routing::get(boom))
+        .layer(CatchPanicLayer::custom(PanicAnswer {
+            panics: panics.clone(),
+        }));
+    let request = Request::get("/boom").body(Body::empty()).expect("request");
+    let response = router.oneshot(request).await.expect("infallible");
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(panics.get(), 1);
+}
+
+async fn boom() -> &'static str {
+    panic!("a bug")
+}
