@@ -48,6 +48,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let code = runtime.block_on(async {
+        // First, so that a signal during start-up also ends in an orderly way.
+        let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
         let settings = args.settings(tls_cert, tls_key, namespaces(args.kube));
         let server = Server::bind(settings).await?;
         let active = server.policy();
@@ -59,7 +61,6 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             workers,
             "listening"
         );
-        let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
         tokio::select! {
             () = server.run(first) => Ok::<_, anyhow::Error>(ExitCode::SUCCESS),
             () = second => Ok(ExitCode::from(ABORTED)),
