@@ -5,6 +5,7 @@
 //! - [`quantity`]: Kubernetes resource quantities, parsed and compared exactly;
 //! - [`policy`]: the policy file, validated once into a [`policy::Policy`];
 //! - [`mutate`]: the pure core, one AdmissionRequest in, one decision out;
+//! - [`namespaces`]: namespace labels mirrored from the cluster by a watch;
 //! - [`admission`]: the AdmissionReview wire format around the core;
 //! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
 //! - [`metrics`]: the Prometheus metrics value;
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod explain;
 pub mod metrics;
 pub mod mutate;
+pub mod namespaces;
 pub mod policy;
 pub mod quantity;
 pub mod server;

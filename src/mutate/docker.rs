@@ -10,7 +10,7 @@
 use serde_json::{Value, json};
 
 use super::patch::{Parent, Patch};
-use super::view::{Container, Pod};
+use super::view::{Container, Pod, Volume};
 use crate::policy::{DockerMode, Policy};
 
 const DOCKER_HOST: &str = "DOCKER_HOST";
@@ -40,13 +40,14 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
                 volume_name,
             } => {
                 match mounted_at(container, socket_dir) {
-                    Some(m) if volumes.is_host_path(m, socket_dir) => {}
+                    Some(m) if volumes.is(m, Source::HostDir(socket_dir)) => {}
                     Some(m) => {
                         warnings.push(taken(container, socket_dir, m));
                         continue;
                     }
                     None => {
-                        let Some(volume) = volumes.host_path(volume_name, socket_dir, warnings)
+                        let Some(volume) =
+                            volumes.ensure(volume_name, Source::HostDir(socket_dir), warnings)
                         else {
                             continue;
                         };
@@ -79,15 +80,17 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
                 );
                 if let Some(tls) = tls {
                     match mounted_at(container, &tls.mount_path) {
-                        Some(m) if volumes.is_secret(m, &tls.secret_name) => {}
+                        Some(m) if volumes.is(m, Source::Secret(&tls.secret_name)) => {}
                         Some(m) => {
                             warnings.push(taken(container, &tls.mount_path, m));
                             continue;
                         }
                         None => {
-                            let Some(volume) =
-                                volumes.secret(&tls.volume_name, &tls.secret_name, warnings)
-                            else {
+                            let Some(volume) = volumes.ensure(
+                                &tls.volume_name,
+                                Source::Secret(&tls.secret_name),
+                                warnings,
+                            ) else {
                                 continue;
                             };
                             add_mount(patch, index, container, &volume, &tls.mount_path);
@@ -158,10 +161,50 @@ fn add_mount(patch: &mut Patch, index: usize, container: &Container<'_>, volume:
     );
 }
 
+/// What a volume the webhook needs must point at.
+#[derive(Clone, Copy)]
+enum Source<'s> {
+    /// A host directory (the node daemon's socket directory).
+    HostDir(&'s str),
+    /// A Secret (the Docker client certificates).
+    Secret(&'s str),
+}
+
+impl Source<'_> {
+    fn matches(&self, v: &Volume<'_>) -> bool {
+        match self {
+            Source::HostDir(dir) => v
+                .host_path
+                .as_ref()
+                .is_some_and(|h| h.path.trim_end_matches('/') == *dir),
+            Source::Secret(secret) => {
+                v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(*secret)
+            }
+        }
+    }
+
+    fn volume(&self, name: &str) -> Value {
+        match self {
+            Source::HostDir(dir) => {
+                json!({"name": name, "hostPath": {"path": dir, "type": "DirectoryOrCreate"}})
+            }
+            Source::Secret(secret) => json!({"name": name, "secret": {"secretName": secret}}),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Source::HostDir(dir) => format!("the node Docker daemon's directory {dir}"),
+            Source::Secret(secret) => format!("the Secret {secret}"),
+        }
+    }
+}
+
 /// The pod's volumes, plus the ones this webhook adds (each at most once).
 struct Volumes<'a, 'p> {
     pod: &'a Pod<'p>,
-    added: Vec<Value>,
+    /// (name, JSON) of each volume to add.
+    added: Vec<(String, Value)>,
 }
 
 impl<'a, 'p> Volumes<'a, 'p> {
@@ -172,85 +215,50 @@ impl<'a, 'p> Volumes<'a, 'p> {
         }
     }
 
-    fn existing(&self) -> &[super::view::Volume<'p>] {
+    fn existing(&self) -> &[Volume<'p>] {
         self.pod.spec.volumes.as_deref().unwrap_or_default()
     }
 
-    fn is_host_path(&self, name: &str, dir: &str) -> bool {
-        self.existing().iter().any(|v| {
-            v.name == name
-                && v.host_path
-                    .as_ref()
-                    .is_some_and(|h| h.path.trim_end_matches('/') == dir)
-        }) || self
-            .added
+    /// Whether volume `name` (existing or added) points at `source`.
+    fn is(&self, name: &str, source: Source<'_>) -> bool {
+        self.existing()
             .iter()
-            .any(|v| v["name"] == name && v["hostPath"]["path"] == dir)
+            .any(|v| v.name == name && source.matches(v))
+            || self
+                .added
+                .iter()
+                .any(|(n, v)| n == name && *v == source.volume(name))
     }
 
-    fn is_secret(&self, name: &str, secret: &str) -> bool {
-        self.existing().iter().any(|v| {
-            v.name == name
-                && v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret)
-        }) || self
-            .added
-            .iter()
-            .any(|v| v["name"] == name && v["secret"]["secretName"] == secret)
-    }
-
-    fn name_taken(&self, name: &str) -> bool {
-        self.existing().iter().any(|v| v.name == name)
-            || self.added.iter().any(|v| v["name"] == name)
-    }
-
-    /// The name of a hostPath volume for `dir`: an existing one, or a new one.
-    fn host_path(&mut self, name: &str, dir: &str, warnings: &mut Vec<String>) -> Option<String> {
-        if let Some(v) = self.existing().iter().find(|v| {
-            v.host_path
-                .as_ref()
-                .is_some_and(|h| h.path.trim_end_matches('/') == dir)
-        }) {
+    /// The name of a volume for `source`: an existing one, or a new one called `name`.
+    fn ensure(
+        &mut self,
+        name: &str,
+        source: Source<'_>,
+        warnings: &mut Vec<String>,
+    ) -> Option<String> {
+        if let Some(v) = self.existing().iter().find(|v| source.matches(v)) {
             return Some(v.name.to_string());
         }
-        if self.added.iter().any(|v| v["name"] == name) {
+        if self.is(name, source) {
             return Some(name.to_string());
         }
-        if self.name_taken(name) {
+        let taken = self.existing().iter().any(|v| v.name == name)
+            || self.added.iter().any(|(n, _)| n == name);
+        if taken {
             warnings.push(format!(
-                "volume {name} already exists and is not the node Docker daemon's directory {dir}; {DOCKER_HOST} not set"
+                "volume {name} already exists and is not {}; {DOCKER_HOST} not set",
+                source.describe()
             ));
             return None;
         }
-        self.added
-            .push(json!({"name": name, "hostPath": {"path": dir, "type": "DirectoryOrCreate"}}));
-        Some(name.to_string())
-    }
-
-    /// The name of a Secret volume for `secret`: an existing one, or a new one.
-    fn secret(&mut self, name: &str, secret: &str, warnings: &mut Vec<String>) -> Option<String> {
-        if let Some(v) = self
-            .existing()
-            .iter()
-            .find(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(secret))
-        {
-            return Some(v.name.to_string());
-        }
-        if self.added.iter().any(|v| v["name"] == name) {
-            return Some(name.to_string());
-        }
-        if self.name_taken(name) {
-            warnings.push(format!(
-                "volume {name} already exists and is not the Secret {secret}; {DOCKER_HOST} not set"
-            ));
-            return None;
-        }
-        self.added
-            .push(json!({"name": name, "secret": {"secretName": secret}}));
+        self.added.push((name.to_string(), source.volume(name)));
         Some(name.to_string())
     }
 
     fn emit(self, patch: &mut Patch) {
         let state = Parent::of(&self.pod.spec.volumes);
-        patch.append(&["spec", "volumes"], state, self.added);
+        let volumes = self.added.into_iter().map(|(_, v)| v).collect();
+        patch.append(&["spec", "volumes"], state, volumes);
     }
 }

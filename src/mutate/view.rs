@@ -5,9 +5,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// The `request` of an AdmissionReview.
 #[derive(Debug, Deserialize)]
@@ -184,10 +185,23 @@ pub struct Toleration<'a> {
 
 /// A JSON object of strings (labels, annotations, nodeSelector), in document order.
 /// Lookups take the last duplicate, as the API server's decoder does.
-#[derive(Debug, Default)]
-pub struct StrMap<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
+pub type StrMap<'a> = Pairs<'a, Borrowed<'a>>;
 
-impl<'a> StrMap<'a> {
+/// `resources.limits` / `resources.requests`: resource name → quantity text. The API
+/// server's Quantity accepts JSON numbers as well as strings, so this does too.
+pub type QuantityMap<'a> = Pairs<'a, QuantityText<'a>>;
+
+/// A JSON object read as (key, text) pairs; `V` decides which JSON values are accepted.
+#[derive(Debug)]
+pub struct Pairs<'a, V>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>, PhantomData<V>);
+
+impl<V> Default for Pairs<'_, V> {
+    fn default() -> Self {
+        Pairs(Vec::new(), PhantomData)
+    }
+}
+
+impl<V> Pairs<'_, V> {
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
             .iter()
@@ -201,63 +215,40 @@ impl<'a> StrMap<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for StrMap<'a> {
+/// A value that reads as text.
+pub trait Text<'a> {
+    fn into_text(self) -> Cow<'a, str>;
+}
+
+impl<'de: 'a, 'a, V: Deserialize<'de> + Text<'a>> Deserialize<'de> for Pairs<'a, V> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = StrMap<'a>;
+        struct PairsVisitor<'a, V>(PhantomData<(&'a (), V)>);
+        impl<'de: 'a, 'a, V: Deserialize<'de> + Text<'a>> Visitor<'de> for PairsVisitor<'a, V> {
+            type Value = Pairs<'a, V>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of strings")
+                f.write_str("an object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some((k, v)) = map.next_entry::<Borrowed<'a>, Borrowed<'a>>()? {
-                    out.push((k.0, v.0));
+                while let Some((k, v)) = map.next_entry::<Borrowed<'a>, V>()? {
+                    out.push((k.0, v.into_text()));
                 }
-                Ok(StrMap(out))
+                Ok(Pairs(out, PhantomData))
             }
         }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
-}
-
-/// `resources.limits` / `resources.requests`: resource name → quantity text. The API
-/// server's Quantity accepts JSON numbers as well as strings, so this does too.
-#[derive(Debug, Default)]
-pub struct QuantityMap<'a>(pub Vec<(Cow<'a, str>, Cow<'a, str>)>);
-
-impl<'a> QuantityMap<'a> {
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_ref())
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for QuantityMap<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = QuantityMap<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object of quantities")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
-                while let Some((k, v)) = map.next_entry::<Borrowed<'a>, QuantityText<'a>>()? {
-                    out.push((k.0, v.0));
-                }
-                Ok(QuantityMap(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
+        d.deserialize_map(PairsVisitor(PhantomData))
     }
 }
 
 /// A string borrowed from the input when it has no escapes.
-struct Borrowed<'a>(Cow<'a, str>);
+#[derive(Debug)]
+pub struct Borrowed<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> for Borrowed<'a> {
+    fn into_text(self) -> Cow<'a, str> {
+        self.0
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -266,7 +257,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
 }
 
 /// The text of a quantity given as a JSON string or number.
-struct QuantityText<'a>(Cow<'a, str>);
+#[derive(Debug)]
+pub struct QuantityText<'a>(Cow<'a, str>);
+
+impl<'a> Text<'a> for QuantityText<'a> {
+    fn into_text(self) -> Cow<'a, str> {
+        self.0
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for QuantityText<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -299,6 +297,3 @@ impl<'de: 'a, 'a> Deserialize<'de> for QuantityText<'a> {
         d.deserialize_any(V(std::marker::PhantomData))
     }
 }
-
-/// Skips a value of any shape; used where only presence matters.
-pub type Ignored = IgnoredAny;

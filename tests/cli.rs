@@ -1,0 +1,257 @@
+//! The offline commands, run as a user would: the real binary, files and stdin.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = bin()
+        .args(args)
+        .env_remove("CI_POD_WEBHOOK_POLICY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    if let Some(input) = stdin {
+        // A command that fails on its arguments exits without reading: a broken pipe
+        // here is expected then, and the exit status tells the rest.
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes());
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().expect("wait")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn decoded_patch(response: &Value) -> Vec<Value> {
+    let b64 = response["response"]["patch"].as_str().expect("a patch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("base64");
+    serde_json::from_slice(&bytes).expect("json")
+}
+
+#[test]
+fn mutate_answers_a_bare_pod_with_an_admission_review_response() {
+    let path = fixture("gitlab-runner-17.9-job-pod.json");
+    let out = run(&["mutate", path.to_str().expect("utf-8")], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let response: Value = serde_json::from_str(&stdout(&out)).expect("JSON on stdout");
+    assert_eq!(response["kind"], "AdmissionReview");
+    assert_eq!(response["response"]["allowed"], true);
+    assert_eq!(
+        response["response"]["auditAnnotations"]["class"],
+        "k8srunner"
+    );
+    let ops = decoded_patch(&response);
+    assert!(
+        ops.iter()
+            .any(|op| op["path"] == "/spec/containers/0/env/-"
+                && op["value"]["name"] == "DOCKER_HOST")
+    );
+}
+
+#[test]
+fn mutate_reads_yaml_from_stdin_and_echoes_the_review_uid() {
+    let review = r#"
+apiVersion: admission.k8s.io/v1
+kind: AdmissionReview
+request:
+  uid: 3f1c-from-yaml
+  kind: { group: "", version: v1, kind: Pod }
+  namespace: ci
+  operation: CREATE
+  userInfo: { username: "system:serviceaccount:ci:runner" }
+  object:
+    metadata:
+      name: job
+      labels: { manager.runner.gitlab.com/name: k8srunner-gpu-v100 }
+    spec:
+      containers:
+        - { name: build, image: alpine }
+        - { name: helper, image: helper }
+"#;
+    let out = run(&["mutate", "-"], Some(review));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let response: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(response["response"]["uid"], "3f1c-from-yaml");
+    assert_eq!(
+        response["response"]["auditAnnotations"]["class"],
+        "k8srunner-gpu-v100"
+    );
+    let ops = decoded_patch(&response);
+    assert!(
+        ops.iter()
+            .any(|op| op["path"] == "/spec/runtimeClassName" && op["value"] == "nvidia")
+    );
+}
+
+#[test]
+fn mutate_without_the_opt_in_label_changes_nothing() {
+    let path = fixture("gitlab-runner-16.5-job-pod.json");
+    let out = run(
+        &[
+            "mutate",
+            "--namespace-labels",
+            "team=astro",
+            path.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let response: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(response["response"]["allowed"], true);
+    assert!(response["response"].get("patch").is_none());
+    let out = run(
+        &[
+            "mutate",
+            "--namespace-labels",
+            "ci.skao.int/pod-policy=enabled,ci.skao.int/runner-class=ska-k8srunner-dp",
+            path.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    let response: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(
+        response["response"]["auditAnnotations"]["class"],
+        "ska-k8srunner-dp"
+    );
+}
+
+#[test]
+fn explain_names_the_class_the_reason_and_each_change() {
+    let path = fixture("gitlab-runner-17.9-no-resources-no-services.json");
+    let out = run(
+        &["mutate", "--explain", path.to_str().expect("utf-8")],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "class:     k8srunner (match rules: runner manager.runner.gitlab.com/name=k8srunner)",
+        "spec.containers[build].resources: (none) → {\"limits\":{\"cpu\":\"5\",\"memory\":\"10Gi\"},\"requests\":{\"cpu\":\"1\",\"memory\":\"2Gi\"}}",
+        "spec.initContainers[init-permissions].resources: (none) →",
+        "metadata.annotations[\"ci.skao.int/class\"]: (none) → k8srunner",
+        "spec.containers[build].env[+]: (none) → {\"name\":\"DOCKER_HOST\",\"value\":\"unix:///var/run/ci-dind/docker.sock\"}",
+        "result:    allowed",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn explain_shows_a_denial_and_its_reason() {
+    let pod = r#"{"metadata":{"name":"j","annotations":{"ci.skao.int/cpu-limit":"lots"}},"spec":{"containers":[{"name":"build"},{"name":"helper"}]}}"#;
+    let out = run(&["mutate", "--explain"], Some(pod));
+    let text = stdout(&out);
+    assert!(text.contains("result:    DENIED"), "{text}");
+    assert!(
+        text.contains("ci.skao.int/cpu-limit: \"lots\" is not a valid quantity"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_is_an_error_on_stderr_with_a_non_zero_exit() {
+    let cases: &[(&[&str], Option<&str>, &str)] = &[
+        (
+            &["mutate", "-"],
+            Some("{not json"),
+            "the input is not valid JSON",
+        ),
+        (
+            &["mutate", "-"],
+            Some(r#"{"kind":"Service","spec":{}}"#),
+            "the input is a Service; give an AdmissionReview or a Pod",
+        ),
+        (
+            &["mutate", "/no/such/file.json"],
+            None,
+            "cannot read /no/such/file.json",
+        ),
+        (
+            &["mutate", "--namespace-labels", "novalue", "-"],
+            Some("{}"),
+            "\"novalue\" is not key=value",
+        ),
+        (
+            &["check-policy", "/no/such/policy.yaml"],
+            None,
+            "cannot read policy file /no/such/policy.yaml",
+        ),
+    ];
+    for (args, stdin, needle) in cases {
+        let out = run(args, *stdin);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty(), "{args:?}: nothing on stdout");
+    }
+}
+
+#[test]
+fn check_policy_summarises_classes_and_rejects_a_bad_file_with_its_line() {
+    let out = run(&["check-policy"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("<embedded default policy>: OK"), "{text}");
+    assert!(text.contains("ska-k8srunner-dp-gpu-a100"), "{text}");
+    assert!(text.contains("nvidia.com/gpu x1 (max 4)"), "{text}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("policy.yaml");
+    std::fs::write(&bad, "defaultClass: a\nclasses:\n  a:\n    build: { limits: { cpu: \"1\" }, requests: { cpu: \"2\" } }\n    colour: blue\n").expect("write");
+    let out = run(&["check-policy", bad.to_str().expect("utf-8")], None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:5:5: unknown field `colour`", bad.display())),
+        "{err}"
+    );
+
+    let mutate = run(
+        &["mutate", "--policy", bad.to_str().expect("utf-8"), "-"],
+        Some("{}"),
+    );
+    assert!(!mutate.status.success());
+    assert!(stderr(&mutate).contains("unknown field `colour`"));
+}
+
+#[test]
+fn default_policy_prints_the_embedded_policy_which_checks_clean() {
+    let out = run(&["default-policy"], None);
+    assert!(out.status.success());
+    let embedded = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/policy/default-policy.yaml"),
+    )
+    .expect("read");
+    assert_eq!(stdout(&out), embedded);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let copy = dir.path().join("policy.yaml");
+    std::fs::write(&copy, stdout(&out)).expect("write");
+    let check = run(&["check-policy", copy.to_str().expect("utf-8")], None);
+    assert!(check.status.success(), "{}", stderr(&check));
+}
