@@ -112,6 +112,16 @@ async fn serve_without_tls_flags_makes_a_dev_certificate_logs_reviews_and_drains
     let listening = serve.log("listening");
     assert_eq!(listening["policy"], "<embedded default policy>");
     let (webhook, admin) = (addr(&listening, "webhook"), addr(&listening, "admin"));
+    let hint = serve.log("try: curl");
+    let hint = hint["message"].as_str().expect("message");
+    assert!(
+        hint.contains(&format!("--cacert {}", ca.display())),
+        "{hint}"
+    );
+    assert!(
+        hint.contains(&format!("https://localhost:{}/mutate", webhook.port())),
+        "{hint}"
+    );
 
     let ca_pem = std::fs::read_to_string(&ca).expect("ca.crt");
     let client = Client::trusting(&[&ca_pem]);

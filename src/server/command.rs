@@ -1,16 +1,19 @@
-//! The `serve` command: logs, development certificates, runtime, signals, server.
+//! The `serve` command: logs, development certificates, runtime, signals, the
+//! namespace source, the server.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
-use super::config::{KubeMode, LogFormat, ServeArgs};
+use super::config::{LogFormat, ServeArgs};
 use super::namespaces::Namespaces;
 use super::{Server, signal};
 use crate::certs;
+use crate::namespaces::NamespaceSource;
 
 /// Exit code after a second signal cut the drain short (128 + SIGINT, as shells do).
 const ABORTED: u8 = 130;
@@ -23,8 +26,9 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         "starting ci-pod-webhook"
     );
 
-    let (tls_cert, tls_key) = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+    // Without TLS flags: a development certificate, whose CA curl will need.
+    let (tls_cert, tls_key, dev_ca) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
         _ => {
             let dir = args.cert_dir();
             certs::write_dev_certs(&dir).context("cannot write the development certificate")?;
@@ -32,12 +36,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             tracing::info!(
                 cert_dir = %dir.display(),
                 ca = %ca.display(),
-                "no --tls-cert: generated a development certificate for localhost and 127.0.0.1; \
-                 trust it with: curl --cacert {} https://localhost:{}/mutate",
-                ca.display(),
-                args.listen.port(),
+                "no --tls-cert: generated a development certificate for localhost and 127.0.0.1"
             );
-            (dir.join(certs::TLS_CERT), dir.join(certs::TLS_KEY))
+            (
+                dir.join(certs::TLS_CERT),
+                dir.join(certs::TLS_KEY),
+                Some(ca),
+            )
         }
     };
 
@@ -50,7 +55,12 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let code = runtime.block_on(async {
         // First, so that a signal during start-up also ends in an orderly way.
         let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
-        let settings = args.settings(tls_cert, tls_key, namespaces(args.kube));
+        // Stops the namespace watcher once the server has drained.
+        let stop_watch = CancellationToken::new();
+        let source = NamespaceSource::start(args.kube, stop_watch.clone()).await?;
+        let _stop_watch = stop_watch.drop_guard();
+        let namespaces = Namespaces::Source(source);
+        let settings = args.settings(tls_cert, tls_key, namespaces);
         let server = Server::bind(settings).await?;
         let active = server.policy();
         tracing::info!(
@@ -61,6 +71,14 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             workers,
             "listening"
         );
+        if let Some(ca) = &dev_ca {
+            tracing::info!(
+                "try: curl --cacert {} -H 'content-type: application/json' \
+                 --data-binary @tests/fixtures/job-pod-review.json https://localhost:{}/mutate",
+                ca.display(),
+                server.webhook_addr().port()
+            );
+        }
         tokio::select! {
             () = server.run(first) => Ok::<_, anyhow::Error>(ExitCode::SUCCESS),
             () = second => Ok(ExitCode::from(ABORTED)),
@@ -69,24 +87,6 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Connections a second signal cut short are not waited for.
     runtime.shutdown_background();
     Ok(code)
-}
-
-/// The namespace source for `--kube`.
-// The cluster watcher is not wired in yet: both modes trust the namespaceSelector.
-fn namespaces(mode: KubeMode) -> Namespaces {
-    match mode {
-        KubeMode::Off => tracing::info!(
-            kube = "off",
-            "no namespace watcher: every namespace counts as opted in with no class label \
-             (trusting the webhook configuration's namespaceSelector)"
-        ),
-        KubeMode::Auto => tracing::warn!(
-            kube = "auto",
-            "namespace watcher not available in this build: every namespace counts as opted \
-             in with no class label (trusting the webhook configuration's namespaceSelector)"
-        ),
-    }
-    Namespaces::TrustSelector
 }
 
 /// Logs to stdout through a background writer, so that a slow log pipe never blocks a

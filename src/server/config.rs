@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::namespaces::Namespaces;
 use super::{Limits, Settings};
+use crate::namespaces::KubeMode;
 
 /// `ci-pod-webhook serve`: the admission webhook over HTTPS and the admin port.
 #[derive(Debug, Clone, clap::Args)]
@@ -82,15 +83,6 @@ pub struct ServeArgs {
 pub enum LogFormat {
     Text,
     Json,
-}
-
-/// The `--kube` flag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum KubeMode {
-    /// Watch namespace labels when a kubeconfig or in-cluster config is found.
-    Auto,
-    /// Never contact the API server; trust the webhook's namespaceSelector.
-    Off,
 }
 
 impl ServeArgs {

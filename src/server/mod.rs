@@ -87,7 +87,7 @@ impl Settings {
             tls_key,
             client_ca: None,
             policy: None,
-            namespaces: Namespaces::TrustSelector,
+            namespaces: Namespaces::default(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),

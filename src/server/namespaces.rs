@@ -3,29 +3,28 @@
 //! The server asks two things: is the source ready (for `/readyz`), and what are the
 //! labels of this namespace (for each review, possibly awaiting a cache miss). An enum
 //! rather than a trait object, so the lookup can be `async` without boxing a future per
-//! review. The cluster watcher plugs in as one more variant.
+//! review.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::mutate::NamespaceFacts;
+use crate::namespaces::{NamespaceLabels, NamespaceSource};
 
 /// Where namespace labels come from.
 #[derive(Clone, Debug)]
 pub enum Namespaces {
-    /// No cluster access: trust the webhook configuration's namespaceSelector (every
-    /// namespace counts as opted in, none has a class label).
-    TrustSelector,
+    /// The `--kube` source: the cluster watch, or trusting the namespaceSelector.
+    Source(NamespaceSource),
     /// A fixed set of namespaces and their labels; a namespace not listed has no labels.
-    /// For tests and for running without a cluster.
+    /// For tests, which have no cluster.
     Fixed(Arc<HashMap<String, Arc<BTreeMap<String, String>>>>),
 }
 
-/// What is known about one namespace, owned so that it can cross an `.await`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum NamespaceLabels {
-    TrustSelector,
-    Known(Arc<BTreeMap<String, String>>),
+impl Default for Namespaces {
+    /// No cluster: trust the webhook configuration's namespaceSelector.
+    fn default() -> Self {
+        Namespaces::Source(NamespaceSource::Off)
+    }
 }
 
 impl Namespaces {
@@ -49,26 +48,18 @@ impl Namespaces {
     /// Whether reviews can be answered with full knowledge (part of `/readyz`).
     pub fn is_ready(&self) -> bool {
         match self {
-            Namespaces::TrustSelector | Namespaces::Fixed(_) => true,
+            Namespaces::Source(source) => source.is_ready(),
+            Namespaces::Fixed(_) => true,
         }
     }
 
     /// The labels of `namespace`, the request's authoritative namespace.
     pub async fn labels(&self, namespace: &str) -> NamespaceLabels {
         match self {
-            Namespaces::TrustSelector => NamespaceLabels::TrustSelector,
+            Namespaces::Source(source) => source.labels(namespace).await,
             Namespaces::Fixed(map) => {
                 NamespaceLabels::Known(map.get(namespace).cloned().unwrap_or_default())
             }
-        }
-    }
-}
-
-impl NamespaceLabels {
-    pub fn as_facts(&self) -> NamespaceFacts<'_> {
-        match self {
-            NamespaceLabels::TrustSelector => NamespaceFacts::TrustSelector,
-            NamespaceLabels::Known(labels) => NamespaceFacts::Labels(labels),
         }
     }
 }
