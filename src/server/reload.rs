@@ -6,6 +6,9 @@
 //! Polling works everywhere: every interval the files are read and hashed, and only
 //! content that changed is parsed. A file that does not parse is refused, logged and
 //! counted once; the last good one stays in force until the content changes again.
+//! (A certificate and key rewritten one after the other in place, rather than swapped
+//! together, can be seen half-changed by one look: that look is refused and counted,
+//! and the next one applies the pair.)
 
 use std::io;
 use std::path::PathBuf;

@@ -94,10 +94,6 @@ impl CertStore {
     pub fn replace(&self, key: CertifiedKey) {
         self.current.store(Arc::new(key));
     }
-
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        self.current.load_full()
-    }
 }
 
 impl fmt::Debug for CertStore {
