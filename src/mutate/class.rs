@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::patch::{Parent, Patch};
+use super::patch::{Parent, Patch, pointer};
 use super::view::{AdmissionRequest, Pod};
 use super::{Chosen, NamespaceFacts, RUNNER_NAME_LABEL};
 use crate::policy::{Policy, RunnerClass};
@@ -90,7 +90,7 @@ fn matches(
     if rules.is_empty() {
         return None;
     }
-    let labels = pod.metadata.labels.as_ref();
+    let labels = pod.meta().labels.as_ref();
     let label = |key: &str| labels.and_then(|l| l.get(key));
     let mut facts = Vec::new();
     if !rules.runner_names.is_empty() {
@@ -130,22 +130,33 @@ pub(super) fn audit_annotations(
     pod: &Pod<'_>,
     patch: &mut Patch,
 ) {
-    let annotations = pod.metadata.annotations.as_ref();
+    let annotations = pod.meta().annotations.as_ref();
     let before = |key: &str| annotations.and_then(|a| a.get(key)).map(str::to_string);
+    let members = [
+        (
+            policy.keys.class.clone(),
+            before(&policy.keys.class),
+            class.name.clone(),
+        ),
+        (
+            policy.keys.policy.clone(),
+            before(&policy.keys.policy),
+            policy.hash.clone(),
+        ),
+    ];
+    if pod.metadata.is_none() {
+        // No metadata at all (only hand-made JSON): add it, with the annotations in it.
+        let annotations: serde_json::Map<String, serde_json::Value> =
+            members.into_iter().map(|(k, _, v)| (k, v.into())).collect();
+        patch.add(
+            pointer(&["metadata"]),
+            serde_json::json!({ "annotations": annotations }),
+        );
+        return;
+    }
     patch.set_members(
         &["metadata", "annotations"],
         Parent::of(&annotations),
-        [
-            (
-                policy.keys.class.clone(),
-                before(&policy.keys.class),
-                class.name.clone(),
-            ),
-            (
-                policy.keys.policy.clone(),
-                before(&policy.keys.policy),
-                policy.hash.clone(),
-            ),
-        ],
+        members,
     );
 }

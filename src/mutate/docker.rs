@@ -18,7 +18,7 @@ const NODE_IP: &str = "NODE_IP";
 const HOST_IP_FIELD: &str = "status.hostIP";
 
 pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings: &mut Vec<String>) {
-    let Some(containers) = pod.spec.containers.as_deref() else {
+    let Some(containers) = pod.spec().containers.as_deref() else {
         return;
     };
     let mut volumes = Volumes::new(pod);
@@ -216,7 +216,7 @@ impl<'a, 'p> Volumes<'a, 'p> {
     }
 
     fn existing(&self) -> &[Volume<'p>] {
-        self.pod.spec.volumes.as_deref().unwrap_or_default()
+        self.pod.spec().volumes.as_deref().unwrap_or_default()
     }
 
     /// Whether volume `name` (existing or added) points at `source`.
@@ -257,7 +257,7 @@ impl<'a, 'p> Volumes<'a, 'p> {
     }
 
     fn emit(self, patch: &mut Patch) {
-        let state = Parent::of(&self.pod.spec.volumes);
+        let state = Parent::of(&self.pod.spec().volumes);
         let volumes = self.added.into_iter().map(|(_, v)| v).collect();
         patch.append(&["spec", "volumes"], state, volumes);
     }

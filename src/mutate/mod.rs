@@ -142,7 +142,7 @@ pub fn decide_pod<'p>(
     request: &AdmissionRequest<'_>,
     pod: &Pod<'_>,
 ) -> Result<Decision<'p>, ObjectError> {
-    let annotations = pod.metadata.annotations.as_ref();
+    let annotations = pod.meta().annotations.as_ref();
     if annotations.is_some_and(|a| a.get(MIRROR_POD_ANNOTATION).is_some()) {
         return Ok(Decision::Skip(SkipReason::MirrorPod));
     }
@@ -188,10 +188,13 @@ pub fn decide_pod<'p>(
 }
 
 /// The policy's job-pod test: all listed containers present, or the runner label set.
+/// A pod without a spec has no containers and is never a job pod.
 fn is_job_pod(policy: &Policy, pod: &Pod<'_>) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
     let test = &policy.job_pods;
-    let names: Vec<&str> = pod
-        .spec
+    let names: Vec<&str> = spec
         .containers
         .iter()
         .flatten()
@@ -202,7 +205,7 @@ fn is_job_pod(policy: &Policy, pod: &Pod<'_>) -> bool {
         .iter()
         .all(|want| names.contains(&want.as_str()));
     let has_label = test.or_label.as_deref().is_some_and(|label| {
-        pod.metadata
+        pod.meta()
             .labels
             .as_ref()
             .is_some_and(|l| l.get(label).is_some())
@@ -212,7 +215,7 @@ fn is_job_pod(policy: &Policy, pod: &Pod<'_>) -> bool {
 
 /// The pod's name, or its generateName (runners up to 16.1 leave the name empty).
 fn pod_name(pod: &Pod<'_>) -> String {
-    let meta = &pod.metadata;
+    let meta = pod.meta();
     match (meta.name.as_deref(), meta.generate_name.as_deref()) {
         (Some(name), _) if !name.is_empty() => name.to_string(),
         (_, Some(generate)) => generate.to_string(),

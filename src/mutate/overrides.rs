@@ -106,7 +106,7 @@ pub(super) fn read(
     let mut out = Overrides::default();
     let mut errors: Vec<String> = Vec::new();
     let mut rejected: Vec<OverrideRecord> = Vec::new();
-    let Some(annotations) = pod.metadata.annotations.as_ref() else {
+    let Some(annotations) = pod.meta().annotations.as_ref() else {
         return Ok(out);
     };
     let keys = &policy.keys;

@@ -19,8 +19,8 @@ pub(super) fn apply(
     warnings: &mut Vec<String>,
 ) -> Result<(), String> {
     let lists = [
-        ("initContainers", pod.spec.init_containers.as_deref()),
-        ("containers", pod.spec.containers.as_deref()),
+        ("initContainers", pod.spec().init_containers.as_deref()),
+        ("containers", pod.spec().containers.as_deref()),
     ];
     for (list, containers) in lists {
         for (index, container) in containers.unwrap_or_default().iter().enumerate() {

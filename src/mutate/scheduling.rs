@@ -24,7 +24,7 @@ fn node_selector(
     patch: &mut Patch,
     warnings: &mut Vec<String>,
 ) {
-    let existing = pod.spec.node_selector.as_ref();
+    let existing = pod.spec().node_selector.as_ref();
     let members = class.node_selector.iter().map(|(key, want)| {
         let before = existing.and_then(|m| m.get(key)).map(str::to_string);
         if let Some(b) = before.as_deref().filter(|b| b != want) {
@@ -41,7 +41,7 @@ fn node_selector(
 }
 
 fn tolerations(class: &RunnerClass, pod: &Pod<'_>, patch: &mut Patch) {
-    let existing = pod.spec.tolerations.as_deref().unwrap_or_default();
+    let existing = pod.spec().tolerations.as_deref().unwrap_or_default();
     let missing: Vec<Value> = class
         .tolerations
         .iter()
@@ -50,7 +50,7 @@ fn tolerations(class: &RunnerClass, pod: &Pod<'_>, patch: &mut Patch) {
         .collect();
     patch.append(
         &["spec", "tolerations"],
-        Parent::of(&pod.spec.tolerations),
+        Parent::of(&pod.spec().tolerations),
         missing,
     );
 }
@@ -101,7 +101,7 @@ fn runtime_class(
         return;
     };
     let path = pointer(&["spec", "runtimeClassName"]);
-    match pod.spec.runtime_class_name.as_deref() {
+    match pod.spec().runtime_class_name.as_deref() {
         Some(have) if have == want => {}
         Some(have) => {
             warnings.push(format!(

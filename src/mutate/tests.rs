@@ -1310,3 +1310,29 @@ fn an_unreadable_object_is_an_error_not_a_decision() {
         );
     }
 }
+
+// ---- regressions found by fuzzing ----
+
+#[test]
+fn a_pod_without_a_spec_is_not_a_job_pod_even_with_the_runner_label() {
+    // fuzz/artifacts/review/crash-87a8c409…: the ops under /spec had no parent.
+    for spec in [None, Some(Value::Null)] {
+        let mut pod = json!({"metadata": {"labels": {"manager.runner.gitlab.com/name": "k8srunner"}}});
+        if let Some(s) = spec {
+            pod["spec"] = s;
+        }
+        assert!(matches!(run(&pod), Out::Skip(SkipReason::NotJobPod)), "{pod}");
+    }
+}
+
+#[test]
+fn a_pod_without_metadata_gets_its_annotations_added_whole() {
+    for metadata in [None, Some(Value::Null)] {
+        let mut pod = json!({"spec": {"containers": [{"name": "build"}, {"name": "helper"}]}});
+        if let Some(m) = metadata {
+            pod["metadata"] = m;
+        }
+        let out = run(&pod);
+        assert_eq!(out.pod()["metadata"]["annotations"]["ci.skao.int/class"], "k8srunner");
+    }
+}

@@ -52,10 +52,40 @@ pub struct UserInfo<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Pod<'a> {
+    /// `None` when absent or `null`: a patch must then create it.
     #[serde(borrow, default)]
-    pub metadata: ObjectMeta<'a>,
+    pub metadata: Option<ObjectMeta<'a>>,
+    /// `None` when absent or `null`: no containers, so never a job pod.
     #[serde(borrow, default)]
-    pub spec: PodSpec<'a>,
+    pub spec: Option<PodSpec<'a>>,
+}
+
+static NO_METADATA: ObjectMeta<'static> = ObjectMeta {
+    name: None,
+    generate_name: None,
+    labels: None,
+    annotations: None,
+};
+
+static NO_SPEC: PodSpec<'static> = PodSpec {
+    containers: None,
+    init_containers: None,
+    volumes: None,
+    node_selector: None,
+    tolerations: None,
+    runtime_class_name: None,
+};
+
+impl<'a> Pod<'a> {
+    /// The metadata, or an empty one.
+    pub fn meta(&self) -> &ObjectMeta<'a> {
+        self.metadata.as_ref().unwrap_or(&NO_METADATA)
+    }
+
+    /// The spec, or an empty one.
+    pub fn spec(&self) -> &PodSpec<'a> {
+        self.spec.as_ref().unwrap_or(&NO_SPEC)
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

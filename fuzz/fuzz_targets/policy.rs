@@ -1,0 +1,35 @@
+//! Fuzzes the policy parser: any text either fails with located problems or yields a
+//! policy that the core can use on a real job pod without panicking, whose patch
+//! applies and is idempotent.
+#![no_main]
+
+use std::sync::LazyLock;
+
+use ci_pod_webhook::admission;
+use ci_pod_webhook::mutate::NamespaceFacts;
+use ci_pod_webhook::policy::{Policy, PolicyError};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+static REVIEW: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let pod: Value = serde_json::from_str(include_str!("../../tests/fixtures/gitlab-runner-17.9-job-pod.json")).expect("fixture");
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "f", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "namespace": "gitlab", "operation": "CREATE", "object": pod}
+    }))
+    .expect("json")
+});
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    match Policy::parse(text, "fuzz.yaml") {
+        Err(PolicyError::Invalid(problems)) => assert!(!problems.is_empty()),
+        Err(PolicyError::Read { .. }) => unreachable!("parse does not read files"),
+        Ok(policy) => {
+            let review = admission::parse(&REVIEW).expect("fixture review");
+            let answer = admission::answer(&policy, NamespaceFacts::TrustSelector, &review).expect("fixture pod");
+            let _: Value = serde_json::from_slice(&answer.body).expect("response is JSON");
+        }
+    }
+});

