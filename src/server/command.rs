@@ -46,9 +46,10 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    // One worker per available core (cgroup CPU limits included), unless
+    // TOKIO_WORKER_THREADS says otherwise (the Deployment sets it: without a CPU limit a
+    // CI node would otherwise get dozens of workers).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
@@ -68,7 +69,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             admin = %server.admin_addr(),
             policy = %active.policy.origin,
             policy_hash = %active.policy.hash,
-            workers,
+            workers = tokio::runtime::Handle::current().metrics().num_workers(),
             "listening"
         );
         if let Some(ca) = &dev_ca {
