@@ -13,9 +13,11 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
 
 use crate::admission;
+use crate::certs::{self, CertsArgs};
 use crate::explain;
 use crate::mutate::{self, NamespaceFacts};
 use crate::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
+use crate::server::config::ServeArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +32,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the admission webhook (HTTPS) and the admin port (plain HTTP).
+    Serve(ServeArgs),
     /// Run one AdmissionReview (or a bare Pod) through the policy, offline.
     Mutate(MutateArgs),
     /// Validate a policy file (default: the embedded policy) and summarise its classes.
@@ -39,6 +43,8 @@ pub enum Command {
     },
     /// Print the embedded default policy.
     DefaultPolicy,
+    /// Make a CA and a serving certificate for the webhook's Service.
+    Certs(CertsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -81,16 +87,31 @@ fn parse_labels(s: &str) -> Result<Labels, String> {
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // Locked per command, not for the whole run: `serve` logs to stdout from a
+    // background thread, which would wait forever on a lock held here.
     let stdout = std::io::stdout();
-    let mut out = stdout.lock();
     match cli.command {
-        Command::Mutate(args) => mutate(&args, &mut out),
-        Command::CheckPolicy { file } => check_policy(file.as_deref(), &mut out),
+        Command::Serve(args) => crate::server::command::serve(&args),
+        Command::Mutate(args) => mutate(&args, &mut stdout.lock()),
+        Command::CheckPolicy { file } => check_policy(file.as_deref(), &mut stdout.lock()),
         Command::DefaultPolicy => {
-            out.write_all(DEFAULT_POLICY_YAML.as_bytes())?;
+            stdout.lock().write_all(DEFAULT_POLICY_YAML.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Certs(args) => run_certs(&args, &mut stdout.lock()),
     }
+}
+
+fn run_certs(args: &CertsArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    for path in certs::run(args)? {
+        writeln!(out, "wrote {}", path.display())?;
+    }
+    writeln!(
+        out,
+        "caBundle for the MutatingWebhookConfiguration: the one line in {}",
+        args.out.join(certs::CA_BUNDLE).display()
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {

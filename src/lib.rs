@@ -7,12 +7,18 @@
 //! - [`mutate`]: the pure core, one AdmissionRequest in, one decision out;
 //! - [`namespaces`]: namespace labels mirrored from the cluster by a watch;
 //! - [`admission`]: the AdmissionReview wire format around the core;
+//! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
+//! - [`metrics`]: the Prometheus metrics value;
+//! - [`certs`]: development and self-managed certificates;
 //! - [`cli`]: the command line.
 
 pub mod admission;
+pub mod certs;
 pub mod cli;
 pub mod explain;
+pub mod metrics;
 pub mod mutate;
 pub mod namespaces;
 pub mod policy;
 pub mod quantity;
+pub mod server;

@@ -1,0 +1,256 @@
+//! Certificates the webhook makes for itself: a CA and a serving certificate signed by it.
+//!
+//! Two uses: `serve` without TLS flags makes a development pair for `localhost`, and the
+//! `certs` command makes the pair for the self-managed cluster setup, with the Service's
+//! DNS names as SANs (the API server checks SANs, never the CN) and the CA as a
+//! single-line base64 `caBundle` for the MutatingWebhookConfiguration.
+//!
+//! Keys are ECDSA P-256. Private keys are written 0600, through a temporary file and a
+//! rename, so that a reader (or the webhook's own reloader) never sees half a file.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+
+pub const CA_CERT: &str = "ca.crt";
+pub const CA_KEY: &str = "ca.key";
+pub const TLS_CERT: &str = "tls.crt";
+pub const TLS_KEY: &str = "tls.key";
+pub const CA_BUNDLE: &str = "ca-bundle.b64";
+
+/// Validity of development certificates.
+const DEV_DAYS: u32 = 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("cannot generate a certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} already exists; pass --force to replace the CA and the serving certificate")]
+    Exists(PathBuf),
+    #[error("--days must be between 1 and 3650, got {0}")]
+    Days(u32),
+}
+
+/// `ci-pod-webhook certs`: a CA and a serving certificate for a Service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, value_name = "NAME", default_value = "ci-pod-webhook")]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, value_name = "NAMESPACE", default_value = "ci-pod-webhook")]
+    pub namespace: String,
+    /// Directory for ca.crt, ca.key, tls.crt, tls.key and ca-bundle.b64.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Validity of both certificates, in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    pub days: u32,
+    /// Replace certificates already in --out.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// A CA and a serving certificate it signed, PEM-encoded.
+#[derive(Debug)]
+pub struct Generated {
+    pub ca_cert: String,
+    pub ca_key: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+}
+
+/// The serving certificate's names for `service` in `namespace`.
+pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        service.to_string(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ]
+}
+
+/// Generates a CA and a serving certificate for `names` (DNS names or IP addresses).
+pub fn generate(common_name: &str, names: &[String], days: u32) -> Result<Generated, CertError> {
+    let now = OffsetDateTime::now_utc();
+    // An hour back, so that a client whose clock is a little behind still accepts it.
+    let not_before = now - Duration::hours(1);
+    let not_after = now + Duration::days(i64::from(days));
+
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::new())?;
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{common_name} CA"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.not_before = not_before;
+    ca.not_after = not_after;
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, &ca_key);
+
+    let tls_key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(names.to_vec())?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, common_name.to_string());
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    leaf.not_before = not_before;
+    leaf.not_after = not_after;
+    let tls_cert = leaf.signed_by(&tls_key, &issuer)?;
+
+    Ok(Generated {
+        ca_cert: ca_cert.pem(),
+        ca_key: ca_key.serialize_pem(),
+        tls_cert: tls_cert.pem(),
+        tls_key: tls_key.serialize_pem(),
+    })
+}
+
+/// The `certs` command: writes the five files to `--out`, returns what it wrote.
+pub fn run(args: &CertsArgs) -> Result<Vec<PathBuf>, CertError> {
+    if !(1..=3650).contains(&args.days) {
+        return Err(CertError::Days(args.days));
+    }
+    let ca_key = args.out.join(CA_KEY);
+    if !args.force && ca_key.exists() {
+        return Err(CertError::Exists(ca_key));
+    }
+    let names = service_names(&args.service, &args.namespace);
+    let generated = generate(&names[2], &names, args.days)?;
+    create_dir(&args.out, 0o755)?;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(&generated.ca_cert) + "\n";
+    let files = [
+        (CA_CERT, generated.ca_cert.as_str(), 0o644),
+        (CA_KEY, generated.ca_key.as_str(), 0o600),
+        (TLS_CERT, generated.tls_cert.as_str(), 0o644),
+        (TLS_KEY, generated.tls_key.as_str(), 0o600),
+        (CA_BUNDLE, bundle.as_str(), 0o644),
+    ];
+    let mut written = Vec::new();
+    for (name, contents, mode) in files {
+        let path = args.out.join(name);
+        write_file(&path, contents.as_bytes(), mode)?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Development certificates in `dir`, for `localhost` and `127.0.0.1`: `ca.crt`,
+/// `tls.crt` and `tls.key`. Made afresh on every start, so they never expire on a
+/// developer; the CA key is not kept.
+pub fn write_dev_certs(dir: &Path) -> Result<(), CertError> {
+    let names = ["localhost".to_string(), "127.0.0.1".to_string()];
+    let generated = generate("ci-pod-webhook development", &names, DEV_DAYS)?;
+    // Owner-only: the default directory is under the shared temporary directory, and
+    // setting the mode fails unless we own it, so nobody else can have planted it.
+    create_dir(dir, 0o700)?;
+    write_file(&dir.join(CA_CERT), generated.ca_cert.as_bytes(), 0o644)?;
+    write_file(&dir.join(TLS_CERT), generated.tls_cert.as_bytes(), 0o644)?;
+    write_file(&dir.join(TLS_KEY), generated.tls_key.as_bytes(), 0o600)
+}
+
+fn create_dir(dir: &Path, mode: u32) -> Result<(), CertError> {
+    let error = |source| CertError::Write {
+        path: dir.to_path_buf(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(error)?;
+    let meta = fs::symlink_metadata(dir).map_err(error)?;
+    if !meta.is_dir() {
+        return Err(error(std::io::Error::other("not a directory")));
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(error)
+}
+
+/// Writes `contents` with exactly `mode` (whatever the umask), atomically.
+fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), CertError> {
+    let error = |source| CertError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    // A leftover from an interrupted run could have another mode: start afresh.
+    match fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(error(e)),
+        _ => {}
+    }
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(error)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(error)?;
+    file.write_all(contents).map_err(error)?;
+    file.sync_all().map_err(error)?;
+    fs::rename(&tmp, path).map_err(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_names_cover_every_way_the_api_server_may_dial() {
+        assert_eq!(
+            service_names("hook", "ci"),
+            [
+                "hook",
+                "hook.ci",
+                "hook.ci.svc",
+                "hook.ci.svc.cluster.local"
+            ]
+        );
+    }
+
+    #[test]
+    fn days_out_of_range_are_refused() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let args = CertsArgs {
+            service: "s".into(),
+            namespace: "n".into(),
+            out: out.path().to_path_buf(),
+            days: 0,
+            force: false,
+        };
+        assert!(matches!(run(&args), Err(CertError::Days(0))));
+    }
+
+    #[test]
+    fn an_existing_ca_is_not_replaced_without_force() {
+        let out = tempfile::tempdir().expect("tempdir");
+        let mut args = CertsArgs {
+            service: "s".into(),
+            namespace: "n".into(),
+            out: out.path().to_path_buf(),
+            days: 1,
+            force: false,
+        };
+        run(&args).expect("first run");
+        assert!(matches!(run(&args), Err(CertError::Exists(_))));
+        args.force = true;
+        run(&args).expect("forced run");
+    }
+}

@@ -1,0 +1,313 @@
+//! The webhook's Prometheus metrics: one value, registered on a registry passed in.
+//!
+//! Every series a review touches is looked up once — at start-up, or when a policy is
+//! loaded — and kept as a handle, so recording a review is a few atomic adds: no lock,
+//! no allocation (and the latency histogram is our own, made of atomics).
+//!
+//! Labels are bounded: class names come from the policy, outcomes, overrides and results
+//! are fixed sets. Pod names and namespaces never become labels.
+
+mod histogram;
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::admission::{Outcome, Summary};
+use crate::mutate::{OverrideKind, OverrideResult};
+use crate::policy::Policy;
+pub use histogram::LatencyHistogram;
+
+/// The registry prefix: every metric is `ci_pod_webhook_*`.
+pub const PREFIX: &str = "ci_pod_webhook";
+/// The class label of reviews that have no class (skipped, invalid).
+pub const NO_CLASS: &str = "none";
+
+const OVERRIDE_RESULTS: [OverrideResult; 3] = [
+    OverrideResult::Applied,
+    OverrideResult::Clamped,
+    OverrideResult::Rejected,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    class: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OverrideLabels {
+    r#override: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// All of the webhook's metrics. Cheap to clone: every field is a shared handle.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    unclassified: ClassSeries,
+    /// `request_duration_seconds`, indexed by [`Outcome`].
+    durations: [LatencyHistogram; Outcome::ALL.len()],
+    /// `overrides_total`, indexed by [`OverrideKind`] then [`OverrideResult`].
+    overrides: [[Counter; OVERRIDE_RESULTS.len()]; OverrideKind::ALL.len()],
+    pub policy_reloads: ReloadCounters,
+    pub certificate_reloads: ReloadCounters,
+    /// Reviews being handled right now.
+    pub in_flight: Gauge,
+    /// Webhook connections open right now (TLS handshakes included).
+    pub open_connections: Gauge,
+    /// Webhook connections accepted since start.
+    pub connections: Counter,
+    pub tls_handshake_failures: Counter,
+    /// Panics caught while handling a request: each one is a bug.
+    pub panics: Counter,
+}
+
+/// `requests_total` series of one class, indexed by [`Outcome`].
+#[derive(Clone, Debug)]
+pub struct ClassSeries([Counter; Outcome::ALL.len()]);
+
+/// The `requests_total` series of every class of one policy, looked up when it is loaded.
+#[derive(Clone, Debug)]
+pub struct PolicySeries {
+    classes: Vec<(String, ClassSeries)>,
+}
+
+/// `…_reloads_total{result}`.
+#[derive(Clone, Debug)]
+pub struct ReloadCounters {
+    pub success: Counter,
+    pub failure: Counter,
+}
+
+impl Metrics {
+    /// Registers every metric on `registry` (use [`new_registry`] for the prefix).
+    pub fn register(registry: &mut Registry) -> Self {
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "AdmissionReviews answered, by runner class and outcome",
+            requests.clone(),
+        );
+        let durations = Family::<OutcomeLabels, LatencyHistogram>::default();
+        registry.register_with_unit(
+            "request_duration",
+            "Time from the request's arrival to its answer, by outcome",
+            Unit::Seconds,
+            durations.clone(),
+        );
+        let overrides = Family::<OverrideLabels, Counter>::default();
+        registry.register(
+            "overrides",
+            "Override annotations seen, by annotation and result",
+            overrides.clone(),
+        );
+        let policy_reloads = ReloadCounters::register(
+            registry,
+            "policy_reloads",
+            "Policy file changes applied (success) or refused (failure)",
+        );
+        let certificate_reloads = ReloadCounters::register(
+            registry,
+            "certificate_reloads",
+            "Serving certificate changes applied (success) or refused (failure)",
+        );
+        registry.register(
+            "build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let metrics = Metrics {
+            unclassified: ClassSeries::lookup(&requests, NO_CLASS),
+            durations: Outcome::ALL.map(|outcome| {
+                durations.get_or_create_owned(&OutcomeLabels {
+                    outcome: outcome.as_str(),
+                })
+            }),
+            overrides: OverrideKind::ALL.map(|kind| {
+                OVERRIDE_RESULTS.map(|result| {
+                    overrides.get_or_create_owned(&OverrideLabels {
+                        r#override: kind.as_str(),
+                        result: result.as_str(),
+                    })
+                })
+            }),
+            requests,
+            policy_reloads,
+            certificate_reloads,
+            in_flight: Gauge::default(),
+            open_connections: Gauge::default(),
+            connections: Counter::default(),
+            tls_handshake_failures: Counter::default(),
+            panics: Counter::default(),
+        };
+        registry.register(
+            "in_flight_requests",
+            "Requests being handled",
+            metrics.in_flight.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Open webhook connections",
+            metrics.open_connections.clone(),
+        );
+        registry.register(
+            "connections",
+            "Webhook connections accepted",
+            metrics.connections.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "Webhook connections closed before or during the TLS handshake",
+            metrics.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "panics",
+            "Panics caught while handling a request (bugs)",
+            metrics.panics.clone(),
+        );
+        metrics
+    }
+
+    /// Looks up the `requests_total` series of `policy`'s classes, so that reviews
+    /// under this policy record without a lookup.
+    pub fn policy_series(&self, policy: &Policy) -> PolicySeries {
+        PolicySeries {
+            classes: policy
+                .classes
+                .iter()
+                .map(|c| (c.name.clone(), ClassSeries::lookup(&self.requests, &c.name)))
+                .collect(),
+        }
+    }
+
+    /// Records one answered review.
+    pub fn record_review(&self, series: &PolicySeries, summary: &Summary, elapsed: Duration) {
+        let class = match summary.class.as_deref() {
+            None => &self.unclassified,
+            Some(name) => match series.classes.iter().find(|(n, _)| n == name) {
+                Some((_, counters)) => counters,
+                // Cannot happen: the class came from the same policy. Stay correct anyway.
+                None => {
+                    ClassSeries::lookup(&self.requests, name).0[summary.outcome as usize].inc();
+                    self.durations[summary.outcome as usize].observe(elapsed);
+                    return;
+                }
+            },
+        };
+        class.0[summary.outcome as usize].inc();
+        self.durations[summary.outcome as usize].observe(elapsed);
+        for (kind, result) in &summary.overrides {
+            self.overrides[*kind as usize][*result as usize].inc();
+        }
+    }
+
+    /// Records one unreadable request (HTTP 4xx).
+    pub fn record_invalid(&self, elapsed: Duration) {
+        let invalid = Outcome::Invalid as usize;
+        self.unclassified.0[invalid].inc();
+        self.durations[invalid].observe(elapsed);
+    }
+}
+
+/// Adds one to a gauge for as long as it lives (requests in flight, open connections).
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl<'a> GaugeGuard<'a> {
+    pub fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A registry whose metrics are all named `ci_pod_webhook_*`.
+pub fn new_registry() -> Registry {
+    Registry::with_prefix(PREFIX)
+}
+
+impl ClassSeries {
+    fn lookup(family: &Family<RequestLabels, Counter>, class: &str) -> Self {
+        ClassSeries(Outcome::ALL.map(|outcome| {
+            family.get_or_create_owned(&RequestLabels {
+                class: class.to_string(),
+                outcome: outcome.as_str(),
+            })
+        }))
+    }
+}
+
+impl ReloadCounters {
+    fn register(registry: &mut Registry, name: &str, help: &str) -> Self {
+        let family = Family::<ResultLabels, Counter>::default();
+        registry.register(name, help, family.clone());
+        let get = |result| family.get_or_create_owned(&ResultLabels { result });
+        ReloadCounters {
+            success: get("success"),
+            failure: get("failure"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).expect("encodes");
+        text
+    }
+
+    #[test]
+    fn enum_discriminants_index_the_handle_arrays() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i);
+        }
+        for (i, kind) in OverrideKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i);
+        }
+        for (i, result) in OVERRIDE_RESULTS.iter().enumerate() {
+            assert_eq!(*result as usize, i);
+        }
+    }
+
+    #[test]
+    fn every_series_exists_at_zero_before_the_first_review() {
+        let mut registry = new_registry();
+        let metrics = Metrics::register(&mut registry);
+        let _series = metrics.policy_series(&Policy::embedded());
+        let text = encode(&registry);
+        for line in [
+            r#"ci_pod_webhook_requests_total{class="none",outcome="invalid"} 0"#,
+            r#"ci_pod_webhook_requests_total{class="k8srunner",outcome="mutated"} 0"#,
+            r#"ci_pod_webhook_overrides_total{override="cpu-limit",result="clamped"} 0"#,
+            r#"ci_pod_webhook_policy_reloads_total{result="failure"} 0"#,
+            r#"ci_pod_webhook_certificate_reloads_total{result="success"} 0"#,
+            r#"ci_pod_webhook_build_info{version=""#,
+            r#"ci_pod_webhook_request_duration_seconds_bucket{le="0.00005",outcome="denied"} 0"#,
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The `serve` command: logs, development certificates, runtime, signals, the
+//! namespace source, the server.
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+
+use super::config::{LogFormat, ServeArgs};
+use super::namespaces::Namespaces;
+use super::{Server, signal};
+use crate::certs;
+use crate::namespaces::NamespaceSource;
+
+/// Exit code after a second signal cut the drain short (128 + SIGINT, as shells do).
+const ABORTED: u8 = 130;
+
+/// Runs the server until a signal; returns once it has drained.
+pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let _logs = init_logging(&args.log_level, args.log_format)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        "starting ci-pod-webhook"
+    );
+
+    // Without TLS flags: a development certificate, whose CA curl will need.
+    let (tls_cert, tls_key, dev_ca) = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
+        _ => {
+            let dir = args.cert_dir();
+            certs::write_dev_certs(&dir).context("cannot write the development certificate")?;
+            let ca = dir.join(certs::CA_CERT);
+            tracing::info!(
+                cert_dir = %dir.display(),
+                ca = %ca.display(),
+                "no --tls-cert: generated a development certificate for localhost and 127.0.0.1"
+            );
+            (
+                dir.join(certs::TLS_CERT),
+                dir.join(certs::TLS_KEY),
+                Some(ca),
+            )
+        }
+    };
+
+    // One worker per available core (cgroup CPU limits included), unless
+    // TOKIO_WORKER_THREADS says otherwise (the Deployment sets it: without a CPU limit a
+    // CI node would otherwise get dozens of workers).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime.block_on(async {
+        // First, so that a signal during start-up also ends in an orderly way.
+        let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
+        // Stops the namespace watcher once the server has drained.
+        let stop_watch = CancellationToken::new();
+        let source = NamespaceSource::start(args.kube, stop_watch.clone()).await?;
+        let _stop_watch = stop_watch.drop_guard();
+        let namespaces = Namespaces::Source(source);
+        let settings = args.settings(tls_cert, tls_key, namespaces);
+        let server = Server::bind(settings).await?;
+        let active = server.policy();
+        tracing::info!(
+            webhook = %server.webhook_addr(),
+            admin = %server.admin_addr(),
+            policy = %active.policy.origin,
+            policy_hash = %active.policy.hash,
+            workers = tokio::runtime::Handle::current().metrics().num_workers(),
+            "listening"
+        );
+        if let Some(ca) = &dev_ca {
+            tracing::info!(
+                "try: curl --cacert {} -H 'content-type: application/json' \
+                 --data-binary @tests/fixtures/job-pod-review.json https://localhost:{}/mutate",
+                ca.display(),
+                server.webhook_addr().port()
+            );
+        }
+        tokio::select! {
+            () = server.run(first) => Ok::<_, anyhow::Error>(ExitCode::SUCCESS),
+            () = second => Ok(ExitCode::from(ABORTED)),
+        }
+    })?;
+    // Connections a second signal cut short are not waited for.
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+/// Logs to stdout through a background writer, so that a slow log pipe never blocks a
+/// review; the guard flushes what is left when `serve` returns.
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<WorkerGuard> {
+    let filter = EnvFilter::try_new(filter).with_context(|| format!("--log-level {filter:?}"))?;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::stdout().is_terminal())
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+    installed.map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    Ok(guard)
+}

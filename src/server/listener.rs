@@ -1,0 +1,154 @@
+//! The webhook port's connections: accept, TLS handshake, HTTP/1.1 or HTTP/2, drain.
+//!
+//! Bounded everywhere a slow or hostile client could hold resources: a semaphore caps
+//! open connections (at the cap, new ones wait in the kernel's backlog), the TLS
+//! handshake and the request headers must arrive in time, and each request has a
+//! deadline (in the router). hyper's HTTP/1 header-read timer also runs while a
+//! keep-alive connection waits for its next request, so it doubles as an idle timeout.
+//!
+//! Draining: stop accepting, ask every connection to finish gracefully (HTTP/1 answers
+//! its in-flight request with `Connection: close` and an idle one closes at once; HTTP/2
+//! sends GOAWAY), wait up to the drain timeout, then drop whatever is left.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use super::Limits;
+use crate::metrics::{GaugeGuard, Metrics};
+
+/// Everything a connection task needs, shared by all of them.
+struct Shared {
+    acceptor: TlsAcceptor,
+    http: auto::Builder<TokioExecutor>,
+    app: Router,
+    metrics: Metrics,
+    handshake_timeout: Duration,
+}
+
+/// Serves the webhook port until `draining` is cancelled, then drains.
+pub(super) async fn serve(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+    limits: &Limits,
+    metrics: Metrics,
+    draining: CancellationToken,
+    drain_timeout: Duration,
+) {
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    http.http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    let shared = Arc::new(Shared {
+        acceptor,
+        http,
+        app,
+        metrics,
+        handshake_timeout: limits.handshake_timeout,
+    });
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    loop {
+        let (permit, tcp, peer) = tokio::select! {
+            biased;
+            () = draining.cancelled() => break,
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Err(error) = ended {
+                    tracing::error!(%error, "a connection task failed");
+                }
+                continue;
+            }
+            accepted = accept(&listener, &permits) => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Typically out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let watcher = graceful.watcher();
+        connections.spawn(connection(shared, tcp, peer, watcher, permit));
+    }
+    drop(listener);
+
+    let open = connections.len();
+    tracing::info!(open, ?drain_timeout, "draining webhook connections");
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            "drain timeout reached; closing the remaining connections"
+        );
+    }
+    connections.shutdown().await;
+}
+
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+) -> io::Result<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    // The semaphore is never closed, so this cannot fail; map it anyway.
+    let permit = permits
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(io::Error::other)?;
+    let (tcp, peer) = listener.accept().await?;
+    Ok((permit, tcp, peer))
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+    _permit: OwnedSemaphorePermit,
+) {
+    let metrics = &shared.metrics;
+    metrics.connections.inc();
+    let _open = GaugeGuard::new(&metrics.open_connections);
+    // Reviews are small request/response exchanges: send each answer at once.
+    let _ = tcp.set_nodelay(true);
+    let tls =
+        match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                metrics.tls_handshake_failures.inc();
+                tracing::debug!(%peer, %error, "TLS handshake failed");
+                return;
+            }
+            Err(_elapsed) => {
+                metrics.tls_handshake_failures.inc();
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+    let service = TowerToHyperService::new(shared.app.clone());
+    let conn = shared.http.serve_connection(TokioIo::new(tls), service);
+    if let Err(error) = watcher.watch(conn).await {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+    }
+}

@@ -1,0 +1,317 @@
+//! The admission server: the core behind HTTPS, plus a plain admin port.
+//!
+//! [`Server::bind`] loads the certificate and the policy first, so a bad file fails at
+//! start-up, then binds both ports (port 0 works: tests read the addresses back).
+//! [`Server::run`] serves until its shutdown future resolves, then drains. Signals,
+//! logging and the runtime belong to the `serve` command ([`command`]), not to the
+//! server, so tests run real servers in-process.
+
+mod admin;
+pub mod command;
+pub mod config;
+mod listener;
+pub mod namespaces;
+mod reload;
+mod signal;
+pub mod tls;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{self, Metrics};
+use crate::policy::{Policy, PolicyError};
+use namespaces::Namespaces;
+use reload::Watched;
+use tls::{CertStore, TlsError};
+use webhook::Webhook;
+
+/// What the server is started with; the `serve` flags, checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// When set, only clients with a certificate signed by one of these CAs get in.
+    pub client_ca: Option<PathBuf>,
+    /// `None`: the embedded default policy.
+    pub policy: Option<PathBuf>,
+    pub namespaces: Namespaces,
+    pub limits: Limits,
+    /// How often the certificate and policy files are checked for changes.
+    pub reload_interval: Duration,
+    /// How long in-flight requests may take to finish after a shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+/// Bounds on what one client can make the server hold.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub handshake_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // The API server caps request bodies at 3 MiB.
+            max_body_bytes: 4 * 1024 * 1024,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(2),
+            handshake_timeout: Duration::from_secs(5),
+            // Above any admission webhook timeout the API server allows (30 s).
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Settings {
+    /// Defaults for everything but the serving certificate.
+    pub fn new(tls_cert: PathBuf, tls_key: PathBuf) -> Self {
+        Settings {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            admin_listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            tls_cert,
+            tls_key,
+            client_ca: None,
+            policy: None,
+            namespaces: Namespaces::default(),
+            limits: Limits::default(),
+            reload_interval: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("serving certificate: {0}")]
+    Certificate(#[source] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("policy file {0}: not UTF-8 text")]
+    PolicyEncoding(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A server with its files loaded and its ports bound, ready to [`run`](Self::run).
+#[derive(Debug)]
+pub struct Server {
+    settings: Settings,
+    webhook_listener: TcpListener,
+    admin_listener: TcpListener,
+    webhook_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    certs: Arc<CertStore>,
+    cert_files: Watched,
+    policy_files: Option<Watched>,
+    webhook: Arc<Webhook>,
+    metrics: Metrics,
+    registry: Arc<Registry>,
+}
+
+impl Server {
+    /// Loads the certificate and policy (failing on a bad one) and binds both ports.
+    pub async fn bind(settings: Settings) -> Result<Server, ServerError> {
+        let provider = tls::provider();
+        let mut registry = metrics::new_registry();
+        let metrics = Metrics::register(&mut registry);
+
+        let cert_paths = vec![settings.tls_cert.clone(), settings.tls_key.clone()];
+        let (cert_files, pem) = Watched::read_now(cert_paths).map_err(ServerError::Certificate)?;
+        let key = tls::certified_key(
+            &pem[0],
+            &pem[1],
+            &settings.tls_cert,
+            &settings.tls_key,
+            &provider,
+        )?;
+        let certs = Arc::new(CertStore::new(key));
+        let tls = tls::server_config(provider, certs.clone(), settings.client_ca.as_deref())?;
+
+        let (policy, policy_files) = match &settings.policy {
+            None => (Policy::embedded(), None),
+            Some(path) => {
+                let (watched, text) =
+                    Watched::read_now(vec![path.clone()]).map_err(|source| PolicyError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })?;
+                (parse_policy(&text[0], path)?, Some(watched))
+            }
+        };
+        let webhook = Arc::new(Webhook::new(
+            policy,
+            settings.namespaces.clone(),
+            metrics.clone(),
+            settings.limits.max_body_bytes,
+        ));
+
+        let webhook_listener = bind(settings.listen).await?;
+        let admin_listener = bind(settings.admin_listen).await?;
+        Ok(Server {
+            webhook_addr: local_addr(&webhook_listener, settings.listen)?,
+            admin_addr: local_addr(&admin_listener, settings.admin_listen)?,
+            webhook_listener,
+            admin_listener,
+            tls: Arc::new(tls),
+            certs,
+            cert_files,
+            policy_files,
+            webhook,
+            metrics,
+            registry: Arc::new(registry),
+            settings,
+        })
+    }
+
+    /// The webhook (HTTPS) address actually bound.
+    pub fn webhook_addr(&self) -> SocketAddr {
+        self.webhook_addr
+    }
+
+    /// The admin (plain HTTP) address actually bound.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The policy in force when the server was bound.
+    pub fn policy(&self) -> Arc<webhook::ActivePolicy> {
+        self.webhook.policy()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: `/readyz` fails at once, no new
+    /// connection is accepted, requests in flight finish (up to the drain timeout).
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Server {
+            settings,
+            webhook_listener,
+            admin_listener,
+            tls,
+            certs,
+            cert_files,
+            policy_files,
+            webhook,
+            metrics,
+            registry,
+            ..
+        } = self;
+        let draining = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+
+        let cert_paths = (settings.tls_cert.clone(), settings.tls_key.clone());
+        let provider = tls.crypto_provider().clone();
+        tasks.spawn(reload::watch(
+            "certificate",
+            cert_files,
+            settings.reload_interval,
+            metrics.certificate_reloads.clone(),
+            stop.clone(),
+            move |pem| {
+                let key =
+                    tls::certified_key(&pem[0], &pem[1], &cert_paths.0, &cert_paths.1, &provider)?;
+                certs.replace(key);
+                Ok(())
+            },
+        ));
+        if let (Some(watched), Some(path)) = (policy_files, settings.policy.clone()) {
+            let webhook = webhook.clone();
+            tasks.spawn(reload::watch(
+                "policy",
+                watched,
+                settings.reload_interval,
+                metrics.policy_reloads.clone(),
+                stop.clone(),
+                move |text| {
+                    let policy = parse_policy(&text[0], &path)?;
+                    tracing::info!(policy = %policy.origin, hash = %policy.hash, "policy in force");
+                    webhook.set_policy(policy);
+                    Ok(())
+                },
+            ));
+        }
+
+        let admin = admin::app(admin::Admin {
+            registry,
+            webhook: webhook.clone(),
+            draining: draining.clone(),
+        });
+        let admin_stop = stop.clone();
+        tasks.spawn(async move {
+            let serve = axum::serve(admin_listener, admin)
+                .with_graceful_shutdown(admin_stop.cancelled_owned());
+            if let Err(error) = serve.await {
+                tracing::error!(%error, "admin server failed");
+            }
+        });
+
+        let app = webhook::app(webhook, settings.limits.request_timeout);
+        let serve = listener::serve(
+            webhook_listener,
+            TlsAcceptor::from(tls),
+            app,
+            &settings.limits,
+            metrics,
+            draining.clone(),
+            settings.drain_timeout,
+        );
+        let signal = async {
+            shutdown.await;
+            tracing::info!("shutting down: not ready, draining");
+            draining.cancel();
+        };
+        tokio::join!(signal, serve);
+
+        stop.cancel();
+        // The admin port lets idle scrapers go at once; do not wait on a stuck one.
+        if tokio::time::timeout(Duration::from_secs(1), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tasks.shutdown().await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+fn parse_policy(bytes: &[u8], path: &std::path::Path) -> Result<Policy, ServerError> {
+    let origin = path.display().to_string();
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| ServerError::PolicyEncoding(origin.clone()))?;
+    Ok(Policy::parse(text, &origin)?)
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+    listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })
+}

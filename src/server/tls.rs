@@ -1,0 +1,161 @@
+//! TLS for the webhook port: rustls with the ring provider, TLS 1.2 and 1.3 only, ALPN
+//! `h2` and `http/1.1`, optionally client certificates signed by `--client-ca`.
+//!
+//! The serving certificate lives in a [`CertStore`] that rustls asks on every handshake,
+//! so a reloaded certificate is used by the next connection without rebuilding the
+//! config; connections already open keep the one they were made with.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: no PEM certificate found")]
+    NoCertificate { path: String },
+    #[error("{path}: not a PEM certificate chain: {message}")]
+    BadCertificate { path: String, message: String },
+    #[error("{path}: not a PEM private key (PKCS#8, PKCS#1 or SEC1): {message}")]
+    BadKey { path: String, message: String },
+    #[error("the key in {key} does not fit the certificate in {cert}: {message}")]
+    Mismatch {
+        cert: String,
+        key: String,
+        message: String,
+    },
+    #[error("client CA {path}: {message}")]
+    ClientCa { path: String, message: String },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// The ring provider, the one rustls is built with here.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Parses a PEM certificate chain and its PEM private key into a [`CertifiedKey`],
+/// refusing a key that does not belong to the chain's first certificate.
+pub fn certified_key(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let cert_name = cert_path.display().to_string();
+    let key_name = key_path.display().to_string();
+    let chain = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::BadCertificate {
+            path: cert_name.clone(),
+            message: e.to_string(),
+        })?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate { path: cert_name });
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::BadKey {
+        path: key_name.clone(),
+        message: e.to_string(),
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| TlsError::Mismatch {
+        cert: cert_name,
+        key: key_name,
+        message: e.to_string(),
+    })
+}
+
+/// The certificate served to new connections; swapped on reload.
+pub struct CertStore {
+    current: ArcSwap<CertifiedKey>,
+}
+
+impl CertStore {
+    pub fn new(initial: CertifiedKey) -> Self {
+        CertStore {
+            current: ArcSwap::from_pointee(initial),
+        }
+    }
+
+    pub fn replace(&self, key: CertifiedKey) {
+        self.current.store(Arc::new(key));
+    }
+}
+
+impl fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertStore").finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for CertStore {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+/// The rustls server configuration for the webhook port.
+pub fn server_config(
+    provider: Arc<CryptoProvider>,
+    certs: Arc<CertStore>,
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
+    };
+    let mut config = builder.with_cert_resolver(certs);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Accepts only clients presenting a certificate that chains to a CA in `path`.
+fn client_verifier(
+    path: &Path,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let name = path.display().to_string();
+    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+        path: name.clone(),
+        source,
+    })?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| TlsError::ClientCa {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+        roots.add(cert).map_err(|e| TlsError::ClientCa {
+            path: name.clone(),
+            message: e.to_string(),
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(TlsError::ClientCa {
+            path: name,
+            message: "no PEM certificate found".into(),
+        });
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| TlsError::ClientCa {
+            path: name,
+            message: e.to_string(),
+        })
+}

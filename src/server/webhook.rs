@@ -1,0 +1,264 @@
+//! `POST /mutate`: the HTTP face of the core.
+//!
+//! The handler reads a bounded body, asks the namespace source for the labels of the
+//! review's namespace, loads the current policy (one atomic load: a review sees one
+//! whole policy), calls [`admission::answer`], and records one log line and the metrics.
+//! A readable review always gets HTTP 200, denials included; only an unreadable request
+//! gets a 4xx, with a message that says what is wrong with it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use prometheus_client::metrics::counter::Counter;
+use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
+use tower_http::timeout::TimeoutLayer;
+use tracing::field::Empty;
+
+use super::namespaces::Namespaces;
+use crate::admission::{self, AdmissionError};
+use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
+use crate::policy::Policy;
+
+pub const MUTATE_PATH: &str = "/mutate";
+
+/// What the webhook needs to answer reviews; shared by every connection.
+#[derive(Debug)]
+pub struct Webhook {
+    policy: ArcSwap<ActivePolicy>,
+    namespaces: Namespaces,
+    metrics: Metrics,
+    max_body_bytes: usize,
+}
+
+/// The policy in force, with its metrics series looked up once.
+#[derive(Debug)]
+pub struct ActivePolicy {
+    pub policy: Policy,
+    series: PolicySeries,
+}
+
+impl Webhook {
+    pub fn new(
+        policy: Policy,
+        namespaces: Namespaces,
+        metrics: Metrics,
+        max_body_bytes: usize,
+    ) -> Self {
+        let active = ActivePolicy {
+            series: metrics.policy_series(&policy),
+            policy,
+        };
+        Webhook {
+            policy: ArcSwap::from_pointee(active),
+            namespaces,
+            metrics,
+            max_body_bytes,
+        }
+    }
+
+    /// Puts `policy` in force for every review that starts from now on.
+    pub fn set_policy(&self, policy: Policy) {
+        let series = self.metrics.policy_series(&policy);
+        self.policy.store(Arc::new(ActivePolicy { policy, series }));
+    }
+
+    pub fn policy(&self) -> Arc<ActivePolicy> {
+        self.policy.load_full()
+    }
+
+    pub fn namespaces(&self) -> &Namespaces {
+        &self.namespaces
+    }
+}
+
+/// The webhook's routes, ready for `tower::ServiceExt::oneshot` in tests.
+pub fn app(webhook: Arc<Webhook>, request_timeout: Duration) -> Router {
+    let panics = webhook.metrics.panics.clone();
+    Router::new()
+        .route(MUTATE_PATH, post(mutate).fallback(wrong_method))
+        .with_state(webhook)
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(PanicAnswer { panics }))
+}
+
+/// Last resort: a panic is a bug, but the API server must still get an answer (and
+/// `failurePolicy: Ignore` then lets the pod through), and someone must hear of it.
+#[derive(Clone, Debug)]
+pub struct PanicAnswer {
+    pub panics: Counter,
+}
+
+impl ResponseForPanic for PanicAnswer {
+    type ResponseBody = Body;
+
+    fn response_for_panic(
+        &mut self,
+        _panic: Box<dyn std::any::Any + Send + 'static>,
+    ) -> axum::http::Response<Body> {
+        self.panics.inc();
+        tracing::error!("panic while handling a request; answered 500");
+        (StatusCode::INTERNAL_SERVER_ERROR, "internal error\n").into_response()
+    }
+}
+
+/// Why a request could not be read as an AdmissionReview.
+#[derive(Debug, thiserror::Error)]
+enum Rejection {
+    #[error("content type {0:?} is not supported: send the AdmissionReview as application/json")]
+    ContentType(String),
+    #[error("the body is larger than the limit of {0} bytes")]
+    TooLarge(usize),
+    #[error("cannot read the request body: {0}")]
+    Body(String),
+    #[error(transparent)]
+    Review(#[from] AdmissionError),
+}
+
+impl Rejection {
+    fn status(&self) -> StatusCode {
+        match self {
+            Rejection::ContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::Body(_) | Rejection::Review(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let text = format!("{self}\n");
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            text,
+        )
+            .into_response()
+    }
+}
+
+async fn mutate(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
+    let started = Instant::now();
+    let _in_flight = GaugeGuard::new(&webhook.metrics.in_flight);
+    let span = tracing::info_span!("review", uid = Empty, namespace = Empty);
+    let (parts, body) = request.into_parts();
+    match review(&webhook, &parts.headers, body, &span, started).await {
+        Ok(response) => response,
+        Err(rejection) => {
+            let elapsed = started.elapsed();
+            webhook.metrics.record_invalid(elapsed);
+            tracing::info!(
+                parent: &span,
+                status = rejection.status().as_u16(),
+                error = %rejection,
+                outcome = "invalid",
+                latency_us = micros(elapsed),
+                "rejected"
+            );
+            rejection.into_response()
+        }
+    }
+}
+
+async fn review(
+    webhook: &Webhook,
+    headers: &HeaderMap,
+    body: Body,
+    span: &tracing::Span,
+    started: Instant,
+) -> Result<Response, Rejection> {
+    check_content_type(headers)?;
+    let bytes = read_body(body, headers, webhook.max_body_bytes).await?;
+    let review = admission::parse(&bytes)?;
+    span.record("uid", review.uid());
+    span.record("namespace", review.namespace());
+    let labels = webhook.namespaces.labels(review.namespace()).await;
+    let active = webhook.policy.load();
+    let answer = admission::answer(&active.policy, labels.as_facts(), &review)?;
+    let elapsed = started.elapsed();
+    let summary = &answer.summary;
+    webhook
+        .metrics
+        .record_review(&active.series, summary, elapsed);
+    tracing::info!(
+        parent: span,
+        pod = %summary.pod,
+        class = summary.class.as_deref().unwrap_or(NO_CLASS),
+        outcome = summary.outcome.as_str(),
+        skip_reason = summary.skip_reason.map(|r| r.as_str()),
+        patch_operations = summary.patch_operations,
+        latency_us = micros(elapsed),
+        "review"
+    );
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
+}
+
+/// `application/json`, with no charset or UTF-8 (JSON is UTF-8 on the wire).
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(Rejection::ContentType("(none)".into()));
+    };
+    let text = value.to_str().unwrap_or("(not text)");
+    let mut parts = text.split(';').map(str::trim);
+    let essence_ok = parts
+        .next()
+        .is_some_and(|m| m.eq_ignore_ascii_case("application/json"));
+    let params_ok = parts.all(|param| match param.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            let value = value.trim().trim_matches('"');
+            value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8")
+        }
+        _ => true,
+    });
+    if essence_ok && params_ok {
+        Ok(())
+    } else {
+        Err(Rejection::ContentType(text.chars().take(100).collect()))
+    }
+}
+
+/// Reads at most `limit` bytes: a declared length above it is refused before reading,
+/// and a chunked body is cut off as soon as it passes it.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Rejection> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Rejection::TooLarge(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(Rejection::TooLarge(limit)),
+        Err(error) => Err(Rejection::Body(error.to_string())),
+    }
+}
+
+async fn wrong_method(State(webhook): State<Arc<Webhook>>) -> Response {
+    webhook.metrics.record_invalid(Duration::ZERO);
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST")],
+        "only POST is allowed on /mutate\n",
+    )
+        .into_response()
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+#[path = "webhook_tests.rs"]
+mod tests;

@@ -1,0 +1,205 @@
+//! The `serve` command as people run it: a child process with no TLS flags, a real
+//! review over HTTPS with the CA it wrote, its JSON log lines, and the two-stage
+//! SIGTERM/SIGINT handling.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use hyper::StatusCode;
+use serde_json::Value;
+
+/// `ci-pod-webhook serve` as a child process, its JSON log lines read as they come.
+struct Serve {
+    child: std::process::Child,
+    logs: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Serve {
+    fn start(cert_dir: &std::path::Path, extra: &[&str]) -> Serve {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--kube", "off", "--log-format", "json", "--cert-dir"])
+            .arg(cert_dir)
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, logs) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| panic!("a log line that is not JSON: {line}"));
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        });
+        Serve { child, logs }
+    }
+
+    /// The next log line whose message is `message`.
+    fn log(&self, message: &str) -> Value {
+        loop {
+            let line = self.logs.recv_timeout(PATIENCE).expect("a log line");
+            if line["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+            {
+                return line;
+            }
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn exit_code(&mut self) -> Option<i32> {
+        let deadline = std::time::Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the server did not exit"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn addr(line: &Value, field: &str) -> std::net::SocketAddr {
+    line[field]
+        .as_str()
+        .expect(field)
+        .parse()
+        .expect("an address")
+}
+
+#[tokio::test]
+async fn serve_without_tls_flags_makes_a_dev_certificate_logs_reviews_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_dir = dir.path().join("dev-certs");
+    let mut serve = Serve::start(&cert_dir, &[]);
+    let said = serve.log("no --tls-cert");
+    let ca = cert_dir.join("ca.crt");
+    assert_eq!(said["ca"], ca.display().to_string());
+    let listening = serve.log("listening");
+    assert_eq!(listening["policy"], "<embedded default policy>");
+    let (webhook, admin) = (addr(&listening, "webhook"), addr(&listening, "admin"));
+    let hint = serve.log("try: curl");
+    let hint = hint["message"].as_str().expect("message");
+    assert!(
+        hint.contains(&format!("--cacert {}", ca.display())),
+        "{hint}"
+    );
+    assert!(
+        hint.contains(&format!("https://localhost:{}/mutate", webhook.port())),
+        "{hint}"
+    );
+
+    let ca_pem = std::fs::read_to_string(&ca).expect("ca.crt");
+    let client = Client::trusting(&[&ca_pem]);
+    let mut conn = client
+        .connect(webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    // What the README's curl command sends.
+    let review: Value =
+        serde_json::from_str(include_str!("fixtures/job-pod-review.json")).expect("fixture");
+    conn.review(&review).await;
+    let line = serve.log("review");
+    assert_eq!(line["span"]["uid"], review["request"]["uid"], "{line}");
+    assert_eq!(line["span"]["namespace"], "gitlab", "{line}");
+    assert_eq!(
+        line["pod"],
+        "runner-xz3kq9ab-project-12345678-concurrent-3-k2m9p0qz"
+    );
+    assert_eq!(line["class"], "k8srunner");
+    assert_eq!(line["outcome"], "mutated");
+    assert!(
+        line["patch_operations"].as_u64().is_some_and(|n| n > 0),
+        "{line}"
+    );
+    assert!(line["latency_us"].is_u64(), "{line}");
+
+    // Probes are not logged.
+    admin_get(admin, "/readyz").await.expect("readyz");
+    admin_get(admin, "/metrics").await.expect("metrics");
+
+    drop(conn);
+    serve.signal("TERM");
+    assert_eq!(serve.exit_code(), Some(0));
+    // After the review line: only the shutdown, nothing about the probes.
+    // The process has exited: iter() ends at the end of its output.
+    let rest: Vec<String> = serve
+        .logs
+        .iter()
+        .map(|l| l["message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let expected = ["received", "shutting down", "draining", "stopped"];
+    assert!(
+        rest.iter()
+            .all(|m| expected.iter().any(|e| m.starts_with(e))),
+        "{rest:?}"
+    );
+    assert_eq!(rest.last().map(String::as_str), Some("stopped"));
+}
+
+#[tokio::test]
+async fn a_second_signal_exits_at_once_without_waiting_for_the_drain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut serve = Serve::start(&dir.path().join("certs"), &["--drain-timeout", "60s"]);
+    let listening = serve.log("listening");
+    let (webhook, admin) = (addr(&listening, "webhook"), addr(&listening, "admin"));
+    let ca_pem = std::fs::read_to_string(dir.path().join("certs/ca.crt")).expect("ca.crt");
+    let client = Client::trusting(&[&ca_pem]);
+
+    let mut stuck = client
+        .connect(webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    let (_tx, body) = ChannelBody::pair();
+    let mut request = post("application/json", body);
+    request.headers_mut().insert("content-length", 1000.into());
+    let _in_flight = tokio::spawn(async move { stuck.send(request).await });
+    eventually("the request is in flight", || async {
+        let (_, text) = admin_get(admin, "/metrics").await.expect("metrics");
+        metric(&text, "ci_pod_webhook_in_flight_requests") == 1.0
+    })
+    .await;
+
+    serve.signal("TERM");
+    serve.log("shutting down");
+    eventually("/readyz fails", || async {
+        admin_get(admin, "/readyz").await.expect("readyz").0 == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    serve.signal("INT");
+    assert_eq!(serve.exit_code(), Some(130));
+}

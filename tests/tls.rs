@@ -1,0 +1,369 @@
+//! The webhook port's transport: ALPN and both HTTP versions, keep-alive, TLS versions,
+//! client certificates, certificate rotation through a `..data` symlink swap, and the
+//! bounds on slow or surplus clients.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn http1_keep_alive_serves_many_reviews_on_one_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |_| {}).await;
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    assert_eq!(conn.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    for i in 0..5 {
+        let reply = conn
+            .review(&job_pod_review(&format!("r{i}"), "gitlab", |_| {}))
+            .await;
+        assert_ne!(
+            reply.headers.get("connection").map(|v| v.as_bytes()),
+            Some(&b"close"[..])
+        );
+    }
+    let metrics = server.metrics().await;
+    assert_eq!(metric(&metrics, "ci_pod_webhook_connections_total"), 1.0);
+    assert_eq!(metric(&metrics, "ci_pod_webhook_open_connections"), 1.0);
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_and_multiplexes_reviews() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |_| {}).await;
+    let conn = client
+        .connect(server.webhook, Protocol::Http2)
+        .await
+        .expect("connect");
+    assert_eq!(conn.alpn.as_deref(), Some(&b"h2"[..]));
+    let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let conn = conn.clone();
+        tasks.push(tokio::spawn(async move {
+            let review = job_pod_review(&format!("h2-{i}"), "gitlab", |_| {});
+            conn.lock().await.review(&review).await.json()["response"]["uid"].clone()
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        assert_eq!(task.await.expect("join"), format!("h2-{i}"));
+    }
+    assert_eq!(server.metric("ci_pod_webhook_connections_total").await, 1.0);
+}
+
+#[tokio::test]
+async fn tls_1_2_is_accepted_as_well_as_1_3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generated = write_certs(dir.path());
+    let server = Running::start(settings(
+        &dir.path().join("tls.crt"),
+        &dir.path().join("tls.key"),
+    ))
+    .await;
+    let tls12 = Client::build(&[&generated.ca_cert], None, true);
+    let mut conn = tls12
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("TLS 1.2");
+    conn.review(&job_pod_review("t12", "gitlab", |_| {})).await;
+}
+
+/// A client CA and a client certificate (clientAuth) it signed.
+fn client_identity() -> (String, String, String) {
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, &ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec!["kube-apiserver".to_string()]).expect("params");
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test]
+async fn client_ca_mode_rejects_clients_without_a_certificate_and_accepts_signed_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (client_ca, client_cert, client_key) = client_identity();
+    let ca_path = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_path, &client_ca).expect("write");
+    let generated = write_certs(&dir.path().join("tls"));
+    let mut settings = settings(
+        &dir.path().join("tls/tls.crt"),
+        &dir.path().join("tls/tls.key"),
+    );
+    settings.client_ca = Some(ca_path);
+    let server = Running::start(settings).await;
+
+    let anonymous = Client::trusting(&[&generated.ca_cert]);
+    let refused = async {
+        let mut conn = anonymous.connect(server.webhook, Protocol::Http1).await?;
+        conn.post("application/json", b"{}".to_vec()).await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a client without a certificate must not get an answer"
+    );
+    eventually("the failed handshake is counted", || async {
+        server
+            .metric("ci_pod_webhook_tls_handshake_failures_total")
+            .await
+            >= 1.0
+    })
+    .await;
+
+    let (_, other_cert, other_key) = client_identity();
+    let stranger = Client::build(
+        &[&generated.ca_cert],
+        Some((&other_cert, &other_key)),
+        false,
+    );
+    let refused = async {
+        let mut conn = stranger.connect(server.webhook, Protocol::Http1).await?;
+        conn.post("application/json", b"{}".to_vec()).await
+    };
+    assert!(
+        refused.await.is_err(),
+        "a certificate from another CA must not get in"
+    );
+
+    let known = Client::build(
+        &[&generated.ca_cert],
+        Some((&client_cert, &client_key)),
+        false,
+    );
+    let mut conn = known
+        .connect(server.webhook, Protocol::Http2)
+        .await
+        .expect("connect");
+    conn.review(&job_pod_review("mtls", "gitlab", |_| {})).await;
+}
+
+#[tokio::test]
+async fn a_certificate_rotated_by_a_symlink_swap_is_served_to_new_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = ["localhost".to_string(), "127.0.0.1".to_string()];
+    let first = ci_pod_webhook::certs::generate("first", &names, 1).expect("generate");
+    let second = ci_pod_webhook::certs::generate("second", &names, 1).expect("generate");
+    let mut volume = VolumeDir::new(
+        &dir.path().join("secret"),
+        &[
+            ("tls.crt", first.tls_cert.as_bytes()),
+            ("tls.key", first.tls_key.as_bytes()),
+        ],
+    );
+    let server = Running::start(settings(&volume.path("tls.crt"), &volume.path("tls.key"))).await;
+    let client = Client::trusting(&[&first.ca_cert, &second.ca_cert]);
+
+    let old = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    assert_eq!(old.peer_cert, leaf_der(&first.tls_cert));
+
+    // A broken update (key of another certificate) is refused; the first stays in force.
+    volume.publish(&[
+        ("tls.crt", second.tls_cert.as_bytes()),
+        ("tls.key", first.tls_key.as_bytes()),
+    ]);
+    eventually("the mismatched pair is refused", || async {
+        server
+            .metric(r#"ci_pod_webhook_certificate_reloads_total{result="failure"}"#)
+            .await
+            == 1.0
+    })
+    .await;
+    let conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    assert_eq!(conn.peer_cert, leaf_der(&first.tls_cert));
+
+    volume.publish(&[
+        ("tls.crt", second.tls_cert.as_bytes()),
+        ("tls.key", second.tls_key.as_bytes()),
+    ]);
+    eventually("new connections get the second certificate", || async {
+        let conn = client
+            .connect(server.webhook, Protocol::Http1)
+            .await
+            .expect("connect");
+        conn.peer_cert == leaf_der(&second.tls_cert)
+    })
+    .await;
+    assert_eq!(
+        server
+            .metric(r#"ci_pod_webhook_certificate_reloads_total{result="success"}"#)
+            .await,
+        1.0
+    );
+    // A connection made before the rotation carries on with its certificate.
+    let mut old = old;
+    old.review(&job_pod_review("old", "gitlab", |_| {})).await;
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off_by_the_handshake_and_header_timeouts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |s| {
+        s.limits.handshake_timeout = Duration::from_millis(300);
+        s.limits.header_read_timeout = Duration::from_millis(300);
+    })
+    .await;
+
+    // TCP connected, TLS never started.
+    let mut silent = TcpStream::connect(server.webhook).await.expect("connect");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(PATIENCE, silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the server closes a silent connection"
+    );
+    eventually("the handshake timeout is counted", || async {
+        server
+            .metric("ci_pod_webhook_tls_handshake_failures_total")
+            .await
+            == 1.0
+    })
+    .await;
+
+    // TLS done, request headers never finished.
+    let tls = client.raw(server.webhook).await.expect("TLS");
+    let (mut read_half, mut write_half) = tokio::io::split(tls);
+    write_half
+        .write_all(b"POST /mutate HTTP/1.1\r\nhost: localhost\r\n")
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, read_half.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the server closes a connection whose headers never end"
+    );
+}
+
+#[tokio::test]
+async fn connections_above_the_limit_wait_for_a_free_slot() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |s| s.limits.max_connections = 1).await;
+    let first = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    let waiting = tokio::time::timeout(
+        Duration::from_millis(300),
+        client.connect(server.webhook, Protocol::Http1),
+    )
+    .await;
+    assert!(
+        waiting.is_err(),
+        "a second connection must wait while one is open"
+    );
+    drop(first);
+    let mut second =
+        tokio::time::timeout(PATIENCE, client.connect(server.webhook, Protocol::Http1))
+            .await
+            .expect("accepted once the first is gone")
+            .expect("connect");
+    second
+        .review(&job_pod_review("second", "gitlab", |_| {}))
+        .await;
+}
+
+#[tokio::test]
+async fn the_certs_command_makes_a_ca_and_a_serving_certificate_for_the_service() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use x509_parser::extensions::GeneralName;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("certs");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
+        .args([
+            "certs",
+            "--service",
+            "hook",
+            "--namespace",
+            "ci",
+            "--days",
+            "30",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("run");
+    assert!(status.success());
+
+    for (file, mode) in [
+        ("ca.crt", 0o644),
+        ("ca.key", 0o600),
+        ("tls.crt", 0o644),
+        ("tls.key", 0o600),
+        ("ca-bundle.b64", 0o644),
+    ] {
+        let meta = std::fs::metadata(out.join(file)).expect(file);
+        assert_eq!(meta.permissions().mode() & 0o777, mode, "{file}");
+    }
+
+    let tls_pem = std::fs::read_to_string(out.join("tls.crt")).expect("read");
+    let der = leaf_der(&tls_pem);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).expect("x509");
+    let sans: Vec<String> = cert
+        .subject_alternative_name()
+        .expect("extension")
+        .expect("SANs present")
+        .value
+        .general_names
+        .iter()
+        .map(|name| match name {
+            GeneralName::DNSName(dns) => (*dns).to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        sans,
+        [
+            "hook",
+            "hook.ci",
+            "hook.ci.svc",
+            "hook.ci.svc.cluster.local"
+        ]
+    );
+    let days =
+        (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
+    assert_eq!(days, 30, "30 days plus the hour of clock-skew margin");
+
+    let ca_pem = std::fs::read_to_string(out.join("ca.crt")).expect("read");
+    let bundle = std::fs::read_to_string(out.join("ca-bundle.b64")).expect("read");
+    assert_eq!(bundle.trim_end().lines().count(), 1, "caBundle is one line");
+    let decoded = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        bundle.trim_end(),
+    )
+    .expect("base64");
+    assert_eq!(decoded, ca_pem.as_bytes());
+
+    // The API server dials <service>.<namespace>.svc and checks the chain to caBundle.
+    let server = Running::start(settings(&out.join("tls.crt"), &out.join("tls.key"))).await;
+    let client = Client::trusting(&[&ca_pem]).expecting("hook.ci.svc");
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    conn.review(&job_pod_review("svc", "gitlab", |_| {})).await;
+    let wrong = Client::trusting(&[&ca_pem]).expecting("other.ci.svc");
+    assert!(
+        wrong
+            .connect(server.webhook, Protocol::Http1)
+            .await
+            .is_err()
+    );
+}
