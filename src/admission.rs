@@ -72,6 +72,19 @@ impl Review<'_> {
 }
 
 pub fn parse(body: &[u8]) -> Result<Review<'_>, AdmissionError> {
+    // serde reads a struct from a JSON array too; an AdmissionReview is an object.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => return Err(AdmissionError::NotJson("the body is empty".to_string())),
+        Some(_) => {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => AdmissionError::NotAReview("expected a JSON object".to_string()),
+                    Err(e) => AdmissionError::NotJson(e.to_string()),
+                },
+            );
+        }
+    }
     let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             AdmissionError::NotJson(e.to_string())

@@ -87,8 +87,13 @@ async fn a_body_above_the_limit_gets_413_declared_or_streamed() {
 async fn unreadable_reviews_get_400_with_the_reason() {
     for (body, reason) in [
         ("not json", "not valid JSON"),
-        // An array reads as an empty struct (serde's sequence form) in the core.
-        ("[]", "apiVersion"),
+        ("[]", "not an AdmissionReview: expected a JSON object"),
+        (
+            "\"a string\"",
+            "not an AdmissionReview: expected a JSON object",
+        ),
+        ("null", "not an AdmissionReview: expected a JSON object"),
+        ("", "the body is empty"),
         (
             r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
             "no request",
