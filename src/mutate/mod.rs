@@ -122,17 +122,24 @@ pub fn decide<'p>(
     if !is_pod_create {
         return Ok(Decision::Skip(SkipReason::NotPodCreate));
     }
-    let opted_in = match namespace {
-        NamespaceFacts::TrustSelector => true,
-        NamespaceFacts::Labels(_) => namespace.label(&policy.keys.opt_in) == Some(OPT_IN_VALUE),
-    };
-    if !opted_in {
+    if !opted_in(policy, namespace) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
+    }
+    if let Some(pod) = &request.pod {
+        return decide_pod(policy, namespace, request, pod);
     }
     let raw = request.object.ok_or(ObjectError::Missing)?;
     let pod: Pod<'_> =
         serde_json::from_str(raw.get()).map_err(|e| ObjectError::Invalid(e.to_string()))?;
     decide_pod(policy, namespace, request, &pod)
+}
+
+/// Whether the policy applies in the namespace at all (its opt-in label).
+pub fn opted_in(policy: &Policy, namespace: NamespaceFacts<'_>) -> bool {
+    match namespace {
+        NamespaceFacts::TrustSelector => true,
+        NamespaceFacts::Labels(_) => namespace.label(&policy.keys.opt_in) == Some(OPT_IN_VALUE),
+    }
 }
 
 /// The decision for a pod CREATE in an opted-in namespace.

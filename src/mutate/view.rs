@@ -32,6 +32,10 @@ pub struct AdmissionRequest<'a> {
     /// The object, kept raw until we know it is a Pod: other kinds are never parsed.
     #[serde(borrow, default)]
     pub object: Option<&'a serde_json::value::RawValue>,
+    /// The object already read as a Pod, when `admission::parse_with` could tell in the
+    /// same pass that it would be needed; then `object` is `None`.
+    #[serde(skip)]
+    pub pod: Option<Pod<'a>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -331,7 +335,7 @@ impl<'de: 'a, 'a, V: Deserialize<'de> + Text<'a>> Deserialize<'de> for Pairs<'a,
 
 /// A string borrowed from the input when it has no escapes.
 #[derive(Debug)]
-pub struct Borrowed<'a>(Cow<'a, str>);
+pub struct Borrowed<'a>(pub Cow<'a, str>);
 
 impl<'a> Text<'a> for Borrowed<'a> {
     fn into_text(self) -> Cow<'a, str> {
@@ -341,7 +345,24 @@ impl<'a> Text<'a> for Borrowed<'a> {
 
 impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Cow::<'a, str>::deserialize(d).map(Borrowed)
+        // Not `Cow::deserialize`: serde's impl for `Cow` always allocates an owned copy.
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(v))
+            }
+        }
+        d.deserialize_str(V).map(Borrowed)
     }
 }
 

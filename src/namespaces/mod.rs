@@ -136,6 +136,14 @@ impl NamespaceSource {
             Self::Cluster(cache) => cache.labels(namespace).await,
         }
     }
+
+    /// The labels of `namespace` if known without asking the API server.
+    pub fn peek(&self, namespace: &str) -> Option<NamespaceLabels> {
+        match self {
+            Self::Off => Some(NamespaceLabels::TrustSelector),
+            Self::Cluster(cache) => cache.0.mirror.get(namespace).map(NamespaceLabels::Known),
+        }
+    }
 }
 
 /// Namespace labels mirrored by a background watch. Cheap to clone; the watch stops

@@ -53,6 +53,16 @@ impl Namespaces {
         }
     }
 
+    /// The labels of `namespace` if they are at hand without waiting (no cache miss).
+    pub fn peek(&self, namespace: &str) -> Option<NamespaceLabels> {
+        match self {
+            Namespaces::Source(source) => source.peek(namespace),
+            Namespaces::Fixed(map) => Some(NamespaceLabels::Known(
+                map.get(namespace).cloned().unwrap_or_default(),
+            )),
+        }
+    }
+
     /// The labels of `namespace`, the request's authoritative namespace.
     pub async fn labels(&self, namespace: &str) -> NamespaceLabels {
         match self {

@@ -25,6 +25,7 @@ use tracing::field::Empty;
 use super::namespaces::Namespaces;
 use crate::admission::{self, AdmissionError};
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
+use crate::mutate;
 use crate::policy::Policy;
 
 pub const MUTATE_PATH: &str = "/mutate";
@@ -180,11 +181,18 @@ async fn review(
 ) -> Result<Response, Rejection> {
     check_content_type(headers)?;
     let bytes = read_body(body, headers, webhook.max_body_bytes).await?;
-    let review = admission::parse(&bytes)?;
+    let active = webhook.policy.load();
+    // Read the pod in the same pass when the namespace is known to be opted in (or not
+    // known yet: reading it is then only a guess, checked again by the core).
+    let review = admission::parse_with(&bytes, |namespace| {
+        webhook
+            .namespaces
+            .peek(namespace)
+            .is_none_or(|labels| mutate::opted_in(&active.policy, labels.as_facts()))
+    })?;
     span.record("uid", review.uid());
     span.record("namespace", review.namespace());
     let labels = webhook.namespaces.labels(review.namespace()).await;
-    let active = webhook.policy.load();
     let answer = admission::answer(&active.policy, labels.as_facts(), &review)?;
     let elapsed = started.elapsed();
     let summary = &answer.summary;

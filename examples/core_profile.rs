@@ -1,0 +1,34 @@
+//! Runs one bench case of `benches/core.rs` N times, for instruction counts that do not
+//! depend on the machine's load:
+//!
+//! ```sh
+//! cargo build --release --example core_profile
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.a target/release/examples/core_profile a 1000
+//! valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.0 target/release/examples/core_profile a 0
+//! ```
+//!
+//! (total instructions of the first − the second) / 1000 = instructions per review.
+//! Cases: `a` job pod mutated, `b` not opted in, `c` small non-job pod, `d` GPU pod with
+//! overrides.
+
+#[path = "../benches/cases/mod.rs"]
+mod cases;
+
+use std::hint::black_box;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let which = args.next().unwrap_or_else(|| "a".to_string());
+    let n: u64 = args.next().map_or(1000, |n| n.parse().expect("a count"));
+    let cases = cases::Cases::new();
+    let case = cases
+        .cases
+        .iter()
+        .find(|c| c.name.starts_with(&which))
+        .expect("a case: a, b, c or d");
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes += cases.respond(case, black_box(&case.body)).len();
+    }
+    println!("{} x{n}: {bytes} bytes out", case.name);
+}
