@@ -70,7 +70,10 @@ impl Writer {
             }
             Event::InitDone => {
                 let listed = std::mem::take(&mut self.relist);
-                *self.write() = listed;
+                let previous = std::mem::replace(&mut *self.write(), listed);
+                // Freed after the lock is released: reviews never wait for a whole map
+                // to be dropped (the lock is held for a pointer swap only).
+                drop(previous);
                 return Applied::Listed;
             }
             Event::Apply(object) => {
