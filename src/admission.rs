@@ -74,8 +74,8 @@ impl Review<'_> {
 }
 
 pub fn parse(body: &[u8]) -> Result<Review<'_>, AdmissionError> {
-    check_object(body)?;
-    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| {
+    let text = check_text(body)?;
+    let review: ReviewIn<'_> = serde_json::from_str(text).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             AdmissionError::NotJson(e.to_string())
         } else {
@@ -99,25 +99,32 @@ pub fn parse_with(
     body: &[u8],
     wants_pod: impl FnMut(&str) -> bool,
 ) -> Result<Review<'_>, AdmissionError> {
-    check_object(body)?;
-    match one_pass::review(body, wants_pod) {
+    let text = check_text(body)?;
+    match one_pass::review(text, wants_pod) {
         Some(review) => finish(review),
         None => parse(body),
     }
 }
 
-/// serde reads a struct from a JSON array too; an AdmissionReview is an object.
-fn check_object(body: &[u8]) -> Result<(), AdmissionError> {
+/// The body as text, if it can be an AdmissionReview at all.
+fn check_text(body: &[u8]) -> Result<&str, AdmissionError> {
+    // serde reads a struct from a JSON array too; an AdmissionReview is an object.
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'{') => Ok(()),
-        None => Err(AdmissionError::NotJson("the body is empty".to_string())),
-        Some(_) => Err(
-            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => AdmissionError::NotAReview("expected a JSON object".to_string()),
-                Err(e) => AdmissionError::NotJson(e.to_string()),
-            },
-        ),
+        Some(b'{') => {}
+        None => return Err(AdmissionError::NotJson("the body is empty".to_string())),
+        Some(_) => {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                    Ok(_) => AdmissionError::NotAReview("expected a JSON object".to_string()),
+                    Err(e) => AdmissionError::NotJson(e.to_string()),
+                },
+            );
+        }
     }
+    // JSON is UTF-8 (RFC 8259). serde_json checks only the strings it reads, so check
+    // the whole body once: fields the webhook skips must not hide invalid text either.
+    std::str::from_utf8(body)
+        .map_err(|e| AdmissionError::NotJson(format!("the body is not UTF-8: {e}")))
 }
 
 fn finish(review: ReviewIn<'_>) -> Result<Review<'_>, AdmissionError> {
@@ -324,4 +331,55 @@ struct Status {
     code: u16,
     reason: &'static str,
     message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"n","operation":"CREATE","object":{"metadata":{"annotations":{"a":"b"}},"spec":{"containers":[{"name":"build"},{"name":"helper"}]}}}}"#;
+
+    #[test]
+    fn a_readable_review_parses() {
+        let review = parse(REVIEW.as_bytes()).expect("readable");
+        assert_eq!((review.uid(), review.namespace()), ("u", "n"));
+    }
+
+    #[test]
+    fn invalid_text_anywhere_in_the_body_is_not_json() {
+        // In a field the webhook reads and in one it skips.
+        let skipped = REVIEW.replacen(
+            "\"kind\":\"AdmissionReview\"",
+            "\"kind\":\"AdmissionReview\",\"x\":\"\u{0}\"",
+            1,
+        );
+        let mut bytes = skipped.into_bytes();
+        let at = bytes.iter().position(|b| *b == 0).expect("marker");
+        bytes[at] = 0xff;
+        assert!(
+            matches!(parse(&bytes), Err(AdmissionError::NotJson(m)) if m.contains("not UTF-8"))
+        );
+        // A lone surrogate escape is rejected where the webhook reads the string; in a
+        // string it skips it is let through, as it changes nothing (the API server, which
+        // writes \ufffd for invalid text, never sends one).
+        let read = REVIEW.replacen("\"uid\":\"u\"", "\"uid\":\"\\ud800\"", 1);
+        assert!(matches!(
+            parse(read.as_bytes()),
+            Err(AdmissionError::NotAReview(_) | AdmissionError::NotJson(_))
+        ));
+        let skipped = REVIEW.replacen("\"request\"", "\"x\":\"\\ud800\",\"request\"", 1);
+        assert_eq!(parse(skipped.as_bytes()).expect("skipped field").uid(), "u");
+    }
+
+    #[test]
+    fn bodies_that_are_not_objects_are_not_reviews() {
+        for body in ["[]", "[1,2]", "\"s\"", "null", "7"] {
+            assert!(
+                matches!(parse(body.as_bytes()), Err(AdmissionError::NotAReview(_))),
+                "{body}"
+            );
+        }
+        assert!(matches!(parse(b"  "), Err(AdmissionError::NotJson(_))));
+        assert!(matches!(parse(b"{\"a\":"), Err(AdmissionError::NotJson(_))));
+    }
 }

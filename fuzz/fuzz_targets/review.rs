@@ -28,8 +28,10 @@ fuzz_target!(|data: &[u8]| {
         let Some(patch) = response["response"]["patch"].as_str() else { continue };
         let bytes = base64::engine::general_purpose::STANDARD.decode(patch).expect("base64");
         let ops: json_patch::Patch = serde_json::from_slice(&bytes).expect("a JSONPatch");
-        // Re-read the object as the API server would (last duplicate key wins).
-        let whole: Value = serde_json::from_slice(data).expect("parse succeeded before");
+        // Re-read the object as the API server would (last duplicate key wins). A lone
+        // surrogate escape in a string the webhook skips is let through by its parser but
+        // refused by a strict one: nothing to compare against then.
+        let Ok(whole) = serde_json::from_slice::<Value>(data) else { continue };
         let mut object = whole["request"]["object"].clone();
         json_patch::patch(&mut object, &ops).expect("the patch applies to the object");
         let mut again = whole.clone();

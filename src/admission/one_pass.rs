@@ -18,10 +18,9 @@ use super::ReviewIn;
 use crate::mutate::view::{AdmissionRequest, Borrowed, GroupVersionKind, Pod, UserInfo};
 
 /// The review read in one pass, or `None`: parse it the ordinary way.
-pub(super) fn review<F: FnMut(&str) -> bool>(body: &[u8], wants_pod: F) -> Option<ReviewIn<'_>> {
-    // One UTF-8 check of the whole body up front is far cheaper than serde_json's check
-    // of each string it borrows from a byte slice (a few thousand short strings here).
-    let text = std::str::from_utf8(body).ok()?;
+pub(super) fn review<F: FnMut(&str) -> bool>(text: &str, wants_pod: F) -> Option<ReviewIn<'_>> {
+    // From text, not bytes: the body was checked as UTF-8 once, so serde_json need not
+    // check each string it borrows (a few thousand short ones in a job pod).
     let mut de = serde_json::Deserializer::from_str(text);
     let review = ReviewSeed(wants_pod).deserialize(&mut de).ok()?;
     de.end().ok()?;
