@@ -7,13 +7,15 @@
 # (generated at start, as with no flags), then polls the admin port's /readyz as fast as
 # curl can (one request about every 2 ms) and prints the time from just before the
 # process was started to the first HTTP 200, then the server's RSS (VmRSS) and peak RSS
-# (VmHWM) 1 s after it became ready, with no load. Logs go to /dev/null. Ports 18443 and
-# 18080 on 127.0.0.1 must be free. Needs bash, curl and a release build
+# (VmHWM) 1 s after it became ready, with no load. Logs go to /dev/null. Ports $PORT and
+# $ADMIN_PORT (default 38443 and 38080) on 127.0.0.1 must be free. Needs bash, curl and a release build
 # (`cargo build --release`).
 set -euo pipefail
 
 runs=${1:-10}
 binary=${2:-target/release/ci-pod-webhook}
+port=${PORT:-38443}
+admin=${ADMIN_PORT:-38080}
 cert_dir=$(mktemp -d)
 trap 'rm -rf "$cert_dir"' EXIT
 
@@ -22,9 +24,9 @@ rss() { awk -v f="$2:" '$1 == f { printf "%.1f", $2 / 1024 }' "/proc/$1/status";
 for run in $(seq "$runs"); do
     start=$(date +%s%N)
     "$binary" serve --kube off --cert-dir "$cert_dir" \
-        --listen 127.0.0.1:18443 --admin-listen 127.0.0.1:18080 >/dev/null 2>&1 &
+        --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >/dev/null 2>&1 &
     pid=$!
-    until [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:18080/readyz)" = 200 ]; do
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$admin/readyz")" = 200 ]; do
         kill -0 "$pid" 2>/dev/null || { echo "run $run: the server exited" >&2; exit 1; }
     done
     ready=$(date +%s%N)

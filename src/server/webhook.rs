@@ -181,7 +181,8 @@ async fn review(
 ) -> Result<Response, Rejection> {
     check_content_type(headers)?;
     let bytes = read_body(body, headers, webhook.max_body_bytes).await?;
-    let active = webhook.policy.load();
+    // An owned `Arc`, not a guard: it is held across the namespace lookup's await.
+    let active = webhook.policy.load_full();
     // Read the pod in the same pass when the namespace is known to be opted in (or not
     // known yet: reading it is then only a guess, checked again by the core).
     let review = admission::parse_with(&bytes, |namespace| {
