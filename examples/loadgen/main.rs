@@ -89,7 +89,8 @@ pub struct Args {
     /// Runtime threads of the load generator itself.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// PID of the server: report its RSS (before the load, peak sampled, VmHWM).
+    /// PID of the server: report its RSS (before the load, peak sampled, VmHWM) and the
+    /// CPU time it and the load generator used per review.
     #[arg(long)]
     server_pid: Option<u32>,
     /// The server's /metrics URL: compare its latency histogram with ours.
@@ -192,6 +193,16 @@ async fn run(args: Args) -> anyhow::Result<report::Results> {
     let rss_sampler = args
         .server_pid
         .map(|pid| tokio::spawn(server::sample_rss(pid, stop_sampling.clone())));
+    // CPU used by the server and by this process over the measured window.
+    let cpu_before = args.server_pid.map(|pid| {
+        tokio::spawn(async move {
+            tokio::time::sleep_until(warmup_end.into()).await;
+            (
+                server::cpu_seconds(&pid.to_string()),
+                server::cpu_seconds("self"),
+            )
+        })
+    });
     let metrics_before = args.metrics_url.clone().map(|url| {
         tokio::spawn(async move {
             tokio::time::sleep_until(warmup_end.into()).await;
@@ -232,6 +243,18 @@ async fn run(args: Args) -> anyhow::Result<report::Results> {
         }
         _ => None,
     };
+    let cpu = match (cpu_before, args.server_pid) {
+        (Some(before), Some(pid)) => match before.await.context("CPU sample")? {
+            (Some(server_before), Some(self_before)) => Some(report::CpuReport {
+                server_seconds: server::cpu_seconds(&pid.to_string()).unwrap_or(server_before)
+                    - server_before,
+                loadgen_seconds: server::cpu_seconds("self").unwrap_or(self_before) - self_before,
+                cores: std::thread::available_parallelism().map_or(1, usize::from),
+            }),
+            _ => None,
+        },
+        _ => None,
+    };
     stop_sampling.cancel();
     let peak_sampled_kib = match rss_sampler {
         Some(task) => Some(task.await.unwrap_or(0)),
@@ -250,6 +273,7 @@ async fn run(args: Args) -> anyhow::Result<report::Results> {
         shared.warmup_end,
         results,
         memory,
+        cpu,
         server_buckets,
     )?;
     results.print(&args);
@@ -328,6 +352,11 @@ async fn worker(
                 *result.errors.entry(kind).or_default() += 1;
                 if result.error_samples.len() < 3 {
                     result.error_samples.push(message);
+                }
+                // Closed loop: a server that is down would otherwise be asked again at
+                // once, in a tight loop (the open loop is paced by its tickets).
+                if kind == "connect" && shared.tickets.is_none() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             }
         }

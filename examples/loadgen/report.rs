@@ -17,6 +17,13 @@ pub struct MemoryReport {
     pub end: Memory,
 }
 
+/// CPU time over the measured window, from `/proc/<pid>/stat` (10 ms resolution).
+pub struct CpuReport {
+    pub server_seconds: f64,
+    pub loadgen_seconds: f64,
+    pub cores: usize,
+}
+
 pub struct Results {
     latency_us: Histogram<u64>,
     ok: u64,
@@ -25,6 +32,7 @@ pub struct Results {
     window_secs: f64,
     body_bytes: usize,
     memory: Option<MemoryReport>,
+    cpu: Option<CpuReport>,
     server: Option<Buckets>,
 }
 
@@ -37,6 +45,7 @@ impl Results {
         warmup_end: Instant,
         workers: Vec<WorkerResult>,
         memory: Option<MemoryReport>,
+        cpu: Option<CpuReport>,
         server: Option<Buckets>,
     ) -> anyhow::Result<Results> {
         let mut latency_us = Histogram::new_with_bounds(1, 100_000_000, 3)?;
@@ -68,6 +77,7 @@ impl Results {
             window_secs,
             body_bytes,
             memory,
+            cpu,
             server,
         })
     }
@@ -151,6 +161,14 @@ impl Results {
                 mib(m.end.rss_kib)
             );
         }
+        if let Some((server_us, loadgen_us)) = self.cpu_per_review() {
+            let cores = self.cpu.as_ref().map_or(1, |c| c.cores);
+            println!(
+                "CPU:        server {server_us:.0} µs, loadgen {loadgen_us:.0} µs per review: \
+                 {:.0} reviews/s if the two had the {cores} cores to themselves",
+                cores as f64 * 1e6 / (server_us + loadgen_us)
+            );
+        }
         if let Some(server) = &self.server {
             self.print_comparison(server);
         }
@@ -183,6 +201,15 @@ impl Results {
         }
     }
 
+    /// Server and load generator CPU time per answered review, in µs.
+    fn cpu_per_review(&self) -> Option<(f64, f64)> {
+        let cpu = self.cpu.as_ref()?;
+        (self.ok > 0).then(|| {
+            let per = |seconds: f64| seconds * 1e6 / self.ok as f64;
+            (per(cpu.server_seconds), per(cpu.loadgen_seconds))
+        })
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let h = &self.latency_us;
         let mut latency = serde_json::Map::new();
@@ -198,6 +225,10 @@ impl Results {
             "latency_us": latency,
             "errors": self.errors_total(),
             "errors_by_kind": self.errors,
+            "cpu_us_per_review": self.cpu_per_review().map(|(server, loadgen)| json!({
+                "server": server.round(),
+                "loadgen": loadgen.round(),
+            })),
             "server_rss_kib": self.memory.as_ref().map(|m| json!({
                 "before": m.idle.rss_kib,
                 "peak_sampled": m.peak_sampled_kib,

@@ -33,6 +33,19 @@ pub fn memory(pid: u32) -> Option<Memory> {
     })
 }
 
+/// CPU time (user + system) a process has used so far, in seconds, from
+/// `/proc/<pid>/stat` (`pid` may be `self`). Clock ticks are 1/100 s (Linux `USER_HZ`).
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces:
+    // state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// Samples the RSS of `pid` every 100 ms until `stop`; returns the largest sample.
 pub async fn sample_rss(pid: u32, stop: CancellationToken) -> u64 {
     let mut peak = 0;
