@@ -30,5 +30,9 @@ fn main() {
     for _ in 0..n {
         bytes += cases.respond(case, black_box(&case.body)).len();
     }
-    println!("{} x{n}: {bytes} bytes out", case.name);
+    println!(
+        "{} ({} bytes in) x{n}: {bytes} bytes out",
+        case.name,
+        case.body.len()
+    );
 }
