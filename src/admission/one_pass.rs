@@ -249,6 +249,29 @@ mod tests {
         }
     }
 
+    /// Each fixture pod in the README's review, whose fields come in the API server's order.
+    #[test]
+    fn one_pass_answers_as_the_ordinary_parse_for_every_fixture_pod() {
+        let start = REVIEW.find("\"object\": ").expect("object") + "\"object\": ".len();
+        let end = REVIEW.find(",\n    \"oldObject\"").expect("oldObject");
+        for pod in [
+            include_str!("../../tests/fixtures/gitlab-runner-16.1-generate-name.json"),
+            include_str!("../../tests/fixtures/gitlab-runner-16.5-job-pod.json"),
+            include_str!("../../tests/fixtures/gitlab-runner-17.9-job-pod.json"),
+            include_str!("../../tests/fixtures/gitlab-runner-17.9-no-resources-no-services.json"),
+        ] {
+            let body = format!("{}{}{}", &REVIEW[..start], pod.trim(), &REVIEW[end..]);
+            let review = parse_with(body.as_bytes(), |_| true).expect("readable");
+            assert!(review.request.pod.is_some(), "read in one pass");
+            for opted_in in [true, false] {
+                assert_eq!(
+                    outcome(body.as_bytes(), true, opted_in),
+                    outcome(body.as_bytes(), false, opted_in)
+                );
+            }
+        }
+    }
+
     #[test]
     fn the_pod_is_read_in_the_same_pass_only_when_wanted() {
         let body = REVIEW.as_bytes();
