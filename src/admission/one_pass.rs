@@ -272,6 +272,30 @@ mod tests {
         }
     }
 
+    /// The review fuzzer's committed corpus and crash inputs (the differential fuzz
+    /// target `one_pass` checks the same on generated inputs).
+    #[test]
+    fn one_pass_answers_as_the_ordinary_parse_on_the_fuzz_inputs() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut count = 0;
+        for dir in ["corpus/review", "regressions/review"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let body = std::fs::read(entry.expect("entry").path()).expect("read");
+                for opted_in in [true, false] {
+                    assert_eq!(
+                        outcome(&body, true, opted_in),
+                        outcome(&body, false, opted_in)
+                    );
+                }
+                count += 1;
+            }
+        }
+        assert!(count > 0, "no fuzz inputs found");
+    }
+
     #[test]
     fn the_pod_is_read_in_the_same_pass_only_when_wanted() {
         let body = REVIEW.as_bytes();
