@@ -151,13 +151,15 @@ pub(super) fn read(
             } else {
                 ""
             };
-            let names: Vec<&str> = OverrideKind::ALL.iter().map(|k| k.as_str()).collect();
-            errors.push(format!(
-                "annotation {} is not a ci-pod-webhook override{case_hint}; the overrides are {}/ followed by one of: {}",
-                shorten(key),
-                policy.prefix,
-                names.join(", ")
-            ));
+            errors.push_with(|| {
+                let names: Vec<&str> = OverrideKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "annotation {} is not a ci-pod-webhook override{case_hint}; the overrides are {}/ followed by one of: {}",
+                    shorten(key),
+                    policy.prefix,
+                    names.join(", ")
+                )
+            });
             continue;
         };
         match check(policy, class, kind, key, value, &mut out) {
@@ -207,8 +209,13 @@ const MAX_REPORTED: usize = 8;
 
 impl Problems {
     fn push(&mut self, problem: String) {
+        self.push_with(|| problem);
+    }
+
+    /// Like `push`, writing the message only if it is shown.
+    fn push_with(&mut self, problem: impl FnOnce() -> String) {
         if self.shown.len() < MAX_REPORTED {
-            self.shown.push(problem);
+            self.shown.push(problem());
         } else {
             self.more += 1;
         }

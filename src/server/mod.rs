@@ -7,6 +7,7 @@
 //! server, so tests run real servers in-process.
 
 mod admin;
+mod budget;
 pub mod command;
 pub mod config;
 mod listener;
@@ -57,6 +58,8 @@ pub struct Settings {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// All request bodies held at once, together (see `budget`).
+    pub max_buffered_bytes: usize,
     pub max_connections: usize,
     pub header_read_timeout: Duration,
     pub handshake_timeout: Duration,
@@ -68,6 +71,8 @@ impl Default for Limits {
         Limits {
             // The API server caps request bodies at 3 MiB.
             max_body_bytes: 4 * 1024 * 1024,
+            // Eight whole bodies; well inside the Deployment's 128 Mi memory limit.
+            max_buffered_bytes: 32 * 1024 * 1024,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(5),
@@ -165,6 +170,7 @@ impl Server {
             settings.namespaces.clone(),
             metrics.clone(),
             settings.limits.max_body_bytes,
+            settings.limits.max_buffered_bytes,
         ));
 
         let webhook_listener = bind(settings.listen).await?;
