@@ -367,3 +367,25 @@ async fn the_certs_command_makes_a_ca_and_a_serving_certificate_for_the_service(
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn sessions_are_not_resumed_so_every_connection_gets_the_certificate_in_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |_| {}).await;
+    for protocol in [Protocol::Http1, Protocol::Http2, Protocol::Http1] {
+        let mut tls = client.tls(server.webhook, protocol).await.expect("TLS");
+        let (_, session) = tls.get_ref();
+        assert_eq!(
+            session.handshake_kind(),
+            Some(rustls::HandshakeKind::Full),
+            "a resumed handshake carries no certificate"
+        );
+        // Read what the server sends after the handshake (TLS 1.3 session tickets would
+        // come now) before the next connection looks for a session to resume.
+        let _ = tls
+            .write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_millis(500), tls.read(&mut buf)).await;
+    }
+}

@@ -5,7 +5,10 @@
 #![allow(dead_code)] // Each test crate uses a different part of the harness.
 
 mod client;
+mod load;
 pub use client::*;
+#[allow(unused_imports)] // Only the tests that put servers under load use it.
+pub use load::*;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
