@@ -33,7 +33,7 @@ const DEV_DAYS: u32 = 30;
 pub enum CertError {
     #[error("cannot generate a certificate: {0}")]
     Generate(#[from] rcgen::Error),
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}")]
     Write {
         path: PathBuf,
         #[source]

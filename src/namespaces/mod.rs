@@ -92,7 +92,7 @@ impl NamespaceSource {
                     Ok(Self::Cluster(NamespaceCache::spawn(client, &shutdown)))
                 }
                 Err(error) => {
-                    let error = format!("{:#}", anyhow::Error::new(error));
+                    // kube's message already carries its causes; its source chain repeats them.
                     tracing::warn!(
                         kube = "auto",
                         %error,

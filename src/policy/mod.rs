@@ -275,7 +275,7 @@ impl RunnerClass {
 /// A policy file that could not be loaded. The message names the file, line and key.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read policy file {path}: {source}")]
+    #[error("cannot read policy file {path}")]
     Read {
         path: String,
         #[source]

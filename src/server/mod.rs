@@ -110,7 +110,7 @@ pub enum ServerError {
     Policy(#[from] PolicyError),
     #[error("policy file {0}: not UTF-8 text")]
     PolicyEncoding(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]

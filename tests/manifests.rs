@@ -1,0 +1,269 @@
+//! The manifests agree with the binary and the policy: the webhook's namespaceSelector
+//! uses the policy's opt-in label, Service and container ports match what `serve`
+//! listens on, the probe paths exist on the admin server, the ConfigMap holds the
+//! embedded policy, and the node Docker daemon puts its socket where the policy looks.
+//! (`scripts/validate-manifests.sh` renders and schema-checks them; this ties them to
+//! the code.)
+
+mod common;
+
+use std::path::PathBuf;
+
+use ci_pod_webhook::cli::{Cli, Command};
+use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, DockerMode, OPT_IN_VALUE, Policy};
+use ci_pod_webhook::server::config::ServeArgs;
+use clap::Parser;
+use serde_json::{Value, json};
+
+fn manifest(path: &str) -> Vec<Value> {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests")
+        .join(path);
+    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()));
+    serde_saphyr::from_multiple::<Value>(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+fn object(path: &str, kind: &str) -> Value {
+    manifest(path)
+        .into_iter()
+        .find(|o| o["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {path}"))
+}
+
+/// `serve`'s defaults, as the command line parses them with no flags (and no
+/// environment overrides: none of the CI_POD_WEBHOOK_* variables are set in tests).
+fn serve_defaults() -> ServeArgs {
+    match Cli::try_parse_from(["ci-pod-webhook", "serve"])
+        .expect("serve parses")
+        .command
+    {
+        Command::Serve(args) => args,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn webhook_container() -> Value {
+    let deployment = object("base/deployment.yaml", "Deployment");
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "webhook").cloned())
+        .expect("a container named webhook")
+}
+
+fn env(container: &Value, name: &str) -> Option<String> {
+    container["env"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?["value"]
+        .as_str()
+        .map(str::to_string)
+}
+
+fn port(container: &Value, name: &str) -> u64 {
+    container["ports"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no container port named {name}"))
+}
+
+#[test]
+fn the_webhook_selects_opted_in_namespaces_by_the_policy_label() {
+    let policy = Policy::embedded();
+    let own_namespace = object("base/namespace.yaml", "Namespace")["metadata"]["name"].clone();
+    let config = object(
+        "base/mutatingwebhookconfiguration.yaml",
+        "MutatingWebhookConfiguration",
+    );
+    let hooks = config["webhooks"].as_array().expect("webhooks");
+    assert_eq!(hooks.len(), 1);
+    let hook = &hooks[0];
+    let expressions = hook["namespaceSelector"]["matchExpressions"]
+        .as_array()
+        .expect("matchExpressions");
+    assert!(
+        expressions.contains(
+            &json!({"key": policy.keys.opt_in, "operator": "In", "values": [OPT_IN_VALUE]})
+        )
+    );
+    assert!(expressions.contains(&json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", own_namespace]})));
+    assert_eq!(
+        hook["rules"],
+        json!([{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}])
+    );
+    assert_eq!(hook["admissionReviewVersions"], json!(["v1"]));
+    assert_eq!(hook["sideEffects"], "None");
+    assert_eq!(hook["failurePolicy"], "Ignore");
+    assert_eq!(hook["matchPolicy"], "Equivalent");
+    assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+    assert!(
+        hook["timeoutSeconds"]
+            .as_u64()
+            .is_some_and(|t| (1..=5).contains(&t))
+    );
+    assert_eq!(hook["clientConfig"]["service"]["path"], "/mutate");
+}
+
+#[test]
+fn service_and_container_ports_match_what_serve_listens_on() {
+    let defaults = serve_defaults();
+    let container = webhook_container();
+    let https = port(&container, "https");
+    let admin = port(&container, "admin");
+    assert_eq!(https, u64::from(defaults.listen.port()));
+    assert_eq!(admin, u64::from(defaults.admin_listen.port()));
+    // The Deployment also sets the addresses explicitly: they must agree.
+    assert_eq!(
+        env(&container, "CI_POD_WEBHOOK_LISTEN").as_deref(),
+        Some(format!("0.0.0.0:{https}").as_str())
+    );
+    assert_eq!(
+        env(&container, "CI_POD_WEBHOOK_ADMIN_LISTEN").as_deref(),
+        Some(format!("0.0.0.0:{admin}").as_str())
+    );
+
+    let service = object("base/service.yaml", "Service");
+    let ports = service["spec"]["ports"].as_array().expect("ports");
+    let by_target = |target: &str| {
+        ports
+            .iter()
+            .find(|p| p["targetPort"] == target)
+            .cloned()
+            .expect(target)
+    };
+    let webhook_port = by_target("https");
+    assert_eq!(webhook_port["port"], 443);
+    let config = object(
+        "base/mutatingwebhookconfiguration.yaml",
+        "MutatingWebhookConfiguration",
+    );
+    let client = &config["webhooks"][0]["clientConfig"]["service"];
+    assert_eq!(client["port"].as_u64().unwrap_or(443), 443);
+    assert_eq!(client["name"], service["metadata"]["name"]);
+    assert_eq!(client["namespace"], service["metadata"]["namespace"]);
+    assert_eq!(
+        by_target("admin")["name"],
+        "metrics",
+        "the ServiceMonitor scrapes the port named metrics"
+    );
+}
+
+#[tokio::test]
+async fn the_probe_paths_exist_on_the_admin_server() {
+    let container = webhook_container();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, _client) = common::Running::with(dir.path(), |_| {}).await;
+    for (probe, expected) in [("livenessProbe", 200), ("readinessProbe", 200)] {
+        let path = container[probe]["httpGet"]["path"]
+            .as_str()
+            .expect("an httpGet probe");
+        assert_eq!(
+            container[probe]["httpGet"]["port"], "admin",
+            "{probe} goes to the admin port"
+        );
+        let (status, _) = common::admin_get(server.admin, path)
+            .await
+            .expect("admin port answers");
+        assert_eq!(status.as_u16(), expected, "{probe} {path}");
+    }
+}
+
+#[test]
+fn the_configmap_holds_the_embedded_policy_and_mounts_it_where_serve_reads_it() {
+    let copy = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/base/policy.yaml"),
+    )
+    .expect("read");
+    assert_eq!(
+        copy, DEFAULT_POLICY_YAML,
+        "manifests/base/policy.yaml must equal `ci-pod-webhook default-policy`"
+    );
+    Policy::parse(&copy, "manifests/base/policy.yaml").expect("the ConfigMap policy is valid");
+
+    let kustomization = object("base/kustomization.yaml", "Kustomization");
+    let generator = &kustomization["configMapGenerator"][0];
+    assert_eq!(generator["files"], json!(["policy.yaml"]));
+
+    // The policy and TLS files are read from mounted volumes, never with subPath
+    // (a subPath mount never sees ConfigMap or Secret updates, so reload would not work).
+    let container = webhook_container();
+    let deployment = object("base/deployment.yaml", "Deployment");
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .expect("volumes");
+    let mounts = container["volumeMounts"]
+        .as_array()
+        .cloned()
+        .expect("mounts");
+    for (variable, source) in [
+        ("CI_POD_WEBHOOK_POLICY", "configMap"),
+        ("CI_POD_WEBHOOK_TLS_CERT", "secret"),
+        ("CI_POD_WEBHOOK_TLS_KEY", "secret"),
+    ] {
+        let file = env(&container, variable).unwrap_or_else(|| panic!("{variable} is set"));
+        let mount = mounts
+            .iter()
+            .find(|m| {
+                m["mountPath"]
+                    .as_str()
+                    .is_some_and(|p| file.starts_with(&format!("{p}/")))
+            })
+            .unwrap_or_else(|| panic!("{file} is under a volume mount"));
+        assert!(mount.get("subPath").is_none(), "{file}: no subPath");
+        let volume = volumes
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .expect("the mounted volume");
+        assert!(volume.get(source).is_some(), "{file} comes from a {source}");
+    }
+}
+
+#[test]
+fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
+    let policy = Policy::embedded();
+    let DockerMode::Socket {
+        socket_path,
+        socket_dir,
+        ..
+    } = &policy.docker.mode
+    else {
+        panic!("the default policy uses socket mode");
+    };
+    let daemonset = object("node-docker/daemonset.yaml", "DaemonSet");
+    let spec = &daemonset["spec"]["template"]["spec"];
+    let args: Vec<String> = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|c| c["args"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        args.contains(&format!("--host=unix://{socket_path}")),
+        "{args:?}"
+    );
+    let volumes = spec["volumes"].as_array().expect("volumes");
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v["hostPath"]["path"] == socket_dir.as_str()),
+        "the socket directory is on the node"
+    );
+    // It runs where job pods run: on CI nodes, GPU nodes included.
+    let class = &policy.classes[policy.default_class];
+    for (key, value) in &class.node_selector {
+        assert_eq!(
+            spec["nodeSelector"][key],
+            value.as_str(),
+            "nodeSelector {key}"
+        );
+    }
+    let tolerations = spec["tolerations"].as_array().expect("tolerations");
+    assert!(
+        tolerations
+            .iter()
+            .any(|t| t["key"] == "nvidia.com/gpu" && t["operator"] == "Exists")
+    );
+}
