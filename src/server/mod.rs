@@ -310,10 +310,26 @@ fn parse_policy(bytes: &[u8], path: &std::path::Path) -> Result<Policy, ServerEr
     Ok(Policy::parse(text, &origin)?)
 }
 
+/// Connections the kernel completes and queues before the server accepts them: at
+/// `--max-connections` the server stops accepting, and a burst queues here. Tokio's
+/// `TcpListener::bind` asks for 128; a client queued past that believes it is connected
+/// while the kernel drops its handshake (seen with 300 connections opened at once in
+/// tests/slow_clients.rs). The kernel caps it at net.core.somaxconn (4096 on current
+/// kernels).
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    let error = |source| ServerError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    // As TcpListener::bind does: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(error)
 }
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {

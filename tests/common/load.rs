@@ -46,7 +46,8 @@ pub struct ClientStats {
     pub failures: Vec<String>,
     /// The certificate served to each connection this client opened, in order.
     pub certificates: Vec<CertificateDer<'static>>,
-    pub latencies: Vec<Duration>,
+    /// When each review was sent, and how long its answer took.
+    pub latencies: Vec<(Instant, Duration)>,
 }
 
 pub struct Load {
@@ -159,7 +160,7 @@ async fn run_client(
         let result = c
             .post("application/json", serde_json::to_vec(&body).expect("json"))
             .await;
-        stats.latencies.push(started.elapsed());
+        stats.latencies.push((started, started.elapsed()));
         match result {
             Ok(reply) if reply.status == hyper::StatusCode::OK => {
                 let answer: Value = match serde_json::from_slice(&reply.body) {
@@ -193,6 +194,24 @@ async fn run_client(
         tokio::time::sleep(options.pause).await;
     }
     stats
+}
+
+/// The latencies of the reviews sent in `window`, sorted.
+pub fn latencies_in(stats: &[ClientStats], window: std::ops::Range<Instant>) -> Vec<Duration> {
+    let mut all: Vec<Duration> = stats
+        .iter()
+        .flat_map(|s| &s.latencies)
+        .filter(|(sent, _)| window.contains(sent))
+        .map(|(_, took)| *took)
+        .collect();
+    all.sort();
+    all
+}
+
+/// The `p` quantile (0 < p ≤ 1) of sorted durations.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted.get(at).copied().unwrap_or_default()
 }
 
 /// Sums answered reviews and gathers failures over all clients.
