@@ -389,3 +389,62 @@ async fn sessions_are_not_resumed_so_every_connection_gets_the_certificate_in_fo
         let _ = tokio::time::timeout(Duration::from_millis(500), tls.read(&mut buf)).await;
     }
 }
+
+#[tokio::test]
+async fn client_ca_mode_rejects_expired_and_non_client_certificates_from_the_right_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, &ca_key);
+    let leaf = |edit: &dyn Fn(&mut CertificateParams)| {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(vec!["kube-apiserver".to_string()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        edit(&mut params);
+        let cert = params.signed_by(&key, &issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    };
+    let ca_path = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_path, ca_cert.pem()).expect("write");
+    let generated = write_certs(&dir.path().join("tls"));
+    let mut settings = settings(
+        &dir.path().join("tls/tls.crt"),
+        &dir.path().join("tls/tls.key"),
+    );
+    settings.client_ca = Some(ca_path);
+    let server = Running::start(settings).await;
+
+    let now = time::OffsetDateTime::now_utc();
+    let expired = leaf(&|p| {
+        p.not_before = now - time::Duration::days(30);
+        p.not_after = now - time::Duration::days(1);
+    });
+    let not_yet = leaf(&|p| {
+        p.not_before = now + time::Duration::days(1);
+        p.not_after = now + time::Duration::days(30);
+    });
+    let server_only = leaf(&|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]);
+    for (what, (cert, key)) in [
+        ("an expired certificate", expired),
+        ("a certificate not valid yet", not_yet),
+        ("a serverAuth-only certificate", server_only),
+    ] {
+        let client = Client::build(&[&generated.ca_cert], Some((&cert, &key)), false);
+        let refused = async {
+            let mut conn = client.connect(server.webhook, Protocol::Http1).await?;
+            conn.post("application/json", b"{}".to_vec()).await
+        };
+        assert!(refused.await.is_err(), "{what} got an answer");
+    }
+    let (cert, key) = leaf(&|_| {});
+    let client = Client::build(&[&generated.ca_cert], Some((&cert, &key)), false);
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    conn.review(&job_pod_review("valid", "gitlab", |_| {}))
+        .await;
+}
