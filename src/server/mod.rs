@@ -10,6 +10,7 @@ mod admin;
 mod budget;
 pub mod command;
 pub mod config;
+mod deadlines;
 mod listener;
 pub mod namespaces;
 mod reload;
@@ -61,7 +62,13 @@ pub struct Limits {
     /// All request bodies held at once, together (see `budget`).
     pub max_buffered_bytes: usize,
     pub max_connections: usize,
+    /// A request's head (HTTP/1.1), from its first byte; for a new connection, from the
+    /// end of the TLS handshake.
     pub header_read_timeout: Duration,
+    /// An HTTP/1.1 connection idle between two requests.
+    pub keep_alive_timeout: Duration,
+    /// An HTTP/1.1 write that makes no progress (a client that does not read).
+    pub send_timeout: Duration,
     pub handshake_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -75,6 +82,13 @@ impl Default for Limits {
             max_buffered_bytes: 32 * 1024 * 1024,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(2),
+            // Longer than the API server keeps an idle connection (Go's 90 s), so that it
+            // is always the one to close: a close from our side could meet a review it
+            // has just sent on that connection.
+            keep_alive_timeout: Duration::from_secs(120),
+            // Answers are at most a few hundred KB, which the kernel's socket buffers
+            // take at once from a client that reads at all.
+            send_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
             // Above any admission webhook timeout the API server allows (30 s).
             request_timeout: Duration::from_secs(30),

@@ -98,11 +98,12 @@ impl Load {
         self.answered.load(Ordering::Relaxed)
     }
 
-    /// Waits until the clients have had `n` more reviews answered (at most [`super::PATIENCE`]):
-    /// the load really ran across whatever the test just changed.
+    /// Waits until the clients have had `n` more reviews answered (at most three times
+    /// [`super::PATIENCE`]: a debug build on a busy machine can be slow): the load
+    /// really ran across whatever the test just changed.
     pub async fn wait_for(&self, n: usize) {
         let target = self.answered() + n;
-        super::eventually("the load makes progress", || async {
+        super::eventually_within("the load makes progress", super::PATIENCE * 3, || async {
             self.answered() >= target
         })
         .await;
