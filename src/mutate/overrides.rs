@@ -119,10 +119,11 @@ pub(super) fn read(
         (&keys.docker, OverrideKind::Docker),
     ];
     let prefix_len = policy.prefix.len() + 1;
+    // Compared as bytes: the key is untrusted text, and slicing it as a str at the
+    // prefix length panics when that falls inside a multi-byte character.
     let under_prefix = |key: &str| {
         key.len() > prefix_len
-            && key.is_char_boundary(prefix_len)
-            && key[..prefix_len - 1].eq_ignore_ascii_case(&policy.prefix)
+            && key.as_bytes()[..prefix_len - 1].eq_ignore_ascii_case(policy.prefix.as_bytes())
             && key.as_bytes()[prefix_len - 1] == b'/'
     };
     let entries = &annotations.0;

@@ -1403,3 +1403,29 @@ fn a_pod_without_metadata_gets_its_annotations_added_whole() {
         );
     }
 }
+
+#[test]
+fn annotation_keys_with_multi_byte_characters_where_the_prefix_ends_are_not_overrides() {
+    // fuzz/artifacts/review/crash-d96f498a…: slicing the key as a str at the prefix
+    // length panicked inside a two-byte character.
+    for key in [
+        "ci.skao.inҕ/cpu-limit",
+        "ci.skao.intҕ/cpu-limit",
+        "ҕҕҕҕҕҕ/cpu-limit",
+        "ci.skao.int/ҕ",
+    ] {
+        let out = run(&annotate(job_pod(), &[(key, "64")]));
+        match out {
+            Out::Allow { .. } => assert_eq!(
+                container(out.pod(), "build")["resources"]["limits"]["cpu"],
+                "5",
+                "{key}"
+            ),
+            Out::Deny { message, .. } => assert!(
+                message.contains("is not a ci-pod-webhook override"),
+                "{key}: {message}"
+            ),
+            Out::Skip(r) => panic!("{key}: skipped {r:?}"),
+        }
+    }
+}
