@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::mutate::view::Object;
 use crate::mutate::{
     self, AdmissionRequest, Decision, NamespaceFacts, ObjectError, OverrideKind, OverrideRecord,
     OverrideResult, SkipReason,
@@ -51,8 +52,9 @@ struct ReviewIn<'a> {
     api_version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     kind: Option<Cow<'a, str>>,
+    /// An object: serde would read an array as the fields in order.
     #[serde(borrow, default)]
-    request: Option<AdmissionRequest<'a>>,
+    request: Option<Object<AdmissionRequest<'a>>>,
 }
 
 /// A readable AdmissionReview, borrowing from the request body.
@@ -137,7 +139,7 @@ fn finish(review: ReviewIn<'_>) -> Result<Review<'_>, AdmissionError> {
     if api_version != API_VERSION {
         return Err(AdmissionError::UnsupportedVersion(api_version.into_owned()));
     }
-    let request = review.request.ok_or(AdmissionError::MissingRequest)?;
+    let Object(request) = review.request.ok_or(AdmissionError::MissingRequest)?;
     if request.uid.is_empty() {
         return Err(AdmissionError::MissingUid);
     }
@@ -381,5 +383,28 @@ mod tests {
         }
         assert!(matches!(parse(b"  "), Err(AdmissionError::NotJson(_))));
         assert!(matches!(parse(b"{\"a\":"), Err(AdmissionError::NotJson(_))));
+    }
+
+    #[test]
+    fn a_request_or_kind_that_is_not_an_object_is_not_a_review() {
+        // serde reads a struct from an array too: ["u"] would be a request with uid "u".
+        for request in [r#"["u"]"#, r#""u""#, "7"] {
+            let body = format!(
+                r#"{{"apiVersion":"{API_VERSION}","kind":"AdmissionReview","request":{request}}}"#
+            );
+            assert!(
+                matches!(parse(body.as_bytes()), Err(AdmissionError::NotAReview(_))),
+                "{request}"
+            );
+        }
+        let kind = REVIEW.replacen(
+            r#"{"group":"","version":"v1","kind":"Pod"}"#,
+            r#"["","v1","Pod"]"#,
+            1,
+        );
+        assert!(matches!(
+            parse(kind.as_bytes()),
+            Err(AdmissionError::NotAReview(_))
+        ));
     }
 }

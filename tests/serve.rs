@@ -203,3 +203,111 @@ async fn a_second_signal_exits_at_once_without_waiting_for_the_drain() {
     serve.signal("INT");
     assert_eq!(serve.exit_code(), Some(130));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the_drain_timeout() {
+    use hyper::body::Bytes;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let drain = Duration::from_secs(5);
+    let mut serve = Serve::start(&dir.path().join("certs"), &["--drain-timeout", "5s"]);
+    let listening = serve.log("listening");
+    let (webhook, admin) = (addr(&listening, "webhook"), addr(&listening, "admin"));
+    let ca_pem = std::fs::read_to_string(dir.path().join("certs/ca.crt")).expect("ca.crt");
+    let client = Client::trusting(&[&ca_pem]);
+
+    // Reviews back to back until the server closes the connection.
+    let signalled = Arc::new(AtomicBool::new(false));
+    let fast: Vec<_> = [Protocol::Http1, Protocol::Http2]
+        .into_iter()
+        .map(|protocol| {
+            let (client, signalled) = (client.clone(), signalled.clone());
+            tokio::spawn(async move {
+                let mut conn = client.connect(webhook, protocol).await.expect("connect");
+                let mut answered = 0;
+                for seq in 0.. {
+                    let uid = format!("fast-{protocol:?}-{seq}");
+                    let body = serde_json::to_vec(&job_pod_review(&uid, "gitlab", |_| {}));
+                    match conn.post("application/json", body.expect("json")).await {
+                        Ok(reply) => {
+                            assert_eq!(reply.status, StatusCode::OK, "{uid}");
+                            assert_eq!(reply.json()["response"]["uid"], uid.as_str());
+                            answered += 1;
+                            if reply
+                                .headers
+                                .get("connection")
+                                .is_some_and(|v| v == "close")
+                            {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            assert!(signalled.load(Ordering::Relaxed), "{uid}: {e}");
+                            break;
+                        }
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+    // Reviews in flight at the signal: half a body each, the rest sent after it.
+    let (go, _) = tokio::sync::broadcast::channel::<()>(1);
+    let slow: Vec<_> = [Protocol::Http1, Protocol::Http2, Protocol::Http1]
+        .into_iter()
+        .enumerate()
+        .map(|(i, protocol)| {
+            let (client, mut go) = (client.clone(), go.subscribe());
+            tokio::spawn(async move {
+                let mut conn = client.connect(webhook, protocol).await.expect("connect");
+                let uid = format!("slow-{i}");
+                let review = serde_json::to_vec(&job_pod_review(&uid, "gitlab", |_| {}));
+                let review = review.expect("json");
+                let (tx, body) = ChannelBody::pair();
+                let mut request = post("application/json", body);
+                request
+                    .headers_mut()
+                    .insert("content-length", review.len().into());
+                let send = tokio::spawn(async move { conn.send(request).await });
+                let (head, tail) = review.split_at(review.len() / 2);
+                tx.send(Bytes::copy_from_slice(head)).await.expect("send");
+                go.recv().await.expect("go");
+                tx.send(Bytes::copy_from_slice(tail)).await.expect("send");
+                drop(tx);
+                let reply = send.await.expect("join").expect("answered");
+                assert_eq!(reply.status, StatusCode::OK, "{uid}");
+                assert_eq!(reply.json()["response"]["uid"], uid.as_str());
+            })
+        })
+        .collect();
+    eventually("the slow reviews are in flight", || async {
+        let (_, text) = admin_get(admin, "/metrics").await.expect("metrics");
+        metric(&text, "ci_pod_webhook_in_flight_requests") >= 3.0
+    })
+    .await;
+
+    tokio::time::sleep(Duration::from_millis(500)).await; // load on the fast clients
+
+    signalled.store(true, Ordering::Relaxed);
+    let sent = std::time::Instant::now();
+    serve.signal("TERM");
+    serve.log("shutting down");
+    eventually("/readyz fails", || async {
+        admin_get(admin, "/readyz").await.map(|r| r.0) != Ok(StatusCode::OK)
+    })
+    .await;
+    go.send(()).expect("slow clients wait");
+    for task in slow {
+        task.await.expect("a review in flight was not answered");
+    }
+    let mut answered = 0;
+    for task in fast {
+        answered += task.await.expect("a fast client failed");
+    }
+    assert_eq!(serve.exit_code(), Some(0));
+    let took = sent.elapsed();
+    eprintln!("{answered} reviews, then SIGTERM: 3 in flight answered, exit 0 after {took:?}");
+    assert!(took < drain, "exited {took:?} after SIGTERM");
+}

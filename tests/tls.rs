@@ -367,3 +367,156 @@ async fn the_certs_command_makes_a_ca_and_a_serving_certificate_for_the_service(
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn sessions_are_not_resumed_so_every_connection_gets_the_certificate_in_force() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |_| {}).await;
+    for protocol in [Protocol::Http1, Protocol::Http2, Protocol::Http1] {
+        let mut tls = client.tls(server.webhook, protocol).await.expect("TLS");
+        let (_, session) = tls.get_ref();
+        assert_eq!(
+            session.handshake_kind(),
+            Some(rustls::HandshakeKind::Full),
+            "a resumed handshake carries no certificate"
+        );
+        // Read what the server sends after the handshake (TLS 1.3 session tickets would
+        // come now) before the next connection looks for a session to resume.
+        let _ = tls
+            .write_all(b"GET /livez HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 256];
+        let _ = tokio::time::timeout(Duration::from_millis(500), tls.read(&mut buf)).await;
+    }
+}
+
+#[tokio::test]
+async fn client_ca_mode_rejects_expired_and_non_client_certificates_from_the_right_ca() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::new()).expect("params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, &ca_key);
+    let leaf = |edit: &dyn Fn(&mut CertificateParams)| {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(vec!["kube-apiserver".to_string()]).expect("params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        edit(&mut params);
+        let cert = params.signed_by(&key, &issuer).expect("leaf");
+        (cert.pem(), key.serialize_pem())
+    };
+    let ca_path = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_path, ca_cert.pem()).expect("write");
+    let generated = write_certs(&dir.path().join("tls"));
+    let mut settings = settings(
+        &dir.path().join("tls/tls.crt"),
+        &dir.path().join("tls/tls.key"),
+    );
+    settings.client_ca = Some(ca_path);
+    let server = Running::start(settings).await;
+
+    let now = time::OffsetDateTime::now_utc();
+    let expired = leaf(&|p| {
+        p.not_before = now - time::Duration::days(30);
+        p.not_after = now - time::Duration::days(1);
+    });
+    let not_yet = leaf(&|p| {
+        p.not_before = now + time::Duration::days(1);
+        p.not_after = now + time::Duration::days(30);
+    });
+    let server_only = leaf(&|p| p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth]);
+    for (what, (cert, key)) in [
+        ("an expired certificate", expired),
+        ("a certificate not valid yet", not_yet),
+        ("a serverAuth-only certificate", server_only),
+    ] {
+        let client = Client::build(&[&generated.ca_cert], Some((&cert, &key)), false);
+        let refused = async {
+            let mut conn = client.connect(server.webhook, Protocol::Http1).await?;
+            conn.post("application/json", b"{}".to_vec()).await
+        };
+        assert!(refused.await.is_err(), "{what} got an answer");
+    }
+    let (cert, key) = leaf(&|_| {});
+    let client = Client::build(&[&generated.ca_cert], Some((&cert, &key)), false);
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    conn.review(&job_pod_review("valid", "gitlab", |_| {}))
+        .await;
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_may_idle_past_the_header_timeout_until_the_keep_alive_timeout() {
+    // The API server keeps idle HTTP/1.1 connections for 90 s and reuses them; closing
+    // one after the 2 s header timeout could meet a review it has just sent.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keep_alive = Duration::from_millis(1500);
+    let (server, client) = Running::with(dir.path(), |s| {
+        s.limits.header_read_timeout = Duration::from_millis(300);
+        s.limits.keep_alive_timeout = keep_alive;
+    })
+    .await;
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    conn.review(&job_pod_review("first", "gitlab", |_| {}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(900)).await; // three header timeouts
+    conn.review(&job_pod_review("second", "gitlab", |_| {}))
+        .await;
+    assert_eq!(server.metric("ci_pod_webhook_connections_total").await, 1.0);
+    let idle = std::time::Instant::now();
+    tokio::time::timeout(PATIENCE, conn.closed)
+        .await
+        .expect("closed after the keep-alive timeout")
+        .expect("join");
+    // Measured from when the client had the answer, a little after the server's clock
+    // started: on a busy machine the gap can be a few hundred ms. What matters is that
+    // the close came from the keep-alive timeout, not the 300 ms header timeout.
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(600),
+        "closed after {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_its_answers_is_let_go_at_the_send_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |s| {
+        s.limits.send_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // A small receive buffer, requests pipelined, and no answer ever read.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket.connect(server.webhook).await.expect("connect");
+    let tls = client.tls_on(tcp, Protocol::Http1).await.expect("TLS");
+    let (_read, mut write) = tokio::io::split(tls);
+    let request = b"GET /mutate HTTP/1.1\r\nhost: localhost\r\n\r\n";
+    let writer = tokio::spawn(async move {
+        // Until the server gives up: once its answers fill the socket buffers it stops
+        // reading too, and these writes block until it closes the connection.
+        while write.write_all(request).await.is_ok() {}
+    });
+    eventually("the connection is taken", || async {
+        server.metric("ci_pod_webhook_open_connections").await == 1.0
+    })
+    .await;
+    eventually_within(
+        "the server lets the connection go",
+        PATIENCE * 3,
+        || async { server.metric("ci_pod_webhook_open_connections").await == 0.0 },
+    )
+    .await;
+    let answered = server
+        .metric(r#"ci_pod_webhook_requests_total{class="none",outcome="invalid"}"#)
+        .await;
+    assert!(answered >= 10.0, "only {answered} requests were answered");
+    writer.abort();
+}

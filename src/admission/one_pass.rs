@@ -15,7 +15,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde_json::value::RawValue;
 
 use super::ReviewIn;
-use crate::mutate::view::{AdmissionRequest, Borrowed, GroupVersionKind, Pod, UserInfo};
+use crate::mutate::view::{AdmissionRequest, Borrowed, GroupVersionKind, Object, Pod, UserInfo};
 
 /// The review read in one pass, or `None`: parse it the ordinary way.
 pub(super) fn review<F: FnMut(&str) -> bool>(text: &str, wants_pod: F) -> Option<ReviewIn<'_>> {
@@ -72,7 +72,7 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for ReviewSeed<F> {
         Ok(ReviewIn {
             api_version: api_version.flatten().map(|s| s.0),
             kind: kind.flatten().map(|s| s.0),
-            request: request.flatten(),
+            request: request.flatten().map(Object),
         })
     }
 }
@@ -114,14 +114,14 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, F> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut uid: Option<Borrowed<'de>> = None;
-        let mut kind: Option<GroupVersionKind<'de>> = None;
+        let mut kind: Option<Object<GroupVersionKind<'de>>> = None;
         let mut sub_resource: Option<Option<Borrowed<'de>>> = None;
         let mut name: Option<Option<Borrowed<'de>>> = None;
         let mut namespace: Option<Option<Borrowed<'de>>> = None;
         let mut operation: Option<Borrowed<'de>> = None;
-        let mut user_info: Option<UserInfo<'de>> = None;
+        let mut user_info: Option<Object<UserInfo<'de>>> = None;
         let mut object: Option<Option<&'de RawValue>> = None;
-        let mut pod: Option<Option<Pod<'de>>> = None;
+        let mut pod: Option<Option<Object<Pod<'de>>>> = None;
         // A key with escapes is an error here, so the ordinary parse reads it.
         while let Some(key) = map.next_key::<&'de str>()? {
             match key {
@@ -138,7 +138,7 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, F> {
                     }
                     // Only a guess of what the core will do: it decides again on the
                     // whole request, so reading a pod it then skips is merely wasted.
-                    let pod_create = kind.as_ref().is_some_and(|k| {
+                    let pod_create = kind.as_ref().is_some_and(|Object(k)| {
                         k.group.is_empty() && k.version == "v1" && k.kind == "Pod"
                     }) && operation.as_ref().is_some_and(|op| op.0 == "CREATE");
                     let in_namespace = namespace
@@ -158,14 +158,14 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, F> {
         let uid = uid.ok_or_else(|| de::Error::missing_field("uid"))?;
         Ok(AdmissionRequest {
             uid: uid.0,
-            kind: kind.unwrap_or_default(),
+            kind: kind.map(|Object(k)| k).unwrap_or_default(),
             sub_resource: sub_resource.flatten().map(|s| s.0),
             name: name.flatten().map(|s| s.0),
             namespace: namespace.flatten().map(|s| s.0),
             operation: operation.map(|s| s.0).unwrap_or_default(),
-            user_info: user_info.unwrap_or_default(),
+            user_info: user_info.map(|Object(u)| u).unwrap_or_default(),
             object: object.flatten(),
-            pod: pod.flatten(),
+            pod: pod.flatten().map(|Object(p)| p),
         })
     }
 }
@@ -220,6 +220,17 @@ mod tests {
                 .into_bytes(),
             format!("{}\"obj\"{}", &REVIEW[..pod_at], &REVIEW[pod_at + 8..]).into_bytes(),
             format!("{} trailing", REVIEW).into_bytes(),
+            // Arrays where objects belong: serde would read a struct from one.
+            REVIEW.replacen("\"spec\": {", "\"spec\": [], \"x\": {", 1).into_bytes(),
+            REVIEW
+                .replacen("\"userInfo\": {", "\"userInfo\": [\"u\"], \"x\": {", 1)
+                .into_bytes(),
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":["","v1","Pod"],"namespace":"ci","operation":"CREATE","object":{}}}"#
+                .to_vec(),
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":["u"]}"#
+                .to_vec(),
+            br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"ci","operation":"CREATE","object":[{},{"containers":[{"name":"build"}]}]}}"#
+                .to_vec(),
             REVIEW.replacen("\"gitlab\"", "\"git\\u006cab\"", 1).into_bytes(),
             REVIEW.replacen("runner", "r\u{fc}nner", 1).into_bytes(),
             [&REVIEW.as_bytes()[..100], b"\xff", &REVIEW.as_bytes()[100..]].concat(),

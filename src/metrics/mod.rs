@@ -71,6 +71,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Webhook connections open right now (TLS handshakes included).
     pub open_connections: Gauge,
+    /// Request-body bytes held by requests right now (the body budget in use).
+    pub buffered_request_bytes: Gauge,
     /// Webhook connections accepted since start.
     pub connections: Counter,
     pub tls_handshake_failures: Counter,
@@ -152,6 +154,7 @@ impl Metrics {
             certificate_reloads,
             in_flight: Gauge::default(),
             open_connections: Gauge::default(),
+            buffered_request_bytes: Gauge::default(),
             connections: Counter::default(),
             tls_handshake_failures: Counter::default(),
             panics: Counter::default(),
@@ -165,6 +168,12 @@ impl Metrics {
             "open_connections",
             "Open webhook connections",
             metrics.open_connections.clone(),
+        );
+        registry.register_with_unit(
+            "buffered_request",
+            "Request-body bytes held in memory by requests being read or handled",
+            Unit::Bytes,
+            metrics.buffered_request_bytes.clone(),
         );
         registry.register(
             "connections",

@@ -26,6 +26,12 @@ pub use view::{AdmissionRequest, Pod};
 pub const RUNNER_NAME_LABEL: &str = "manager.runner.gitlab.com/name";
 /// Annotation the kubelet puts on mirror pods, which must not be mutated.
 const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
+/// Job pods with more containers than this are denied. The patch grows with the
+/// containers (one `resources` operation each, ~190 bytes once encoded), so a 4 MiB pod
+/// of 190,000 bare `svc-N` containers made a 36 MB answer and held ~0.5 GB while building
+/// it: far above the webhook's memory limit. Allowing such a pod unchanged instead would
+/// let a job escape its class by declaring enough services, so it is denied.
+pub const MAX_CONTAINERS: usize = 1000;
 
 /// What the webhook knows about the request's namespace.
 #[derive(Debug, Clone, Copy)]
@@ -129,8 +135,8 @@ pub fn decide<'p>(
         return decide_pod(policy, namespace, request, pod);
     }
     let raw = request.object.ok_or(ObjectError::Missing)?;
-    let pod: Pod<'_> =
-        serde_json::from_str(raw.get()).map_err(|e| ObjectError::Invalid(e.to_string()))?;
+    let view::Object(pod) = serde_json::from_str::<view::Object<Pod<'_>>>(raw.get())
+        .map_err(|e| ObjectError::Invalid(e.to_string()))?;
     decide_pod(policy, namespace, request, &pod)
 }
 
@@ -157,6 +163,19 @@ pub fn decide_pod<'p>(
         return Ok(Decision::Skip(SkipReason::NotJobPod));
     }
     let (chosen, mut warnings) = class::choose(policy, namespace, request, pod);
+    let spec = pod.spec();
+    let containers = spec.containers.as_ref().map_or(0, Vec::len)
+        + spec.init_containers.as_ref().map_or(0, Vec::len);
+    if containers > MAX_CONTAINERS {
+        return Ok(Decision::Deny {
+            chosen,
+            pod: pod_name(pod),
+            message: format!(
+                "the pod has {containers} containers and init containers; ci-pod-webhook applies its policy to at most {MAX_CONTAINERS} (a GitLab job pod has build, helper and one container per service)"
+            ),
+            overrides: Vec::new(),
+        });
+    }
     let overrides = match overrides::read(policy, chosen.class, pod) {
         Ok(o) => o,
         Err(denied) => {

@@ -895,6 +895,57 @@ fn huge_override_values_are_shortened_in_messages() {
 }
 
 #[test]
+fn thousands_of_bad_override_annotations_are_summarised_in_a_short_denial() {
+    // Regression: duplicates were found by scanning the rest of the list for each key
+    // (quadratic: 150,000 annotations fit in a 4 MiB body; 20,000 took 2.9 s), and every
+    // problem went into the message, so the denial grew with the input (7 MB).
+    let mut pod = job_pod();
+    let annotations = pod["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("annotations");
+    for i in 0..50_000 {
+        annotations.insert(format!("ci.skao.int/x{i}"), json!(""));
+    }
+    let out = run_once(&DEFAULT, &Req::default(), &pod);
+    let message = out.denial();
+    assert!(message.contains("ci.skao.int/x0"), "{message}");
+    assert!(message.ends_with("; and 49992 more"), "{message}");
+    assert!(message.len() < 2_000, "{}", message.len());
+}
+
+#[test]
+fn a_job_pod_with_more_containers_than_the_bound_is_denied() {
+    let with_services = |n: usize| {
+        let mut pod = job_pod();
+        let containers = pod["spec"]["containers"]
+            .as_array_mut()
+            .expect("containers");
+        containers.extend((1..=n).map(|i| json!({"name": format!("svc-{i}")})));
+        pod
+    };
+    // init-permissions + build + helper + svc-0 + n services.
+    let at_bound = with_services(MAX_CONTAINERS - 4);
+    let out = run(&at_bound);
+    assert_eq!(
+        container(out.pod(), &format!("svc-{}", MAX_CONTAINERS - 4))["resources"]["limits"]["cpu"],
+        "3"
+    );
+    let message = run(&with_services(5_000)).denial().to_string();
+    assert!(
+        message.starts_with("the pod has 5004 containers and init containers;"),
+        "{message}"
+    );
+    // A pod that is not a job pod is not ours, however many containers it has.
+    let mut other = json!({"spec": {"containers": []}});
+    other["spec"]["containers"] = json!(
+        (0..5_000)
+            .map(|i| json!({"name": format!("c{i}")}))
+            .collect::<Vec<_>>()
+    );
+    assert!(matches!(run(&other), Out::Skip(SkipReason::NotJobPod)));
+}
+
+#[test]
 fn look_alike_prefixes_are_not_overrides_and_gain_nothing() {
     let pod = annotate(
         job_pod(),
@@ -1297,6 +1348,15 @@ fn an_unreadable_object_is_an_error_not_a_decision() {
         json!({"spec": {"containers": [{"image": "no-name"}]}}),
         json!({"metadata": {"annotations": {"a": 1}}}),
         json!("a string"),
+        // serde reads a struct from an array too; the patch would then target an array.
+        json!([null, {"containers": [{"name": "build"}, {"name": "helper"}]}]),
+        json!({"metadata": ["name"], "spec": {"containers": [{"name": "build"}, {"name": "helper"}]}}),
+        json!({"spec": [[{"name": "build"}, {"name": "helper"}]]}),
+        json!({"spec": {"containers": [["build"], ["helper"]]}}),
+        json!({"spec": {"containers": [{"name": "build", "resources": [{"cpu": "1"}]}, {"name": "helper"}]}}),
+        json!({"spec": {"containers": [{"name": "build", "env": [["DOCKER_HOST"]]}, {"name": "helper"}]}}),
+        json!({"spec": {"containers": [{"name": "build"}, {"name": "helper"}], "volumes": [["v"]]}}),
+        json!({"spec": {"containers": [{"name": "build"}, {"name": "helper"}], "tolerations": [["k"]]}}),
     ];
     for object in cases {
         let body = review_bytes(&Req::default(), &object);

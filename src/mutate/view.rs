@@ -2,12 +2,18 @@
 //! core reads. Everything else in the request is skipped, never modelled: the answer
 //! is a list of targeted patch operations, so fields this view does not know are kept
 //! by construction (and parsing stays cheap on a 20 KB job pod).
+//!
+//! Every Kubernetes object in the view must be a JSON *object*: serde's derived struct
+//! impls would also read a JSON array as the fields in order, and a patch built for such
+//! a "pod" (say `"spec": [[{"name": "build"}, …]]`) would not apply to it. The API
+//! server never sends one; a hand-made request that does is not a valid Pod (HTTP 400).
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 /// The `request` of an AdmissionReview.
@@ -16,7 +22,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 pub struct AdmissionRequest<'a> {
     #[serde(borrow)]
     pub uid: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub kind: GroupVersionKind<'a>,
     #[serde(borrow, default)]
     pub sub_resource: Option<Cow<'a, str>>,
@@ -27,7 +33,7 @@ pub struct AdmissionRequest<'a> {
     pub namespace: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub operation: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object")]
     pub user_info: UserInfo<'a>,
     /// The object, kept raw until we know it is a Pod: other kinds are never parsed.
     #[serde(borrow, default)]
@@ -57,10 +63,10 @@ pub struct UserInfo<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct Pod<'a> {
     /// `None` when absent or `null`: a patch must then create it.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_opt")]
     pub metadata: Option<ObjectMeta<'a>>,
     /// `None` when absent or `null`: no containers, so never a job pod.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_opt")]
     pub spec: Option<PodSpec<'a>>,
 }
 
@@ -109,15 +115,15 @@ pub struct ObjectMeta<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
     pub containers: Option<Vec<Container<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
     pub init_containers: Option<Vec<Container<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
     pub volumes: Option<Vec<Volume<'a>>>,
     #[serde(borrow, default)]
     pub node_selector: Option<StrMap<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
     pub tolerations: Option<Vec<Toleration<'a>>>,
     #[serde(borrow, default)]
     pub runtime_class_name: Option<Cow<'a, str>>,
@@ -130,9 +136,9 @@ pub struct Container<'a> {
     pub name: Cow<'a, str>,
     #[serde(default)]
     pub env: Option<Env>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
     pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_opt")]
     pub resources: Option<Resources<'a>>,
 }
 
@@ -181,7 +187,7 @@ impl<'de> Deserialize<'de> for Env {
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Env, A::Error> {
                 let mut env = Env::default();
-                while let Some(var) = seq.next_element::<EnvVar<'de>>()? {
+                while let Some(Object(var)) = seq.next_element::<Object<EnvVar<'de>>>()? {
                     if let Some(name) = WATCHED_ENV.iter().find(|w| **w == var.name) {
                         let host_ip = var
                             .value_from
@@ -202,14 +208,14 @@ impl<'de> Deserialize<'de> for Env {
 struct EnvVar<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_opt")]
     value_from: Option<EnvVarSource<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct EnvVarSource<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_opt")]
     field_ref: Option<FieldRef<'a>>,
 }
 
@@ -234,9 +240,9 @@ pub struct VolumeMount<'a> {
 pub struct Volume<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_opt")]
     pub host_path: Option<HostPath<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_opt")]
     pub secret: Option<SecretVolume<'a>>,
 }
 
@@ -406,4 +412,40 @@ impl<'de: 'a, 'a> Deserialize<'de> for QuantityText<'a> {
         }
         d.deserialize_any(V(std::marker::PhantomData))
     }
+}
+
+/// A Kubernetes object that must be a JSON object, never an array (see the module doc).
+#[derive(Debug)]
+pub struct Object<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+            type Value = Object<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+            }
+        }
+        d.deserialize_map(ObjectVisitor(PhantomData))
+    }
+}
+
+fn object<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+    Object::deserialize(d).map(|Object(t)| t)
+}
+
+fn object_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<Object<T>>::deserialize(d).map(|o| o.map(|Object(t)| t))
+}
+
+fn objects_opt<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Vec<T>>, D::Error> {
+    // `Object<T>` has the layout of `T`: the collect reuses the vector in place.
+    Option::<Vec<Object<T>>>::deserialize(d)
+        .map(|o| o.map(|v| v.into_iter().map(|Object(t)| t).collect()))
 }

@@ -68,6 +68,10 @@ pub struct ServeArgs {
     /// Largest request body accepted (larger: HTTP 413).
     #[arg(long, env = "CI_POD_WEBHOOK_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = Limits::default().max_body_bytes)]
     pub max_body_bytes: usize,
+    /// Most request-body bytes held in memory by all requests together; further bytes
+    /// wait in the clients' sockets. Raised to --max-body-bytes if below it.
+    #[arg(long, env = "CI_POD_WEBHOOK_MAX_BUFFERED_BYTES", value_name = "BYTES", default_value_t = Limits::default().max_buffered_bytes)]
+    pub max_buffered_bytes: usize,
     /// Most webhook connections open at once; more wait to be accepted.
     #[arg(long, env = "CI_POD_WEBHOOK_MAX_CONNECTIONS", value_name = "N", default_value_t = Limits::default().max_connections, value_parser = parse_positive)]
     pub max_connections: usize,
@@ -110,6 +114,7 @@ impl ServeArgs {
             namespaces,
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
+                max_buffered_bytes: self.max_buffered_bytes,
                 max_connections: self.max_connections,
                 ..Limits::default()
             },

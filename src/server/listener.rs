@@ -3,8 +3,9 @@
 //! Bounded everywhere a slow or hostile client could hold resources: a semaphore caps
 //! open connections (at the cap, new ones wait in the kernel's backlog), the TLS
 //! handshake and the request headers must arrive in time, and each request has a
-//! deadline (in the router). hyper's HTTP/1 header-read timer also runs while a
-//! keep-alive connection waits for its next request, so it doubles as an idle timeout.
+//! deadline (in the router). On HTTP/1.1 the socket carries the header, keep-alive and
+//! send deadlines ([`super::deadlines`]), not hyper's header-read timer, which would also
+//! close a keep-alive connection idle for 2 s under the API server's feet.
 //!
 //! Draining: stop accepting, ask every connection to finish gracefully (HTTP/1 answers
 //! its in-flight request with `Connection: close` and an idle one closes at once; HTTP/2
@@ -15,7 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::http::Request;
+use axum::response::Response;
+use axum::routing::future::RouteFuture;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
@@ -25,17 +32,23 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 use super::Limits;
+use super::deadlines::{Deadlines, Phase, Timeouts};
 use crate::metrics::{GaugeGuard, Metrics};
 
 /// Everything a connection task needs, shared by all of them.
 struct Shared {
     acceptor: TlsAcceptor,
-    http: auto::Builder<TokioExecutor>,
+    /// For connections that negotiated `h2` by ALPN.
+    http2: auto::Builder<TokioExecutor>,
+    /// For every other connection (ALPN `http/1.1`, or none).
+    http1: auto::Builder<TokioExecutor>,
     app: Router,
     metrics: Metrics,
     handshake_timeout: Duration,
+    deadlines: Timeouts,
 }
 
 /// Serves the webhook port until `draining` is cancelled, then drains.
@@ -48,20 +61,30 @@ pub(super) async fn serve(
     draining: CancellationToken,
     drain_timeout: Duration,
 ) {
-    let mut http = auto::Builder::new(TokioExecutor::new());
-    http.http1()
+    let mut http1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+    // The socket's deadlines replace hyper's header timer (see the module doc).
+    http1
+        .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    http.http2()
+        .header_read_timeout(None);
+    let mut http2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+    http2
+        .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
         .keep_alive_timeout(Duration::from_secs(20));
     let shared = Arc::new(Shared {
         acceptor,
-        http,
+        http1,
+        http2,
         app,
         metrics,
         handshake_timeout: limits.handshake_timeout,
+        deadlines: Timeouts {
+            head: limits.header_read_timeout,
+            keep_alive: limits.keep_alive_timeout,
+            send: limits.send_timeout,
+        },
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
@@ -146,9 +169,31 @@ async fn connection(
                 return;
             }
         };
-    let service = TowerToHyperService::new(shared.app.clone());
-    let conn = shared.http.serve_connection(TokioIo::new(tls), service);
-    if let Err(error) = watcher.watch(conn).await {
+    let ended = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let service = TowerToHyperService::new(shared.app.clone());
+        let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
+        watcher.watch(conn).await
+    } else {
+        let phase = Arc::new(Phase::default());
+        let io = Deadlines::new(tls, phase.clone(), shared.deadlines);
+        // Each request counts as handled from its head to its answer.
+        let track = move |answer: RouteFuture<Infallible>| {
+            let handling = phase.start();
+            async move {
+                let response = answer.await;
+                drop(handling);
+                response
+            }
+        };
+        let app = <Router as ServiceExt<Request<Incoming>>>::map_future::<_, _, Response, _>(
+            shared.app.clone(),
+            track,
+        );
+        let service = TowerToHyperService::new(app);
+        let conn = shared.http1.serve_connection(TokioIo::new(io), service);
+        watcher.watch(conn).await
+    };
+    if let Err(error) = ended {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }

@@ -7,8 +7,10 @@
 //! server, so tests run real servers in-process.
 
 mod admin;
+mod budget;
 pub mod command;
 pub mod config;
+mod deadlines;
 mod listener;
 pub mod namespaces;
 mod reload;
@@ -57,8 +59,16 @@ pub struct Settings {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub max_body_bytes: usize,
+    /// All request bodies held at once, together (see `budget`).
+    pub max_buffered_bytes: usize,
     pub max_connections: usize,
+    /// A request's head (HTTP/1.1), from its first byte; for a new connection, from the
+    /// end of the TLS handshake.
     pub header_read_timeout: Duration,
+    /// An HTTP/1.1 connection idle between two requests.
+    pub keep_alive_timeout: Duration,
+    /// An HTTP/1.1 write that makes no progress (a client that does not read).
+    pub send_timeout: Duration,
     pub handshake_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -68,8 +78,17 @@ impl Default for Limits {
         Limits {
             // The API server caps request bodies at 3 MiB.
             max_body_bytes: 4 * 1024 * 1024,
+            // Eight whole bodies; well inside the Deployment's 128 Mi memory limit.
+            max_buffered_bytes: 32 * 1024 * 1024,
             max_connections: 1024,
             header_read_timeout: Duration::from_secs(2),
+            // Longer than the API server keeps an idle connection (Go's 90 s), so that it
+            // is always the one to close: a close from our side could meet a review it
+            // has just sent on that connection.
+            keep_alive_timeout: Duration::from_secs(120),
+            // Answers are at most a few hundred KB, which the kernel's socket buffers
+            // take at once from a client that reads at all.
+            send_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(5),
             // Above any admission webhook timeout the API server allows (30 s).
             request_timeout: Duration::from_secs(30),
@@ -165,6 +184,7 @@ impl Server {
             settings.namespaces.clone(),
             metrics.clone(),
             settings.limits.max_body_bytes,
+            settings.limits.max_buffered_bytes,
         ));
 
         let webhook_listener = bind(settings.listen).await?;
@@ -304,10 +324,26 @@ fn parse_policy(bytes: &[u8], path: &std::path::Path) -> Result<Policy, ServerEr
     Ok(Policy::parse(text, &origin)?)
 }
 
+/// Connections the kernel completes and queues before the server accepts them: at
+/// `--max-connections` the server stops accepting, and a burst queues here. Tokio's
+/// `TcpListener::bind` asks for 128; a client queued past that believes it is connected
+/// while the kernel drops its handshake (seen with 300 connections opened at once in
+/// tests/slow_clients.rs). The kernel caps it at net.core.somaxconn (4096 on current
+/// kernels).
+const LISTEN_BACKLOG: u32 = 1024;
+
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })
+    let error = |source| ServerError::Bind { addr, source };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(error)?;
+    // As TcpListener::bind does: a restarted server can bind while old connections linger.
+    socket.set_reuseaddr(true).map_err(error)?;
+    socket.bind(addr).map_err(error)?;
+    socket.listen(LISTEN_BACKLOG).map_err(error)
 }
 
 fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, ServerError> {

@@ -4,6 +4,13 @@
 //! The serving certificate lives in a [`CertStore`] that rustls asks on every handshake,
 //! so a reloaded certificate is used by the next connection without rebuilding the
 //! config; connections already open keep the one they were made with.
+//!
+//! Sessions are not resumable (no session cache, no tickets): a resumed handshake sends
+//! no certificate, so a client holding a session made before a rotation would go on
+//! using the replaced certificate on new connections, and dropping the cache at each
+//! rotation still lets a handshake that straddles the swap store an old session in the
+//! new cache (seen under load in tests/under_load.rs). The API server's client does not
+//! resume sessions anyway (Go's default), and keep-alive makes new connections rare.
 
 use std::fmt;
 use std::path::Path;
@@ -14,7 +21,9 @@ use rustls::RootCertStore;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{
+    ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
+};
 use rustls::sign::CertifiedKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +130,8 @@ pub fn server_config(
         Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
     };
     let mut config = builder.with_cert_resolver(certs);
+    config.session_storage = Arc::new(NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }

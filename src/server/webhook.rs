@@ -22,6 +22,7 @@ use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
 
+use super::budget::{BodyBudget, Held};
 use super::namespaces::Namespaces;
 use crate::admission::{self, AdmissionError};
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
@@ -37,6 +38,7 @@ pub struct Webhook {
     namespaces: Namespaces,
     metrics: Metrics,
     max_body_bytes: usize,
+    budget: BodyBudget,
 }
 
 /// The policy in force, with its metrics series looked up once.
@@ -47,21 +49,30 @@ pub struct ActivePolicy {
 }
 
 impl Webhook {
+    /// `max_body_bytes` bounds one request body, `max_buffered_bytes` all of them
+    /// together (see [`BodyBudget`]).
     pub fn new(
         policy: Policy,
         namespaces: Namespaces,
         metrics: Metrics,
         max_body_bytes: usize,
+        max_buffered_bytes: usize,
     ) -> Self {
         let active = ActivePolicy {
             series: metrics.policy_series(&policy),
             policy,
         };
+        let budget = BodyBudget::new(
+            max_buffered_bytes,
+            max_body_bytes,
+            metrics.buffered_request_bytes.clone(),
+        );
         Webhook {
             policy: ArcSwap::from_pointee(active),
             namespaces,
             metrics,
             max_body_bytes,
+            budget,
         }
     }
 
@@ -180,7 +191,8 @@ async fn review(
     started: Instant,
 ) -> Result<Response, Rejection> {
     check_content_type(headers)?;
-    let bytes = read_body(body, headers, webhook.max_body_bytes).await?;
+    // The body's bytes count against the budget until the answer is made.
+    let (bytes, _held) = read_body(body, headers, webhook.max_body_bytes, &webhook.budget).await?;
     // An owned `Arc`, not a guard: it is held across the namespace lookup's await.
     let active = webhook.policy.load_full();
     // Read the pod in the same pass when the namespace is known to be opted in (or not
@@ -238,8 +250,14 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 }
 
 /// Reads at most `limit` bytes: a declared length above it is refused before reading,
-/// and a chunked body is cut off as soon as it passes it.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, Rejection> {
+/// and a chunked body is cut off as soon as it passes it. Each chunk takes its size from
+/// the budget before it is kept.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    budget: &BodyBudget,
+) -> Result<(Bytes, Held), Rejection> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -247,11 +265,30 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Rejection::TooLarge(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(Rejection::TooLarge(limit)),
-        Err(error) => Err(Rejection::Body(error.to_string())),
+    let mut held = budget.hold();
+    let mut body = Limited::new(body, limit);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) if error.is::<LengthLimitError>() => {
+                return Err(Rejection::TooLarge(limit));
+            }
+            Err(error) => return Err(Rejection::Body(error.to_string())),
+        };
+        if let Ok(data) = frame.into_data() {
+            budget.take(&mut held, data.len()).await;
+            chunks.push(data);
+        }
     }
+    // Most bodies arrive in one chunk: no copy. Nothing is reserved ahead of the bytes
+    // (for a declared length, say), so memory follows the budget.
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.swap_remove(0),
+        _ => Bytes::from(chunks.concat()),
+    };
+    Ok((bytes, held))
 }
 
 async fn wrong_method(State(webhook): State<Arc<Webhook>>) -> Response {

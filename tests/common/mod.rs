@@ -5,7 +5,10 @@
 #![allow(dead_code)] // Each test crate uses a different part of the harness.
 
 mod client;
+mod load;
 pub use client::*;
+#[allow(unused_imports)] // Only the tests that put servers under load use it.
+pub use load::*;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -187,12 +190,21 @@ pub async fn admin_get(addr: SocketAddr, path: &str) -> Result<(StatusCode, Stri
 }
 
 /// Polls `check` every 20 ms until it holds; panics after [`PATIENCE`].
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
+pub async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
+    eventually_within(what, PATIENCE, check).await;
+}
+
+/// Polls `check` every 20 ms until it holds; panics after `patience`.
+pub async fn eventually_within<F, Fut>(what: &str, patience: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + patience;
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
