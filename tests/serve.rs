@@ -206,7 +206,6 @@ async fn a_second_signal_exits_at_once_without_waiting_for_the_drain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the_drain_timeout() {
-    use hyper::body::Bytes;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -261,22 +260,13 @@ async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the
         .map(|(i, protocol)| {
             let (client, mut go) = (client.clone(), go.subscribe());
             tokio::spawn(async move {
-                let mut conn = client.connect(webhook, protocol).await.expect("connect");
+                let conn = client.connect(webhook, protocol).await.expect("connect");
                 let uid = format!("slow-{i}");
-                let review = serde_json::to_vec(&job_pod_review(&uid, "gitlab", |_| {}));
-                let review = review.expect("json");
-                let (tx, body) = ChannelBody::pair();
-                let mut request = post("application/json", body);
-                request
-                    .headers_mut()
-                    .insert("content-length", review.len().into());
-                let send = tokio::spawn(async move { conn.send(request).await });
-                let (head, tail) = review.split_at(review.len() / 2);
-                tx.send(Bytes::copy_from_slice(head)).await.expect("send");
-                go.recv().await.expect("go");
-                tx.send(Bytes::copy_from_slice(tail)).await.expect("send");
-                drop(tx);
-                let reply = send.await.expect("join").expect("answered");
+                let review = job_pod_review(&uid, "gitlab", |_| {});
+                let reply = conn
+                    .review_held_half_way(&review, async { go.recv().await.expect("go") })
+                    .await
+                    .expect("answered");
                 assert_eq!(reply.status, StatusCode::OK, "{uid}");
                 assert_eq!(reply.json()["response"]["uid"], uid.as_str());
             })

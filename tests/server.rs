@@ -10,7 +10,6 @@ use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy};
 use ci_pod_webhook::server::namespaces::Namespaces;
 use common::*;
 use hyper::StatusCode;
-use hyper::body::Bytes;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -344,7 +343,6 @@ async fn shutdown_drains_the_request_in_flight_and_closes_idle_connections() {
         s.limits.header_read_timeout = Duration::from_secs(60);
     })
     .await;
-    let review = serde_json::to_vec(&job_pod_review("drain", "gitlab", |_| {})).expect("json");
 
     let mut idle = client
         .connect(server.webhook, Protocol::Http1)
@@ -360,18 +358,16 @@ async fn shutdown_drains_the_request_in_flight_and_closes_idle_connections() {
         .review(&job_pod_review("before-h2", "gitlab", |_| {}))
         .await;
 
-    let mut busy = client
+    let busy = client
         .connect(server.webhook, Protocol::Http1)
         .await
         .expect("connect");
-    let (tx, body) = ChannelBody::pair();
-    let mut request = post("application/json", body);
-    request
-        .headers_mut()
-        .insert("content-length", review.len().into());
-    let in_flight = tokio::spawn(async move { busy.send(request).await });
-    let (head, tail) = review.split_at(review.len() / 2);
-    tx.send(Bytes::copy_from_slice(head)).await.expect("send");
+    let (go, rest) = tokio::sync::oneshot::channel::<()>();
+    let in_flight = tokio::spawn(async move {
+        let review = job_pod_review("drain", "gitlab", |_| {});
+        let rest = async { rest.await.expect("go") };
+        busy.review_held_half_way(&review, rest).await
+    });
     eventually("the review is in flight", || async {
         server.metric("ci_pod_webhook_in_flight_requests").await == 1.0
     })
@@ -403,7 +399,8 @@ async fn shutdown_drains_the_request_in_flight_and_closes_idle_connections() {
         "no new connection is accepted while draining"
     );
 
-    tx.send(Bytes::copy_from_slice(tail)).await.expect("send");
+    go.send(())
+        .expect("the review waits for the rest of its body");
     let reply = in_flight
         .await
         .expect("join")

@@ -15,7 +15,6 @@ use ci_pod_webhook::certs;
 use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy};
 use common::*;
 use hyper::StatusCode;
-use hyper::body::Bytes;
 use serde_json::Value;
 
 fn allowed_with_patch(_: &Value, answer: &Value) -> Result<(), String> {
@@ -324,22 +323,12 @@ async fn shutdown_under_load_answers_every_review_in_flight_and_exits_within_the
                 } else {
                     Protocol::Http2
                 };
-                let mut conn = client.connect(addr, protocol).await.expect("connect");
+                let conn = client.connect(addr, protocol).await.expect("connect");
                 let uid = format!("slow-{i}");
-                let review =
-                    serde_json::to_vec(&job_pod_review(&uid, "gitlab", |_| {})).expect("json");
-                let (tx, body) = ChannelBody::pair();
-                let mut request = post("application/json", body);
-                request
-                    .headers_mut()
-                    .insert("content-length", review.len().into());
-                let send = tokio::spawn(async move { conn.send(request).await });
-                let (head, tail) = review.split_at(review.len() / 2);
-                tx.send(Bytes::copy_from_slice(head)).await.expect("send");
-                go.recv().await.expect("go");
-                tx.send(Bytes::copy_from_slice(tail)).await.expect("send");
-                drop(tx); // the end of the body (HTTP/2 END_STREAM)
-                let reply = send.await.expect("join").unwrap_or_else(|e| {
+                let review = job_pod_review(&uid, "gitlab", |_| {});
+                let held =
+                    conn.review_held_half_way(&review, async { go.recv().await.expect("go") });
+                let reply = held.await.unwrap_or_else(|e| {
                     panic!("{uid} over {protocol:?}: the review in flight is not answered: {e}")
                 });
                 assert_eq!(reply.status, StatusCode::OK, "{uid}: {}", reply.text());

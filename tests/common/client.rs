@@ -224,6 +224,27 @@ impl Conn {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
         reply
     }
+
+    /// A review in flight: half its body is sent, the rest once `rest` completes.
+    pub async fn review_held_half_way(
+        mut self,
+        review: &Value,
+        rest: impl Future<Output = ()>,
+    ) -> Result<Reply, String> {
+        let review = serde_json::to_vec(review).expect("json");
+        let (tx, body) = ChannelBody::pair();
+        let mut request = post("application/json", body);
+        request
+            .headers_mut()
+            .insert("content-length", review.len().into());
+        let send = tokio::spawn(async move { self.send(request).await });
+        let (head, tail) = review.split_at(review.len() / 2);
+        tx.send(Bytes::copy_from_slice(head)).await.expect("send");
+        rest.await;
+        tx.send(Bytes::copy_from_slice(tail)).await.expect("send");
+        drop(tx); // the end of the body (HTTP/2 END_STREAM)
+        send.await.expect("join")
+    }
 }
 
 pub fn full(body: Vec<u8>) -> ReqBody {
