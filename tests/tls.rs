@@ -147,6 +147,78 @@ async fn client_ca_mode_rejects_clients_without_a_certificate_and_accepts_signed
     conn.review(&job_pod_review("mtls", "gitlab", |_| {})).await;
 }
 
+/// Whether `client` gets an answer on a new connection.
+async fn gets_in(client: &Client, addr: std::net::SocketAddr) -> bool {
+    let answer = async {
+        let mut conn = client.connect(addr, Protocol::Http1).await?;
+        conn.post("application/json", b"{}".to_vec()).await
+    };
+    answer.await.is_ok()
+}
+
+#[tokio::test]
+async fn a_client_ca_rotated_by_a_symlink_swap_applies_to_new_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (old_ca, old_cert, old_key) = client_identity();
+    let (new_ca, new_cert, new_key) = client_identity();
+    let mut volume = VolumeDir::new(
+        &dir.path().join("client-ca"),
+        &[("ca.crt", old_ca.as_bytes())],
+    );
+    let generated = write_certs(&dir.path().join("tls"));
+    let mut settings = settings(
+        &dir.path().join("tls/tls.crt"),
+        &dir.path().join("tls/tls.key"),
+    );
+    settings.client_ca = Some(volume.path("ca.crt"));
+    let server = Running::start(settings).await;
+    let old = Client::build(&[&generated.ca_cert], Some((&old_cert, &old_key)), false);
+    let new = Client::build(&[&generated.ca_cert], Some((&new_cert, &new_key)), false);
+    let reloads = |result: &'static str| {
+        let server = &server;
+        async move {
+            let series = format!("ci_pod_webhook_certificate_reloads_total{{result=\"{result}\"}}");
+            server.metric(&series).await
+        }
+    };
+
+    assert!(gets_in(&old, server.webhook).await);
+    assert!(!gets_in(&new, server.webhook).await);
+    let mut before = old
+        .connect(server.webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+
+    // A file that holds no certificate is refused; the old CA stays in force.
+    volume.publish(&[("ca.crt", b"not a certificate".as_slice())]);
+    eventually("the broken CA file is refused", || async {
+        reloads("failure").await == 1.0
+    })
+    .await;
+    assert!(gets_in(&old, server.webhook).await);
+    assert!(!gets_in(&new, server.webhook).await);
+
+    // Both CAs during the changeover, then the new one alone.
+    volume.publish(&[("ca.crt", format!("{old_ca}{new_ca}").as_bytes())]);
+    eventually("both CAs are accepted", || async {
+        gets_in(&new, server.webhook).await
+    })
+    .await;
+    assert!(gets_in(&old, server.webhook).await);
+    volume.publish(&[("ca.crt", new_ca.as_bytes())]);
+    eventually("the old CA is no longer accepted", || async {
+        !gets_in(&old, server.webhook).await
+    })
+    .await;
+    assert!(gets_in(&new, server.webhook).await);
+    assert_eq!(reloads("success").await, 2.0);
+    assert_eq!(reloads("failure").await, 1.0);
+    // A connection authenticated before the rotation carries on.
+    before
+        .review(&job_pod_review("before", "gitlab", |_| {}))
+        .await;
+}
+
 #[tokio::test]
 async fn a_certificate_rotated_by_a_symlink_swap_is_served_to_new_connections() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -127,7 +127,7 @@ impl Metrics {
         let certificate_reloads = ReloadCounters::register(
             registry,
             "certificate_reloads",
-            "Serving certificate changes applied (success) or refused (failure)",
+            "Serving certificate (and --client-ca) changes applied (success) or refused (failure)",
         );
         registry.register(
             "build",

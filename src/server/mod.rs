@@ -33,7 +33,7 @@ use crate::metrics::{self, Metrics};
 use crate::policy::{Policy, PolicyError};
 use namespaces::Namespaces;
 use reload::Watched;
-use tls::{CertStore, TlsError};
+use tls::{CertStore, ClientCaStore, TlsError};
 use webhook::Webhook;
 
 /// What the server is started with; the `serve` flags, checked.
@@ -118,6 +118,8 @@ impl Settings {
 pub enum ServerError {
     #[error("serving certificate: {0}")]
     Certificate(#[source] std::io::Error),
+    #[error("client CA: {0}")]
+    ClientCa(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error(transparent)]
@@ -144,6 +146,7 @@ pub struct Server {
     certs: Arc<CertStore>,
     cert_files: Watched,
     policy_files: Option<Watched>,
+    client_ca: Option<(Watched, Arc<ClientCaStore>)>,
     webhook: Arc<Webhook>,
     metrics: Metrics,
     registry: Arc<Registry>,
@@ -166,7 +169,20 @@ impl Server {
             &provider,
         )?;
         let certs = Arc::new(CertStore::new(key));
-        let tls = tls::server_config(provider, certs.clone(), settings.client_ca.as_deref())?;
+        let client_ca = match &settings.client_ca {
+            None => None,
+            Some(path) => {
+                let (watched, pem) =
+                    Watched::read_now(vec![path.clone()]).map_err(ServerError::ClientCa)?;
+                let verifier = tls::client_verifier(&pem[0], path, provider.clone())?;
+                Some((watched, Arc::new(ClientCaStore::new(verifier))))
+            }
+        };
+        let tls = tls::server_config(
+            provider,
+            certs.clone(),
+            client_ca.as_ref().map(|(_, store)| store.clone()),
+        )?;
 
         let (policy, policy_files) = match &settings.policy {
             None => (Policy::embedded(), None),
@@ -198,6 +214,7 @@ impl Server {
             certs,
             cert_files,
             policy_files,
+            client_ca,
             webhook,
             metrics,
             registry: Arc::new(registry),
@@ -231,6 +248,7 @@ impl Server {
             certs,
             cert_files,
             policy_files,
+            client_ca,
             webhook,
             metrics,
             registry,
@@ -255,6 +273,20 @@ impl Server {
                 Ok(())
             },
         ));
+        if let (Some((watched, store)), Some(path)) = (client_ca, settings.client_ca.clone()) {
+            let provider = tls.crypto_provider().clone();
+            tasks.spawn(reload::watch(
+                "client CA",
+                watched,
+                settings.reload_interval,
+                metrics.certificate_reloads.clone(),
+                stop.clone(),
+                move |pem| {
+                    store.replace(tls::client_verifier(&pem[0], &path, provider.clone())?);
+                    Ok(())
+                },
+            ));
+        }
         if let (Some(watched), Some(path)) = (policy_files, settings.policy.clone()) {
             let webhook = webhook.clone();
             tasks.spawn(reload::watch(

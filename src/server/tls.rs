@@ -3,7 +3,8 @@
 //!
 //! The serving certificate lives in a [`CertStore`] that rustls asks on every handshake,
 //! so a reloaded certificate is used by the next connection without rebuilding the
-//! config; connections already open keep the one they were made with.
+//! config; connections already open keep the one they were made with. The `--client-ca`
+//! verifier is replaced the same way ([`ClientCaStore`]).
 //!
 //! Sessions are not resumable (no session cache, no tickets): a resumed handshake sends
 //! no certificate, so a client holding a session made before a rotation would go on
@@ -17,14 +18,16 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use rustls::RootCertStore;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ResolvesServerCert, WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -121,13 +124,13 @@ impl ResolvesServerCert for CertStore {
 pub fn server_config(
     provider: Arc<CryptoProvider>,
     certs: Arc<CertStore>,
-    client_ca: Option<&Path>,
+    client_ca: Option<Arc<ClientCaStore>>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
+        Some(store) => builder.with_client_cert_verifier(store),
     };
     let mut config = builder.with_cert_resolver(certs);
     config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -136,18 +139,92 @@ pub fn server_config(
     Ok(config)
 }
 
-/// Accepts only clients presenting a certificate that chains to a CA in `path`.
-fn client_verifier(
+/// The `--client-ca` verifier in force, asked on every handshake and replaced when the
+/// CA file changes (as [`CertStore`] is for the serving certificate).
+///
+/// It sends no CA names in its certificate request: rustls wants them borrowed from the
+/// verifier for as long as it lives, which a replaceable one cannot offer. Hints only
+/// help a client choose among several certificates (with none, Go's client sends its
+/// one, as the API server has); the verification itself is the same.
+pub struct ClientCaStore {
+    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ClientCaStore {
+    pub fn new(verifier: Arc<dyn ClientCertVerifier>) -> ClientCaStore {
+        ClientCaStore {
+            current: ArcSwap::from_pointee(verifier),
+        }
+    }
+
+    pub fn replace(&self, verifier: Arc<dyn ClientCertVerifier>) {
+        self.current.store(Arc::new(verifier));
+    }
+}
+
+impl fmt::Debug for ClientCaStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCaStore").finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for ClientCaStore {
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current
+            .load()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.load().supported_verify_schemes()
+    }
+}
+
+/// Accepts only clients presenting a certificate that chains to a CA in `pem`, the
+/// contents of the file at `path`.
+pub fn client_verifier(
+    pem: &[u8],
     path: &Path,
     provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
     let name = path.display().to_string();
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: name.clone(),
-        source,
-    })?;
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| TlsError::ClientCa {
             path: name.clone(),
             message: e.to_string(),
