@@ -3,8 +3,9 @@
 //! A review that cannot be read is an [`AdmissionError`] (HTTP 400). Anything that
 //! can be read gets an answer with HTTP 200, including denials: a denial is a decision.
 //!
-//! The server calls, in order: [`parse`] (borrowing the body), looks up the
-//! namespace's labels for [`Review::namespace`], then [`answer`].
+//! The server calls, in order: [`parse_with`] (borrowing the body; [`parse`] is the same
+//! in two passes), looks up the namespace's labels for [`Review::namespace`], then
+//! [`answer`].
 
 mod one_pass;
 
@@ -48,9 +49,9 @@ pub enum AdmissionError {
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct ReviewIn<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "mutate::view::borrowed_opt")]
     api_version: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "mutate::view::borrowed_opt")]
     kind: Option<Cow<'a, str>>,
     /// An object: serde would read an array as the fields in order.
     #[serde(borrow, default)]
@@ -76,7 +77,11 @@ impl Review<'_> {
 }
 
 pub fn parse(body: &[u8]) -> Result<Review<'_>, AdmissionError> {
-    let text = check_text(body)?;
+    parse_text(check_text(body)?)
+}
+
+/// [`parse`] of a body already checked by [`check_text`].
+fn parse_text(text: &str) -> Result<Review<'_>, AdmissionError> {
     let review: ReviewIn<'_> = serde_json::from_str(text).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             AdmissionError::NotJson(e.to_string())
@@ -104,7 +109,7 @@ pub fn parse_with(
     let text = check_text(body)?;
     match one_pass::review(text, wants_pod) {
         Some(review) => finish(review),
-        None => parse(body),
+        None => parse_text(text),
     }
 }
 

@@ -16,7 +16,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use base64::Engine as _;
 use ci_pod_webhook::admission;
 use ci_pod_webhook::mutate::NamespaceFacts;
 use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy, ResourceName, RunnerClass};
@@ -70,8 +69,8 @@ fn judge(policy: &Policy, namespace: Option<&BTreeMap<String, String>>, review: 
     let parsed = admission::parse(&bytes).expect("a readable review");
     let facts = namespace.map_or(NamespaceFacts::TrustSelector, NamespaceFacts::Labels);
     let answer = admission::answer(policy, facts, &parsed).expect("a readable pod");
-    let response: Value = serde_json::from_slice(&answer.body).expect("json");
-    let response = &response["response"];
+    let reply: Value = serde_json::from_slice(&answer.body).expect("json");
+    let response = &reply["response"];
     if response["allowed"] == false {
         return Verdict::Denied(
             response["status"]["message"]
@@ -84,14 +83,7 @@ fn judge(policy: &Policy, namespace: Option<&BTreeMap<String, String>>, review: 
         assert!(response.get("patch").is_none(), "{response}");
         return Verdict::Skipped;
     };
-    let mut pod = review["request"]["object"].clone();
-    if let Some(patch) = response["patch"].as_str() {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(patch)
-            .expect("base64");
-        let patch: json_patch::Patch = serde_json::from_slice(&bytes).expect("JSONPatch");
-        json_patch::patch(&mut pod, &patch).expect("the patch applies");
-    }
+    let pod = patched_pod(review, &reply);
     let warnings = response["warnings"]
         .as_array()
         .map(|w| {
@@ -523,8 +515,10 @@ fn a_class_name_in_an_annotation_label_or_env_does_not_choose_the_class() {
             Verdict::Denied(message) => {
                 assert!(message.contains("runner-class"), "{trick}: {message}")
             }
-            Verdict::Allowed { class, pod, .. } => {
-                assert_eq!(class, "k8srunner", "{trick}");
+            Verdict::Allowed {
+                class: chosen, pod, ..
+            } => {
+                assert_eq!(chosen, "k8srunner", "{trick}");
                 assert_eq!(
                     pod["metadata"]["annotations"]["ci.skao.int/class"], "k8srunner",
                     "{trick}"
@@ -534,15 +528,11 @@ fn a_class_name_in_an_annotation_label_or_env_does_not_choose_the_class() {
                     POLICY.hash.as_str(),
                     "{trick}"
                 );
-                assert_within(class_of("k8srunner"), pod, trick);
+                assert_within(class("k8srunner"), pod, trick);
             }
             Verdict::Skipped => panic!("{trick}: skipped"),
         }
     }
-}
-
-fn class_of(name: &str) -> &'static RunnerClass {
-    class(name)
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Fuzzes the policy parser: any text either fails with located problems or yields a
-//! policy that the core can use on a real job pod without panicking, whose patch
-//! applies and is idempotent.
+//! policy that the core runs a real job pod through without panicking, answering with
+//! JSON. (Patch application and idempotence are the `review` target's checks.)
 #![no_main]
 
 use std::sync::LazyLock;

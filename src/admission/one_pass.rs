@@ -15,6 +15,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde_json::value::RawValue;
 
 use super::ReviewIn;
+use crate::mutate;
 use crate::mutate::view::{AdmissionRequest, Borrowed, GroupVersionKind, Object, Pod, UserInfo};
 
 /// The review read in one pass, or `None`: parse it the ordinary way.
@@ -139,8 +140,15 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, F> {
                     // Only a guess of what the core will do: it decides again on the
                     // whole request, so reading a pod it then skips is merely wasted.
                     let pod_create = kind.as_ref().is_some_and(|Object(k)| {
-                        k.group.is_empty() && k.version == "v1" && k.kind == "Pod"
-                    }) && operation.as_ref().is_some_and(|op| op.0 == "CREATE");
+                        mutate::is_pod_create(
+                            k,
+                            operation.as_ref().map_or("", |op| &op.0),
+                            sub_resource
+                                .as_ref()
+                                .and_then(|s| s.as_ref())
+                                .map(|s| &*s.0),
+                        )
+                    });
                     let in_namespace = namespace
                         .as_ref()
                         .is_some_and(|ns| (self.0)(ns.as_ref().map_or("", |ns| &ns.0)));

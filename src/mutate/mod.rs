@@ -113,19 +113,31 @@ pub enum ObjectError {
     Invalid(String),
 }
 
+/// Whether a request creates a pod (not one of its subresources): the only kind the
+/// webhook changes.
+pub(crate) fn is_pod_create(
+    kind: &view::GroupVersionKind<'_>,
+    operation: &str,
+    sub_resource: Option<&str>,
+) -> bool {
+    operation == "CREATE"
+        && kind.group.is_empty()
+        && kind.version == "v1"
+        && kind.kind == "Pod"
+        && sub_resource.unwrap_or("").is_empty()
+}
+
 /// Decides what to do with one AdmissionRequest.
 pub fn decide<'p>(
     policy: &'p Policy,
     namespace: NamespaceFacts<'_>,
     request: &AdmissionRequest<'_>,
 ) -> Result<Decision<'p>, ObjectError> {
-    let kind = &request.kind;
-    let is_pod_create = request.operation == "CREATE"
-        && kind.group.is_empty()
-        && kind.version == "v1"
-        && kind.kind == "Pod"
-        && request.sub_resource.as_deref().unwrap_or("").is_empty();
-    if !is_pod_create {
+    if !is_pod_create(
+        &request.kind,
+        &request.operation,
+        request.sub_resource.as_deref(),
+    ) {
         return Ok(Decision::Skip(SkipReason::NotPodCreate));
     }
     if !opted_in(policy, namespace) {
@@ -220,16 +232,12 @@ fn is_job_pod(policy: &Policy, pod: &Pod<'_>) -> bool {
         return false;
     };
     let test = &policy.job_pods;
-    let names: Vec<&str> = spec
-        .containers
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_ref())
-        .collect();
-    let has_containers = test
-        .containers
-        .iter()
-        .all(|want| names.contains(&want.as_str()));
+    let has_containers = test.containers.iter().all(|want| {
+        spec.containers
+            .iter()
+            .flatten()
+            .any(|c| c.name == want.as_str())
+    });
     let has_label = test.or_label.as_deref().is_some_and(|label| {
         pod.meta()
             .labels

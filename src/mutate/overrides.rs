@@ -137,7 +137,8 @@ pub(super) fn read(
         .map(|(i, (key, _))| (key.as_ref(), i))
         .collect();
     for (i, (key, value)) in entries.iter().enumerate() {
-        if !under_prefix(key) || last.get(key.as_ref()) != Some(&i) {
+        // `last` holds only keys under the prefix, and each at its last position.
+        if last.get(key.as_ref()) != Some(&i) {
             continue;
         }
         if *key == keys.class || *key == keys.policy {

@@ -1375,7 +1375,7 @@ fn an_unreadable_object_is_an_error_not_a_decision() {
 
 #[test]
 fn a_pod_without_a_spec_is_not_a_job_pod_even_with_the_runner_label() {
-    // fuzz/artifacts/review/crash-87a8c409…: the ops under /spec had no parent.
+    // fuzz/regressions/review/crash-87a8c409…: the ops under /spec had no parent.
     for spec in [None, Some(Value::Null)] {
         let mut pod =
             json!({"metadata": {"labels": {"manager.runner.gitlab.com/name": "k8srunner"}}});
@@ -1406,7 +1406,7 @@ fn a_pod_without_metadata_gets_its_annotations_added_whole() {
 
 #[test]
 fn annotation_keys_with_multi_byte_characters_where_the_prefix_ends_are_not_overrides() {
-    // fuzz/artifacts/review/crash-d96f498a…: slicing the key as a str at the prefix
+    // fuzz/regressions/review/crash-d96f498a…: slicing the key as a str at the prefix
     // length panicked inside a two-byte character.
     for key in [
         "ci.skao.inҕ/cpu-limit",

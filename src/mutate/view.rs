@@ -24,12 +24,12 @@ pub struct AdmissionRequest<'a> {
     pub uid: Cow<'a, str>,
     #[serde(borrow, default, deserialize_with = "object")]
     pub kind: GroupVersionKind<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub sub_resource: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub name: Option<Cow<'a, str>>,
     /// Authoritative namespace of the request (not the object's metadata).
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub namespace: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub operation: Cow<'a, str>,
@@ -101,9 +101,9 @@ impl<'a> Pod<'a> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub generate_name: Option<Cow<'a, str>>,
     /// `None` when absent or `null`: a patch must then create the map.
     #[serde(borrow, default)]
@@ -125,7 +125,7 @@ pub struct PodSpec<'a> {
     pub node_selector: Option<StrMap<'a>>,
     #[serde(borrow, default, deserialize_with = "objects_opt")]
     pub tolerations: Option<Vec<Toleration<'a>>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub runtime_class_name: Option<Cow<'a, str>>,
 }
 
@@ -166,7 +166,8 @@ impl Env {
         self.watched.iter().any(|(n, _)| *n == name)
     }
 
-    /// For a set variable: whether it is the node's IP from the downward API.
+    /// For a set variable: whether it is the node's IP from the downward API. A name
+    /// given twice counts as its last entry, the one the kubelet puts in force.
     pub fn is_host_ip(&self, name: &str) -> Option<bool> {
         debug_assert!(WATCHED_ENV.contains(&name), "{name} is not watched");
         self.watched
@@ -255,7 +256,7 @@ pub struct HostPath<'a> {
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretVolume<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub secret_name: Option<Cow<'a, str>>,
 }
 
@@ -270,13 +271,13 @@ pub struct Resources<'a> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Toleration<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub operator: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub value: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub effect: Option<Cow<'a, str>>,
     #[serde(default)]
     pub toleration_seconds: Option<i64>,
@@ -370,6 +371,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
         }
         d.deserialize_str(V).map(Borrowed)
     }
+}
+
+/// An optional string, borrowed like [`Borrowed`]: serde's own `Option<Cow<str>>` always
+/// copies, `#[serde(borrow)]` only borrows a bare `Cow`.
+pub(crate) fn borrowed_opt<'de: 'a, 'a, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Option::<Borrowed<'a>>::deserialize(d).map(|o| o.map(|Borrowed(s)| s))
 }
 
 /// The text of a quantity given as a JSON string or number.
