@@ -549,6 +549,66 @@ async fn a_keep_alive_connection_may_idle_past_the_header_timeout_until_the_keep
 }
 
 #[tokio::test]
+async fn an_http2_connection_is_closed_when_silent_past_the_header_timeout_or_idle_past_the_keep_alive()
+ {
+    // hyper's PINGs keep an answering client's connection open for good: without these
+    // bounds, silent HTTP/2 connections would take every connection slot.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keep_alive = Duration::from_millis(1500);
+    let (server, client) = Running::with(dir.path(), |s| {
+        s.limits.header_read_timeout = Duration::from_millis(300);
+        s.limits.keep_alive_timeout = keep_alive;
+    })
+    .await;
+
+    // TLS with ALPN h2, then not even the connection preface.
+    let mut silent = client
+        .tls(server.webhook, Protocol::Http2)
+        .await
+        .expect("TLS");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        match tokio::time::timeout(PATIENCE, silent.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(_)) => {} // the server's SETTINGS
+            Err(_) => panic!("a silent HTTP/2 connection was not closed"),
+        }
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < keep_alive,
+        "closed after {took:?}, the header timeout is 300 ms"
+    );
+
+    // Requests keep it open past many header timeouts; idle, it goes at the keep-alive.
+    let mut conn = client
+        .connect(server.webhook, Protocol::Http2)
+        .await
+        .expect("connect");
+    for i in 0..4 {
+        conn.review(&job_pod_review(&format!("h2-{i}"), "gitlab", |_| {}))
+            .await;
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let idle = std::time::Instant::now();
+    tokio::time::timeout(PATIENCE, conn.closed)
+        .await
+        .expect("closed after the keep-alive timeout")
+        .expect("join");
+    // Checked every keep-alive period: idle for one to two of them, never a header timeout.
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(600),
+        "closed after {after:?}"
+    );
+    eventually("both connections are gone", || async {
+        server.metric("ci_pod_webhook_open_connections").await == 0.0
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_client_that_does_not_read_its_answers_is_let_go_at_the_send_timeout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |s| {

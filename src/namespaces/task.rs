@@ -135,7 +135,7 @@ impl Failures {
     /// An event arrived: the watch works again. Says so only if the failure was
     /// announced at `warn`, so a flapping watch cannot flood the log with recoveries.
     fn recovered(&mut self) {
-        if self.consecutive > 0 && self.warned {
+        if self.warned {
             tracing::info!(failures = self.consecutive, "namespace watch recovered");
         }
         self.consecutive = 0;

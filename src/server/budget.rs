@@ -6,7 +6,9 @@
 //! 128 Mi). A body takes budget as its bytes arrive, not when it declares a length, so a
 //! client must really send bytes to hold any. When the budget is spent, reading waits:
 //! the client's further bytes stay in the kernel's socket buffers until other requests
-//! finish or reach the request timeout.
+//! finish or reach the request timeout. (A body that came in several chunks is briefly
+//! there twice while it is joined: the peak is at most twice the budget, 64 MiB by
+//! default.)
 
 use std::sync::Arc;
 

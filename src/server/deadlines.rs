@@ -19,7 +19,8 @@
 //!   read its answers, say after pipelining requests) ends the connection.
 //!
 //! HTTP/2 connections are not wrapped: hyper closes them with GOAWAY, which clients
-//! retry safely, and keeps them alive with PINGs.
+//! retry safely, and finds dead peers with PINGs; the listener bounds a silent or idle
+//! one with the same header and keep-alive timeouts (`listener::until_idle`).
 
 use std::io;
 use std::pin::Pin;
@@ -50,7 +51,7 @@ impl Phase {
     }
 
     /// (requests started so far, whether one is being handled now)
-    fn now(&self) -> (usize, bool) {
+    pub fn now(&self) -> (usize, bool) {
         let handling = self.handling.load(Ordering::Acquire) > 0;
         (self.started.load(Ordering::Acquire), handling)
     }

@@ -5,7 +5,9 @@
 //! handshake and the request headers must arrive in time, and each request has a
 //! deadline (in the router). On HTTP/1.1 the socket carries the header, keep-alive and
 //! send deadlines ([`super::deadlines`]), not hyper's header-read timer, which would also
-//! close a keep-alive connection idle for 2 s under the API server's feet.
+//! close a keep-alive connection idle for 2 s under the API server's feet. An HTTP/2
+//! connection must start a request within the header timeout, and is closed once idle
+//! for the keep-alive timeout ([`until_idle`]).
 //!
 //! Draining: stop accepting, ask every connection to finish gracefully (HTTP/1 answers
 //! its in-flight request with `Connection: close` and an idle one closes at once; HTTP/2
@@ -129,6 +131,25 @@ pub(super) async fn serve(
     connections.shutdown().await;
 }
 
+/// Runs an HTTP/2 connection until it ends, or `None` once it has sat idle too long: no
+/// request within the header timeout of the handshake, then none started or in flight
+/// for the keep-alive timeout. hyper's PINGs find dead peers, not idle live ones, and
+/// a silent client would otherwise hold a connection slot for good.
+async fn until_idle<F: Future>(conn: F, phase: &Phase, timeouts: Timeouts) -> Option<F::Output> {
+    let mut conn = std::pin::pin!(conn);
+    let (mut seen, mut wait) = (0, timeouts.head);
+    loop {
+        if let Ok(ended) = tokio::time::timeout(wait, conn.as_mut()).await {
+            return Some(ended);
+        }
+        let (started, handling) = phase.now();
+        if started == seen && !handling {
+            return None;
+        }
+        (seen, wait) = (started, timeouts.keep_alive);
+    }
+}
+
 async fn accept(
     listener: &TcpListener,
     permits: &Arc<Semaphore>,
@@ -169,27 +190,35 @@ async fn connection(
                 return;
             }
         };
-    let ended = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let service = TowerToHyperService::new(shared.app.clone());
-        let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
-        watcher.watch(conn).await
-    } else {
-        let phase = Arc::new(Phase::default());
-        let io = Deadlines::new(tls, phase.clone(), shared.deadlines);
-        // Each request counts as handled from its head to its answer.
-        let track = move |answer: RouteFuture<Infallible>| {
+    // Each request counts as handled from its head to its answer.
+    let phase = Arc::new(Phase::default());
+    let track = {
+        let phase = phase.clone();
+        move |answer: RouteFuture<Infallible>| {
             let handling = phase.start();
             async move {
                 let response = answer.await;
                 drop(handling);
                 response
             }
-        };
-        let app = <Router as ServiceExt<Request<Incoming>>>::map_future::<_, _, Response, _>(
-            shared.app.clone(),
-            track,
-        );
-        let service = TowerToHyperService::new(app);
+        }
+    };
+    let app = <Router as ServiceExt<Request<Incoming>>>::map_future::<_, _, Response, _>(
+        shared.app.clone(),
+        track,
+    );
+    let service = TowerToHyperService::new(app);
+    let ended = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+        let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
+        match until_idle(watcher.watch(conn), &phase, shared.deadlines).await {
+            Some(ended) => ended,
+            None => {
+                tracing::debug!(%peer, "HTTP/2 connection idle past its deadline; closed");
+                return;
+            }
+        }
+    } else {
+        let io = Deadlines::new(tls, phase, shared.deadlines);
         let conn = shared.http1.serve_connection(TokioIo::new(io), service);
         watcher.watch(conn).await
     };

@@ -1,6 +1,6 @@
 //! The admission server: the core behind HTTPS, plus a plain admin port.
 //!
-//! [`Server::bind`] loads the certificate and the policy first, so a bad file fails at
+//! [`Server::bind`] loads the certificate, the client CA and the policy first, so a bad file fails at
 //! start-up, then binds both ports (port 0 works: tests read the addresses back).
 //! [`Server::run`] serves until its shutdown future resolves, then drains. Signals,
 //! logging and the runtime belong to the `serve` command ([`command`]), not to the
@@ -116,9 +116,9 @@ impl Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("serving certificate: {0}")]
+    #[error("serving certificate")]
     Certificate(#[source] std::io::Error),
-    #[error("client CA: {0}")]
+    #[error("client CA")]
     ClientCa(#[source] std::io::Error),
     #[error(transparent)]
     Tls(#[from] TlsError),

@@ -1,7 +1,8 @@
 //! The server's seam to namespace facts: where a review's namespace labels come from.
 //!
-//! The server asks two things: is the source ready (for `/readyz`), and what are the
-//! labels of this namespace (for each review, possibly awaiting a cache miss). An enum
+//! The server asks three things: is the source ready (for `/readyz`), what are the
+//! labels of this namespace if they are at hand (while parsing a review), and what are
+//! they at all (possibly awaiting a cache miss). An enum
 //! rather than a trait object, so the lookup can be `async` without boxing a future per
 //! review.
 

@@ -1,5 +1,5 @@
 //! Live reload of the files the server was started with: the serving certificate and
-//! key, and the policy file.
+//! key, the `--client-ca` file, and the policy file.
 //!
 //! Kubernetes updates a mounted Secret or ConfigMap by writing a new directory and
 //! swapping the `..data` symlink to it, so an inotify watch on `tls.crt` never fires.

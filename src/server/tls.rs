@@ -31,12 +31,6 @@ use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureS
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{path}: no PEM certificate found")]
     NoCertificate { path: String },
     #[error("{path}: not a PEM certificate chain: {message}")]

@@ -1,8 +1,10 @@
 //! `POST /mutate`: the HTTP face of the core.
 //!
-//! The handler reads a bounded body, asks the namespace source for the labels of the
-//! review's namespace, loads the current policy (one atomic load: a review sees one
-//! whole policy), calls [`admission::answer`], and records one log line and the metrics.
+//! The handler reads a bounded body (its bytes held against the body budget), loads the
+//! current policy (one atomic load: a review sees one whole policy), parses the review
+//! (reading the pod in the same pass when the cached namespace labels say it will be
+//! needed), asks the namespace source for the labels it did not find cached, calls
+//! [`admission::answer`], and records one log line and the metrics.
 //! A readable review always gets HTTP 200, denials included; only an unreadable request
 //! gets a 4xx, with a message that says what is wrong with it.
 
@@ -196,16 +198,22 @@ async fn review(
     // An owned `Arc`, not a guard: it is held across the namespace lookup's await.
     let active = webhook.policy.load_full();
     // Read the pod in the same pass when the namespace is known to be opted in (or not
-    // known yet: reading it is then only a guess, checked again by the core).
+    // known yet: reading it is then only a guess, checked again by the core). The labels
+    // found are kept: `parse_with` asks only about the request's own namespace, and a
+    // body that names it twice is not a review.
+    let mut peeked = None;
     let review = admission::parse_with(&bytes, |namespace| {
-        webhook
-            .namespaces
-            .peek(namespace)
+        peeked = webhook.namespaces.peek(namespace);
+        peeked
+            .as_ref()
             .is_none_or(|labels| mutate::opted_in(&active.policy, labels.as_facts()))
     })?;
     span.record("uid", review.uid());
     span.record("namespace", review.namespace());
-    let labels = webhook.namespaces.labels(review.namespace()).await;
+    let labels = match peeked {
+        Some(labels) => labels,
+        None => webhook.namespaces.labels(review.namespace()).await,
+    };
     let answer = admission::answer(&active.policy, labels.as_facts(), &review)?;
     let elapsed = started.elapsed();
     let summary = &answer.summary;
@@ -282,7 +290,9 @@ async fn read_body(
         }
     }
     // Most bodies arrive in one chunk: no copy. Nothing is reserved ahead of the bytes
-    // (for a declared length, say), so memory follows the budget.
+    // (for a declared length, say). A body of several chunks is copied into one while
+    // the chunks still live, so for a moment it takes twice the bytes it holds in the
+    // budget: memory stays within twice the budget.
     let bytes = match chunks.len() {
         0 => Bytes::new(),
         1 => chunks.swap_remove(0),
