@@ -10,12 +10,11 @@
 use serde_json::{Value, json};
 
 use super::patch::{Parent, Patch};
-use super::view::{Container, Pod, Volume};
+use super::view::{
+    Container, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY, HOST_IP_FIELD, NODE_IP, Pod,
+    Volume,
+};
 use crate::policy::{DockerMode, Policy};
-
-const DOCKER_HOST: &str = "DOCKER_HOST";
-const NODE_IP: &str = "NODE_IP";
-const HOST_IP_FIELD: &str = "status.hostIP";
 
 pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings: &mut Vec<String>) {
     let Some(containers) = pod.spec().containers.as_deref() else {
@@ -96,11 +95,11 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
                             add_mount(patch, index, container, &volume, &tls.mount_path);
                         }
                     }
-                    if !has_env(container, "DOCKER_TLS_VERIFY") {
-                        vars.push(json!({"name": "DOCKER_TLS_VERIFY", "value": "1"}));
+                    if !has_env(container, DOCKER_TLS_VERIFY) {
+                        vars.push(json!({"name": DOCKER_TLS_VERIFY, "value": "1"}));
                     }
-                    if !has_env(container, "DOCKER_CERT_PATH") {
-                        vars.push(json!({"name": "DOCKER_CERT_PATH", "value": tls.mount_path}));
+                    if !has_env(container, DOCKER_CERT_PATH) {
+                        vars.push(json!({"name": DOCKER_CERT_PATH, "value": tls.mount_path}));
                     }
                 }
                 env(patch, index, container, vars);
@@ -156,7 +155,7 @@ fn add_mount(patch: &mut Patch, index: usize, container: &Container<'_>, volume:
 }
 
 /// What a volume the webhook needs must point at.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Source<'s> {
     /// A host directory (the node daemon's socket directory).
     HostDir(&'s str),
@@ -195,13 +194,13 @@ impl Source<'_> {
 }
 
 /// The pod's volumes, plus the ones this webhook adds (each at most once).
-struct Volumes<'a, 'p> {
+struct Volumes<'a, 'p, 's> {
     pod: &'a Pod<'p>,
-    /// (name, JSON) of each volume to add.
-    added: Vec<(String, Value)>,
+    /// (name, source) of each volume to add.
+    added: Vec<(String, Source<'s>)>,
 }
 
-impl<'a, 'p> Volumes<'a, 'p> {
+impl<'a, 'p, 's> Volumes<'a, 'p, 's> {
     fn new(pod: &'a Pod<'p>) -> Self {
         Volumes {
             pod,
@@ -218,17 +217,14 @@ impl<'a, 'p> Volumes<'a, 'p> {
         self.existing()
             .iter()
             .any(|v| v.name == name && source.matches(v))
-            || self
-                .added
-                .iter()
-                .any(|(n, v)| n == name && *v == source.volume(name))
+            || self.added.iter().any(|(n, s)| n == name && *s == source)
     }
 
     /// The name of a volume for `source`: an existing one, or a new one called `name`.
     fn ensure(
         &mut self,
         name: &str,
-        source: Source<'_>,
+        source: Source<'s>,
         warnings: &mut Vec<String>,
     ) -> Option<String> {
         if let Some(v) = self.existing().iter().find(|v| source.matches(v)) {
@@ -246,13 +242,13 @@ impl<'a, 'p> Volumes<'a, 'p> {
             ));
             return None;
         }
-        self.added.push((name.to_string(), source.volume(name)));
+        self.added.push((name.to_string(), source));
         Some(name.to_string())
     }
 
     fn emit(self, patch: &mut Patch) {
         let state = Parent::of(&self.pod.spec().volumes);
-        let volumes = self.added.into_iter().map(|(_, v)| v).collect();
+        let volumes = self.added.iter().map(|(n, s)| s.volume(n)).collect();
         patch.append(&["spec", "volumes"], state, volumes);
     }
 }

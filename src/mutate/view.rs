@@ -151,13 +151,15 @@ pub struct Env {
     watched: Vec<(&'static str, bool)>,
 }
 
+pub const DOCKER_HOST: &str = "DOCKER_HOST";
+pub const NODE_IP: &str = "NODE_IP";
+pub const DOCKER_TLS_VERIFY: &str = "DOCKER_TLS_VERIFY";
+pub const DOCKER_CERT_PATH: &str = "DOCKER_CERT_PATH";
+/// The downward API field of the node's IP.
+pub const HOST_IP_FIELD: &str = "status.hostIP";
+
 /// The variables [`Env`] keeps track of.
-pub const WATCHED_ENV: [&str; 4] = [
-    "DOCKER_HOST",
-    "NODE_IP",
-    "DOCKER_TLS_VERIFY",
-    "DOCKER_CERT_PATH",
-];
+const WATCHED_ENV: [&str; 4] = [DOCKER_HOST, NODE_IP, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH];
 
 impl Env {
     /// Whether `name` (one of [`WATCHED_ENV`]) is set.
@@ -193,7 +195,7 @@ impl<'de> Deserialize<'de> for Env {
                         let host_ip = var
                             .value_from
                             .and_then(|v| v.field_ref)
-                            .is_some_and(|f| f.field_path == "status.hostIP");
+                            .is_some_and(|f| f.field_path == HOST_IP_FIELD);
                         env.watched.push((name, host_ip));
                     }
                 }
