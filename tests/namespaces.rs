@@ -2,6 +2,7 @@
 //! real client: what a review sees while the watch lists, updates, breaks and recovers,
 //! and when a namespace is missing from the mirror.
 
+mod common;
 #[path = "namespaces/fake_api.rs"]
 mod fake_api;
 
@@ -19,7 +20,6 @@ const GPU_CLASS: (&str, &str) = ("ci.skao.int/runner-class", "k8srunner-gpu-v100
 /// Long enough for a loaded 2-core machine and a watcher backing off twice; tests
 /// poll, so they finish as soon as the condition holds.
 const PATIENCE: Duration = Duration::from_secs(30);
-const POLL: Duration = Duration::from_millis(10);
 
 fn known(labels: &[(&str, &str)]) -> NamespaceLabels {
     let labels: BTreeMap<String, String> = labels
@@ -29,16 +29,12 @@ fn known(labels: &[(&str, &str)]) -> NamespaceLabels {
     NamespaceLabels::Known(Arc::new(labels))
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(POLL).await;
-    }
+    common::eventually_within(what, PATIENCE, check).await;
 }
 
 /// Logs go to the test's captured output, shown when a test fails.

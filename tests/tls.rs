@@ -95,13 +95,8 @@ async fn client_ca_mode_rejects_clients_without_a_certificate_and_accepts_signed
     let (client_ca, client_cert, client_key) = client_identity();
     let ca_path = dir.path().join("client-ca.crt");
     std::fs::write(&ca_path, &client_ca).expect("write");
-    let generated = write_certs(&dir.path().join("tls"));
-    let mut settings = settings(
-        &dir.path().join("tls/tls.crt"),
-        &dir.path().join("tls/tls.key"),
-    );
-    settings.client_ca = Some(ca_path);
-    let server = Running::start(settings).await;
+    let (server, generated) =
+        Running::with_certs(&dir.path().join("tls"), |s| s.client_ca = Some(ca_path)).await;
 
     let anonymous = Client::trusting(&[&generated.ca_cert]);
     assert!(
@@ -157,13 +152,10 @@ async fn a_client_ca_rotated_by_a_symlink_swap_applies_to_new_connections() {
         &dir.path().join("client-ca"),
         &[("ca.crt", old_ca.as_bytes())],
     );
-    let generated = write_certs(&dir.path().join("tls"));
-    let mut settings = settings(
-        &dir.path().join("tls/tls.crt"),
-        &dir.path().join("tls/tls.key"),
-    );
-    settings.client_ca = Some(volume.path("ca.crt"));
-    let server = Running::start(settings).await;
+    let (server, generated) = Running::with_certs(&dir.path().join("tls"), |s| {
+        s.client_ca = Some(volume.path("ca.crt"))
+    })
+    .await;
     let old = Client::build(&[&generated.ca_cert], Some((&old_cert, &old_key)), false);
     let new = Client::build(&[&generated.ca_cert], Some((&new_cert, &new_key)), false);
     let reloads = |result: &'static str| {
@@ -473,13 +465,8 @@ async fn client_ca_mode_rejects_expired_and_non_client_certificates_from_the_rig
     };
     let ca_path = dir.path().join("client-ca.crt");
     std::fs::write(&ca_path, ca_cert.pem()).expect("write");
-    let generated = write_certs(&dir.path().join("tls"));
-    let mut settings = settings(
-        &dir.path().join("tls/tls.crt"),
-        &dir.path().join("tls/tls.key"),
-    );
-    settings.client_ca = Some(ca_path);
-    let server = Running::start(settings).await;
+    let (server, generated) =
+        Running::with_certs(&dir.path().join("tls"), |s| s.client_ca = Some(ca_path)).await;
 
     let now = time::OffsetDateTime::now_utc();
     let expired = leaf(&|p| {

@@ -219,13 +219,11 @@ async fn only_tls_1_2_and_1_3_with_ecdhe_and_aead_suites_are_accepted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_ca_mode_refuses_openssl_without_a_client_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let generated = write_certs(dir.path());
-    let client_ca = dir.path().join("client-ca.crt");
-    // Any CA will do: the client presents no certificate at all.
-    std::fs::write(&client_ca, &generated.ca_cert).expect("write");
-    let mut settings = settings(&dir.path().join("tls.crt"), &dir.path().join("tls.key"));
-    settings.client_ca = Some(client_ca);
-    let server = Running::start(settings).await;
+    // Any CA will do (here the server's own, `ca.crt`): the client presents no certificate.
+    let (server, _) = Running::with_certs(dir.path(), |s| {
+        s.client_ca = Some(dir.path().join("ca.crt"))
+    })
+    .await;
     let addr = server.webhook;
     let ca = dir.path().join("ca.crt");
     let outputs = tokio::task::spawn_blocking(move || {

@@ -128,13 +128,19 @@ impl Running {
 
     /// A server with a fresh localhost certificate (kept in `dir`) and `change` applied.
     pub async fn with(dir: &Path, change: impl FnOnce(&mut Settings)) -> (Running, Client) {
+        let (server, generated) = Running::with_certs(dir, change).await;
+        (server, Client::trusting(&[&generated.ca_cert]))
+    }
+
+    /// [`Running::with`], handing back the certificates, for clients built by the test.
+    pub async fn with_certs(
+        dir: &Path,
+        change: impl FnOnce(&mut Settings),
+    ) -> (Running, certs::Generated) {
         let generated = write_certs(dir);
         let mut settings = settings(&dir.join("tls.crt"), &dir.join("tls.key"));
         change(&mut settings);
-        (
-            Running::start(settings).await,
-            Client::trusting(&[&generated.ca_cert]),
-        )
+        (Running::start(settings).await, generated)
     }
 
     /// Sends the shutdown signal (the first SIGTERM, in production).
