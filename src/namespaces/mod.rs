@@ -141,7 +141,7 @@ impl NamespaceSource {
     pub fn peek(&self, namespace: &str) -> Option<NamespaceLabels> {
         match self {
             Self::Off => Some(NamespaceLabels::TrustSelector),
-            Self::Cluster(cache) => cache.0.mirror.get(namespace).map(NamespaceLabels::Known),
+            Self::Cluster(cache) => cache.peek(namespace),
         }
     }
 }
@@ -189,10 +189,15 @@ impl NamespaceCache {
         let _ = ready.wait_for(|ready| *ready).await;
     }
 
+    /// The mirrored labels of `namespace`, if the mirror has them.
+    pub fn peek(&self, namespace: &str) -> Option<NamespaceLabels> {
+        self.0.mirror.get(namespace).map(NamespaceLabels::Known)
+    }
+
     /// The mirrored labels of `namespace`; for one the mirror lacks, one direct GET.
     pub async fn labels(&self, namespace: &str) -> NamespaceLabels {
-        if let Some(labels) = self.0.mirror.get(namespace) {
-            return NamespaceLabels::Known(labels);
+        if let Some(labels) = self.peek(namespace) {
+            return labels;
         }
         if namespace.is_empty() {
             // Not a namespace at all, so certainly not an opted-in one.
