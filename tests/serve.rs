@@ -207,7 +207,7 @@ async fn a_second_signal_exits_at_once_without_waiting_for_the_drain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the_drain_timeout() {
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let drain = Duration::from_secs(5);
@@ -219,37 +219,19 @@ async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the
 
     // Reviews back to back until the server closes the connection.
     let signalled = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
     let fast: Vec<_> = [Protocol::Http1, Protocol::Http2]
         .into_iter()
         .map(|protocol| {
-            let (client, signalled) = (client.clone(), signalled.clone());
-            tokio::spawn(async move {
-                let mut conn = client.connect(webhook, protocol).await.expect("connect");
-                let mut answered = 0;
-                for seq in 0.. {
-                    let uid = format!("fast-{protocol:?}-{seq}");
-                    let body = serde_json::to_vec(&job_pod_review(&uid, "gitlab", |_| {}));
-                    match conn.post("application/json", body.expect("json")).await {
-                        Ok(reply) => {
-                            assert_eq!(reply.status, StatusCode::OK, "{uid}");
-                            assert_eq!(reply.json()["response"]["uid"], uid.as_str());
-                            answered += 1;
-                            if reply
-                                .headers
-                                .get("connection")
-                                .is_some_and(|v| v == "close")
-                            {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            assert!(signalled.load(Ordering::Relaxed), "{uid}: {e}");
-                            break;
-                        }
-                    }
-                }
-                answered
-            })
+            let name = format!("fast-{protocol:?}");
+            reviews_until_closed(
+                &client,
+                webhook,
+                protocol,
+                name,
+                signalled.clone(),
+                answered.clone(),
+            )
         })
         .collect();
     // Reviews in flight at the signal: half a body each, the rest sent after it.
@@ -278,7 +260,11 @@ async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the
     })
     .await;
 
-    tokio::time::sleep(Duration::from_millis(500)).await; // load on the fast clients
+    let before = answered.load(Ordering::Relaxed);
+    eventually("the fast clients go on meanwhile", || async {
+        answered.load(Ordering::Relaxed) >= before + 20
+    })
+    .await;
 
     signalled.store(true, Ordering::Relaxed);
     let sent = std::time::Instant::now();
@@ -294,7 +280,7 @@ async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the
     }
     let mut answered = 0;
     for task in fast {
-        answered += task.await.expect("a fast client failed");
+        answered += task.await.expect("a fast client failed").0;
     }
     assert_eq!(serve.exit_code(), Some(0));
     let took = sent.elapsed();

@@ -264,49 +264,19 @@ async fn shutdown_under_load_answers_every_review_in_flight_and_exits_within_the
 
     // Fast clients: reviews back to back on keep-alive connections.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let fast: Vec<_> = (0..4)
         .map(|i| {
-            let (client, addr, stop) = (client.clone(), server.webhook, stop.clone());
-            tokio::spawn(async move {
-                let protocol = if i % 2 == 0 {
-                    Protocol::Http1
-                } else {
-                    Protocol::Http2
-                };
-                let mut conn = client.connect(addr, protocol).await.expect("connect");
-                let mut answered = 0;
-                let mut seq = 0;
-                loop {
-                    seq += 1;
-                    let uid = format!("fast-{i}-{seq}");
-                    let review = job_pod_review(&uid, "gitlab", |_| {});
-                    let body = serde_json::to_vec(&review).expect("json");
-                    match conn.post("application/json", body).await {
-                        Ok(reply) => {
-                            // Whatever was answered was answered in full, with 200.
-                            assert_eq!(reply.status, StatusCode::OK, "{uid}: {}", reply.text());
-                            assert_eq!(reply.json()["response"]["uid"], uid.as_str());
-                            answered += 1;
-                            let closing = reply
-                                .headers
-                                .get("connection")
-                                .is_some_and(|v| v == "close");
-                            if closing {
-                                return (answered, "the server said Connection: close".to_string());
-                            }
-                        }
-                        // After the drain began: the connection was closed between two
-                        // reviews (HTTP/1.1) or refused new streams (HTTP/2 GOAWAY).
-                        Err(e) => {
-                            assert!(
-                                stop.load(std::sync::atomic::Ordering::Relaxed),
-                                "{uid} failed before shutdown: {e}"
-                            );
-                            return (answered, e);
-                        }
-                    }
-                }
-            })
+            let protocol = [Protocol::Http1, Protocol::Http2][i % 2];
+            let name = format!("fast-{i}");
+            reviews_until_closed(
+                &client,
+                server.webhook,
+                protocol,
+                name,
+                stop.clone(),
+                answered.clone(),
+            )
         })
         .collect();
 
@@ -341,7 +311,11 @@ async fn shutdown_under_load_answers_every_review_in_flight_and_exits_within_the
         server.metric("ci_pod_webhook_in_flight_requests").await >= in_flight as f64
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = answered.load(std::sync::atomic::Ordering::Relaxed);
+    eventually("the fast clients go on meanwhile", || async {
+        answered.load(std::sync::atomic::Ordering::Relaxed) >= before + 20
+    })
+    .await;
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let shutdown = Instant::now();

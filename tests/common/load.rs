@@ -222,3 +222,52 @@ pub fn totals(stats: &[ClientStats]) -> (usize, Vec<&String>) {
         stats.iter().flat_map(|s| &s.failures).collect(),
     )
 }
+
+/// Reviews back to back on one keep-alive connection until a draining server closes it:
+/// every answer must be a 200 echoing its uid, and a failed request is allowed only once
+/// `draining` is set. Counts answers into `answered`; ends with its count and how it ended.
+pub fn reviews_until_closed(
+    client: &Client,
+    addr: SocketAddr,
+    protocol: Protocol,
+    name: String,
+    draining: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+) -> JoinHandle<(usize, String)> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        let mut conn = client.connect(addr, protocol).await.expect("connect");
+        let (mut count, mut seq) = (0, 0);
+        loop {
+            seq += 1;
+            let uid = format!("{name}-{seq}");
+            let review = super::job_pod_review(&uid, "gitlab", |_| {});
+            let body = serde_json::to_vec(&review).expect("json");
+            match conn.post("application/json", body).await {
+                Ok(reply) => {
+                    // Whatever was answered was answered in full, with 200.
+                    assert_eq!(reply.status, 200, "{uid}: {}", reply.text());
+                    assert_eq!(reply.json()["response"]["uid"], uid.as_str());
+                    count += 1;
+                    answered.fetch_add(1, Ordering::Relaxed);
+                    if reply
+                        .headers
+                        .get("connection")
+                        .is_some_and(|v| v == "close")
+                    {
+                        return (count, "the server said Connection: close".to_string());
+                    }
+                }
+                // After the drain began: the connection was closed between two reviews
+                // (HTTP/1.1) or refused new streams (HTTP/2 GOAWAY).
+                Err(e) => {
+                    assert!(
+                        draining.load(Ordering::Relaxed),
+                        "{uid} failed before the drain: {e}"
+                    );
+                    return (count, e);
+                }
+            }
+        }
+    })
+}
