@@ -230,7 +230,7 @@ fn job_pod() -> impl Strategy<Value = Value> {
 }
 
 enum Run {
-    Denied,
+    Denied(String),
     Allowed {
         patched: Value,
         operations: usize,
@@ -255,7 +255,7 @@ fn run(pod: &Value) -> Run {
         .expect("decide")
     {
         Decision::Skip(r) => panic!("a job pod was skipped: {r:?}"),
-        Decision::Deny { .. } => Run::Denied,
+        Decision::Deny { message, .. } => Run::Denied(message),
         Decision::Allow(m) => {
             for change in &m.patch.changes {
                 let path = match &change.op {
@@ -370,10 +370,11 @@ proptest! {
     #[test]
     fn every_job_pod_is_patched_safely_and_idempotently(pod in job_pod()) {
         match run(&pod) {
-            Run::Denied => {
+            Run::Denied(message) => {
                 // Only a request override above a limit override is refused here.
                 let a = &pod["metadata"]["annotations"];
                 prop_assert!(a.get("ci.skao.int/cpu-request").is_some() || a.get("ci.skao.int/memory-request").is_some());
+                prop_assert!(message.contains("the request must not exceed the limit"), "{}", message);
             }
             Run::Allowed { patched, class, .. } => {
                 check_invariants(&pod, &patched, &class);
@@ -381,7 +382,7 @@ proptest! {
                     Run::Allowed { operations, patched: again, .. } => {
                         prop_assert_eq!(operations, 0, "second run changed the pod:\n{:#}\n→\n{:#}", patched, again);
                     }
-                    Run::Denied => prop_assert!(false, "the patched pod was denied"),
+                    Run::Denied(message) => prop_assert!(false, "the patched pod was denied: {}", message),
                 }
             }
         }
