@@ -106,10 +106,6 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn job_pod() -> Value {
-    serde_json::from_str(JOB_POD).expect("fixture")
-}
-
 fn with_runner(runner: &str) -> Value {
     let mut pod = job_pod();
     pod["metadata"]["labels"][RUNNER_LABEL] = json!(runner);

@@ -32,10 +32,6 @@ struct Case {
     want: Want,
 }
 
-fn fixture() -> Value {
-    serde_json::from_str(JOB_POD).expect("fixture")
-}
-
 /// A review of `pod` as JSON bytes.
 fn review_of(pod: &Value) -> Vec<u8> {
     serde_json::to_vec(&pod_review("hostile", "gitlab", pod.clone())).expect("json")
@@ -43,7 +39,7 @@ fn review_of(pod: &Value) -> Vec<u8> {
 
 /// The fixture edited, as an allowed case checked by `check`.
 fn allowed(what: &'static str, edit: impl FnOnce(&mut Value), check: fn(&Value)) -> Case {
-    let mut pod = fixture();
+    let mut pod = job_pod();
     edit(&mut pod);
     Case {
         what,
@@ -61,7 +57,7 @@ fn refused(what: &'static str, body: Vec<u8>, status: StatusCode, reason: &'stat
 }
 
 fn denied(what: &'static str, edit: impl FnOnce(&mut Value), message: &'static str) -> Case {
-    let mut pod = fixture();
+    let mut pod = job_pod();
     edit(&mut pod);
     Case {
         what,
@@ -72,7 +68,7 @@ fn denied(what: &'static str, edit: impl FnOnce(&mut Value), message: &'static s
 
 /// A review whose text has `"@@"` replaced by raw JSON text `raw`.
 fn spliced(edit: impl FnOnce(&mut Value), raw: &[u8]) -> Vec<u8> {
-    let mut review = pod_review("hostile", "gitlab", fixture());
+    let mut review = pod_review("hostile", "gitlab", job_pod());
     edit(&mut review);
     let text = serde_json::to_vec(&review).expect("json");
     let at = text
@@ -171,7 +167,7 @@ fn cases() -> Vec<Case> {
         refused(
             "invalid UTF-8",
             {
-                let mut body = review_of(&fixture());
+                let mut body = review_of(&job_pod());
                 let at = body
                     .windows(6)
                     .position(|w| w == b"python")
@@ -276,7 +272,7 @@ fn cases() -> Vec<Case> {
         refused(
             "containers without names",
             {
-                let mut pod = fixture();
+                let mut pod = job_pod();
                 for c in pod["spec"]["containers"]
                     .as_array_mut()
                     .expect("containers")
@@ -518,7 +514,7 @@ fn cases() -> Vec<Case> {
             deep_objects(10_000),
         ),
     ] {
-        let shallow = fixture();
+        let shallow = job_pod();
         let body = spliced(
             |r| {
                 let object = &mut r["request"]["object"];
@@ -692,7 +688,7 @@ async fn a_50_mb_body_is_refused_with_413_without_being_read() {
 async fn a_body_that_stops_half_way_is_dropped_and_leaves_nothing_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |_| {}).await;
-    let review = review_of(&fixture());
+    let review = review_of(&job_pod());
     for _ in 0..3 {
         let mut raw = client.raw(server.webhook).await.expect("TLS");
         let head = format!(

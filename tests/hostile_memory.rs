@@ -33,10 +33,6 @@ fn rss_kib(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("{field} in /proc/self/status"))
 }
 
-fn fixture() -> Value {
-    serde_json::from_str(JOB_POD).expect("fixture")
-}
-
 fn body(pod: Value) -> Vec<u8> {
     serde_json::to_vec(&pod_review("memory", "gitlab", pod)).expect("json")
 }
@@ -44,7 +40,7 @@ fn body(pod: Value) -> Vec<u8> {
 /// The large inputs of hostile.rs, with the answer each must get.
 fn inputs() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
     let mb = "x".repeat(1 << 20);
-    let mut big_allowed = fixture();
+    let mut big_allowed = job_pod();
     big_allowed["metadata"]["annotations"]["example.com/notes"] = json!(mb.clone());
     big_allowed["spec"]["containers"][0]["env"]
         .as_array_mut()
@@ -55,13 +51,13 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
         .expect("containers")
         .extend((1..=996).map(|i| json!({"name": format!("svc-{i}"), "image": "postgres"})));
 
-    let mut many_containers = fixture();
+    let mut many_containers = job_pod();
     many_containers["spec"]["containers"]
         .as_array_mut()
         .expect("containers")
         .extend((1..=5_000).map(|i| json!({"name": format!("svc-{i}"), "image": "postgres"})));
 
-    let mut many_annotations = fixture();
+    let mut many_annotations = job_pod();
     let annotations = many_annotations["metadata"]["annotations"]
         .as_object_mut()
         .expect("annotations");
@@ -69,11 +65,11 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
         annotations.insert(format!("ci.skao.int/{i}"), json!(""));
     }
 
-    let mut big_override = fixture();
+    let mut big_override = job_pod();
     big_override["metadata"]["annotations"]["ci.skao.int/memory-limit"] = json!(mb.clone());
 
     let deep = {
-        let mut pod = fixture();
+        let mut pod = job_pod();
         pod["spec"]["x"] = json!("@@");
         let text = body(pod);
         let at = text

@@ -219,9 +219,14 @@ where
 
 // ---------------------------------------------------------------- reviews
 
+/// The GitLab Runner 16.5 fixture job pod.
+pub fn job_pod() -> Value {
+    serde_json::from_str(JOB_POD).expect("fixture")
+}
+
 /// The fixture job pod, changed by `edit`, in a CREATE review for `namespace`.
 pub fn job_pod_review(uid: &str, namespace: &str, edit: impl FnOnce(&mut Value)) -> Value {
-    let mut pod: Value = serde_json::from_str(JOB_POD).expect("fixture");
+    let mut pod = job_pod();
     edit(&mut pod);
     pod_review(uid, namespace, pod)
 }
