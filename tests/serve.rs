@@ -184,9 +184,7 @@ async fn a_second_signal_exits_at_once_without_waiting_for_the_drain() {
         .connect(webhook, Protocol::Http1)
         .await
         .expect("connect");
-    let (_tx, body) = ChannelBody::pair();
-    let mut request = post("application/json", body);
-    request.headers_mut().insert("content-length", 1000.into());
+    let (_tx, request) = unfinished_post(1000);
     let _in_flight = tokio::spawn(async move { stuck.send(request).await });
     eventually("the request is in flight", || async {
         let (_, text) = admin_get(admin, "/metrics").await.expect("metrics");

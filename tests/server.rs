@@ -425,9 +425,7 @@ async fn the_drain_timeout_bounds_a_stuck_request() {
         .connect(server.webhook, Protocol::Http1)
         .await
         .expect("connect");
-    let (_tx, body) = ChannelBody::pair();
-    let mut request = post("application/json", body);
-    request.headers_mut().insert("content-length", 1000.into());
+    let (_tx, request) = unfinished_post(1000);
     let in_flight = tokio::spawn(async move { stuck.send(request).await });
     eventually("the request is in flight", || async {
         server.metric("ci_pod_webhook_in_flight_requests").await == 1.0
@@ -455,9 +453,7 @@ async fn a_request_whose_body_never_ends_times_out_with_408() {
         .connect(server.webhook, Protocol::Http1)
         .await
         .expect("connect");
-    let (_tx, body) = ChannelBody::pair();
-    let mut request = post("application/json", body);
-    request.headers_mut().insert("content-length", 1000.into());
+    let (_tx, request) = unfinished_post(1000);
     let reply = tokio::time::timeout(PATIENCE, conn.send(request))
         .await
         .expect("answered at the request timeout")

@@ -232,11 +232,7 @@ impl Conn {
         rest: impl Future<Output = ()>,
     ) -> Result<Reply, String> {
         let review = serde_json::to_vec(review).expect("json");
-        let (tx, body) = ChannelBody::pair();
-        let mut request = post("application/json", body);
-        request
-            .headers_mut()
-            .insert("content-length", review.len().into());
+        let (tx, request) = unfinished_post(review.len());
         let send = tokio::spawn(async move { self.send(request).await });
         let (head, tail) = review.split_at(review.len() / 2);
         tx.send(Bytes::copy_from_slice(head)).await.expect("send");
@@ -257,6 +253,17 @@ pub fn post(content_type: &str, body: ReqBody) -> Request<ReqBody> {
         .header("content-type", content_type)
         .body(body)
         .expect("request")
+}
+
+/// A POST declaring a `declared`-byte body that only arrives as the test sends it on the
+/// returned sender (none at all if it sends nothing; keep the sender alive meanwhile).
+pub fn unfinished_post(declared: usize) -> (mpsc::Sender<Bytes>, Request<ReqBody>) {
+    let (tx, body) = ChannelBody::pair();
+    let mut request = post("application/json", body);
+    request
+        .headers_mut()
+        .insert("content-length", declared.into());
+    (tx, request)
 }
 
 /// A request body the test feeds chunk by chunk, to keep a request in flight.
