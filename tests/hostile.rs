@@ -1,7 +1,7 @@
 //! Hostile and malformed input against the real HTTPS server, as a table: each input
 //! gets its documented answer (a 4xx with a reason, a denial with a clear message, or an
 //! allowed answer whose patch applies and does what the class says), and after each one
-//! a normal review still succeeds. The README's "Reliability and security" section
+//! a normal review still succeeds. docs/reliability.md
 //! lists the same table. Memory after large inputs is checked in `hostile_memory.rs`
 //! (its own process, so other tests do not disturb the RSS it reads).
 
