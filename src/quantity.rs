@@ -166,6 +166,22 @@ impl Quantity {
         Quantity { format, ..self }
     }
 
+    /// `self + other` in `self`'s format (Go `Add`), bounded like a parsed quantity.
+    pub fn plus(self, other: Quantity) -> Quantity {
+        Quantity {
+            nanos: (self.nanos + other.nanos).clamp(-MAX_NANOS, MAX_NANOS),
+            format: self.format,
+        }
+    }
+
+    /// `self - other` in `self`'s format (Go `Sub`), bounded like a parsed quantity.
+    pub fn minus(self, other: Quantity) -> Quantity {
+        Quantity {
+            nanos: (self.nanos - other.nanos).clamp(-MAX_NANOS, MAX_NANOS),
+            format: self.format,
+        }
+    }
+
     pub fn is_zero(&self) -> bool {
         self.nanos == 0
     }

@@ -584,7 +584,7 @@ fn the_request_namespace_decides_not_the_object_namespace() {
     );
     // Match rules on namespaces read the request's too.
     let by_namespace = Policy::parse(
-        "defaultClass: small\nclasses:\n  big:\n    match: { namespaces: [science] }\n    max: { cpu: \"32\" }\n  small:\n    max: { cpu: \"2\" }\n",
+        "defaultClass: small\nclasses:\n  big:\n    match: { namespaces: [science] }\n    max: { cpu: \"32\", memory: null }\n  small:\n    max: { cpu: \"2\", memory: null }\n",
         "ns.yaml",
     )
     .expect("valid");

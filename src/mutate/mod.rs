@@ -7,8 +7,10 @@
 
 mod class;
 mod docker;
+mod nvidia;
 mod overrides;
 mod patch;
+mod pod_level;
 mod resources;
 mod scheduling;
 pub mod view;
@@ -203,8 +205,14 @@ pub fn decide_pod<'p>(
 
     let mut patch = Patch::default();
     class::audit_annotations(policy, chosen.class, pod, &mut patch);
-    if let Err(message) = resources::apply(chosen.class, &overrides, pod, &mut patch, &mut warnings)
-    {
+    if let Err(message) = resources::apply(
+        policy,
+        chosen.class,
+        &overrides,
+        pod,
+        &mut patch,
+        &mut warnings,
+    ) {
         return Ok(Decision::Deny {
             chosen,
             pod: pod_name(pod),
@@ -216,6 +224,7 @@ pub fn decide_pod<'p>(
     if !overrides.docker_disabled {
         docker::apply(policy, pod, &mut patch, &mut warnings);
     }
+    nvidia::apply(pod, &mut patch, &mut warnings);
     Ok(Decision::Allow(Mutation {
         chosen,
         pod: pod_name(pod),
@@ -268,5 +277,7 @@ pub(crate) fn shorten(s: &str) -> String {
     }
 }
 
+#[cfg(test)]
+mod escape_tests;
 #[cfg(test)]
 mod tests;

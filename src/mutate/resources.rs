@@ -1,50 +1,137 @@
-//! Requests and limits per container role: fill in what is missing, lower what is above
-//! the class ceiling, apply the job's overrides to `build`, and keep request ≤ limit.
+//! Requests and limits for every container of a job pod: fill in the role's class values
+//! where a container has none, lower what is above the class ceiling (or the pod-level
+//! limit), apply the job's overrides to `build`, keep request ≤ limit, and hold GPUs to
+//! the class. Pod-level `spec.resources` is planned first (`pod_level.rs`): where it is
+//! set, it is the budget the containers must fit.
 
 use serde_json::{Map, Value};
 
 use super::overrides::Overrides;
 use super::patch::{Patch, pointer};
-use super::view::{Container, Pod, QuantityMap};
-use crate::policy::{Limit, ResourceName, Role, RunnerClass};
+use super::pod_level::Budget;
+use super::view::{Container, Pod, QuantityMap, Resources};
+use crate::policy::{ContainerList, Limit, Policy, ResourceName, Role, RunnerClass};
 use crate::quantity::Quantity;
+
+/// Resource-name prefixes of GPU vendors' device plugins (`nvidia.com/gpu`,
+/// `nvidia.com/mig-1g.5gb`, `amd.com/gpu`, `gpu.intel.com/i915`). A GPU under any of
+/// these names, or under a GPU resource any class of the policy names, is a GPU.
+const GPU_PREFIXES: [&str; 3] = ["nvidia.com/", "amd.com/", "gpu.intel.com/"];
 
 /// Applies the class resources to every job-pod container. The error is a denial
 /// message for a pod carrying a quantity the API server itself would reject.
 pub(super) fn apply(
+    policy: &Policy,
     class: &RunnerClass,
     overrides: &Overrides,
     pod: &Pod<'_>,
     patch: &mut Patch,
     warnings: &mut Vec<String>,
 ) -> Result<(), String> {
+    let budget = Budget::plan(class, pod, warnings)?;
+    let spec = pod.spec();
+    // Only the first `build` is the build container: the API server refuses a second
+    // one anyway, and it must not double the job's overrides or GPUs meanwhile.
+    let first_build = spec
+        .containers
+        .iter()
+        .flatten()
+        .position(|c| c.name == "build");
     let lists = [
-        ("initContainers", pod.spec().init_containers.as_deref()),
-        ("containers", pod.spec().containers.as_deref()),
+        (
+            ContainerList::InitContainers,
+            spec.init_containers.as_deref(),
+        ),
+        (ContainerList::Containers, spec.containers.as_deref()),
     ];
+    let mut planned = Vec::new();
     for (list, containers) in lists {
         for (index, container) in containers.unwrap_or_default().iter().enumerate() {
-            let Some(role) = Role::of_container(&container.name) else {
-                continue;
+            let is_build = list == ContainerList::Containers && Some(index) == first_build;
+            let role = match Role::of(list, &container.name) {
+                Role::Build if list == ContainerList::Containers && !is_build => Role::Service,
+                role => role,
             };
-            // Overrides and GPUs belong to the build container proper, not to an init
-            // container that happens to share its name.
-            let is_build = role == Role::Build && list == "containers";
-            let edits = plan(class, role, is_build, overrides, container, list, warnings)?;
-            emit(patch, list, index, container, edits);
+            let at = Place {
+                list,
+                index,
+                container,
+            };
+            let entries = plan(
+                policy, class, role, is_build, overrides, &budget, &at, warnings,
+            )?;
+            planned.push(Planned { at, entries });
         }
+    }
+    budget.fit_requests(&mut planned, warnings);
+    budget.emit(pod, patch);
+    for p in &planned {
+        let index = p.at.index.to_string();
+        let base = ["spec", p.at.list.as_str(), index.as_str(), "resources"];
+        emit(
+            patch,
+            &base,
+            p.at.container.resources.as_ref(),
+            edits(&p.entries),
+        );
     }
     Ok(())
 }
 
+/// Where a container is.
+pub(super) struct Place<'c, 'a> {
+    pub list: ContainerList,
+    pub index: usize,
+    pub container: &'c Container<'a>,
+}
+
+impl Place<'_, '_> {
+    fn name(&self) -> &str {
+        &self.container.name
+    }
+
+    /// For messages: `spec.containers[build]`.
+    fn path(&self) -> String {
+        format!("spec.{}[{}]", self.list.as_str(), self.name())
+    }
+
+    /// An init container with `restartPolicy: Always` runs beside the app containers.
+    pub fn is_sidecar(&self) -> bool {
+        self.list == ContainerList::InitContainers
+            && self.container.restart_policy.as_deref() == Some("Always")
+    }
+}
+
+/// One container's resources as planned.
+pub(super) struct Planned<'c, 'a> {
+    pub at: Place<'c, 'a>,
+    pub entries: Vec<Entry>,
+}
+
+impl Planned<'_, '_> {
+    pub fn name(&self) -> &str {
+        self.at.name()
+    }
+}
+
+/// One resource of one container (or of the pod): what it has and what it gets.
+#[derive(Debug)]
+pub(super) struct Entry {
+    pub key: String,
+    pub ex_limit: Option<(Quantity, String)>,
+    pub ex_request: Option<(Quantity, String)>,
+    pub limit: Option<Quantity>,
+    pub request: Option<Quantity>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Section {
+pub(super) enum Section {
     Limits,
     Requests,
 }
 
 impl Section {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Section::Limits => "limits",
             Section::Requests => "requests",
@@ -54,18 +141,18 @@ impl Section {
 
 /// One changed entry: `after: None` removes it.
 #[derive(Debug)]
-struct Edit {
+pub(super) struct Edit {
     section: Section,
     key: String,
     before: Option<String>,
     after: Option<String>,
 }
 
-fn existing(
+/// A quantity the pod carries at `place` (`spec`, `spec.containers[build]`), or `None`.
+pub(super) fn existing(
     map: Option<&QuantityMap<'_>>,
     key: &str,
-    list: &str,
-    container: &str,
+    place: &str,
     section: Section,
 ) -> Result<Option<(Quantity, String)>, String> {
     let Some(text) = map.and_then(|m| m.get(key)) else {
@@ -74,48 +161,63 @@ fn existing(
     match Quantity::parse(text) {
         Ok(q) if !q.is_negative() => Ok(Some((q, text.to_string()))),
         _ => Err(format!(
-            "spec.{list}[{container}].resources.{}.{key}: {} is not a valid non-negative quantity",
+            "{place}.resources.{}.{key}: {} is not a valid non-negative quantity",
             section.as_str(),
             super::shorten(text)
         )),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan(
+    policy: &Policy,
     class: &RunnerClass,
     role: Role,
     is_build: bool,
     overrides: &Overrides,
-    container: &Container<'_>,
-    list: &str,
+    budget: &Budget,
+    at: &Place<'_, '_>,
     warnings: &mut Vec<String>,
-) -> Result<Vec<Edit>, String> {
+) -> Result<Vec<Entry>, String> {
     let role_resources = class.resources(role);
-    let resources = container.resources.as_ref();
+    let resources = at.container.resources.as_ref();
     let limits = resources.and_then(|r| r.limits.as_ref());
     let requests = resources.and_then(|r| r.requests.as_ref());
-    let name = container.name.as_ref();
-    let mut edits = Vec::new();
+    let name = at.name();
+    let place = at.path();
+    let mut entries = Vec::new();
 
     for resource in ResourceName::ALL {
         let key = resource.as_str();
         let max = class.max.get(&resource).copied();
-        let ex_limit = existing(limits, key, list, name, Section::Limits)?;
-        let ex_request = existing(requests, key, list, name, Section::Requests)?;
+        // Where the pod sets pod-level values for this resource, they are the budget:
+        // no container limit above the pod's, and no class values filled in.
+        let pod_limit = budget.limit(resource);
+        let governed = budget.governs(resource);
+        let ceiling = match (max, pod_limit) {
+            (Some(m), Some(p)) => Some(m.min(p)),
+            (m, p) => m.or(p),
+        };
+        let ex_limit = existing(limits, key, &place, Section::Limits)?;
+        let ex_request = existing(requests, key, &place, Section::Requests)?;
         let ov_limit = is_build
             .then(|| overrides.limits.get(&resource).copied())
             .flatten();
         let ov_request = is_build
             .then(|| overrides.requests.get(&resource).copied())
             .flatten();
-        let clamp = |q: Quantity, section: Section, warnings: &mut Vec<String>| match max {
-            Some(m) if q > m => {
+        let clamp = |q: Quantity, section: Section, warnings: &mut Vec<String>| match ceiling {
+            Some(c) if q > c => {
+                let why = if max == Some(c) {
+                    format!("the ceiling {c} of class {}", class.name)
+                } else {
+                    format!("the pod-level limit {c} (spec.resources.limits.{key})")
+                };
                 warnings.push(format!(
-                    "{name}: {}.{key} {q} lowered to the ceiling {m} of class {}",
-                    section.as_str(),
-                    class.name
+                    "{name}: {}.{key} {q} lowered to {why}",
+                    section.as_str()
                 ));
-                m
+                c
             }
             _ => q,
         };
@@ -125,7 +227,7 @@ fn plan(
             ex_limit.as_ref(),
             role_resources.limits.get(&resource),
         ) {
-            (Some(o), _, _) => Some(o),
+            (Some(o), _, _) => Some(clamp(o, Section::Limits, warnings)),
             (None, ex, Some(Limit::Unlimited)) => {
                 if let Some((q, _)) = ex {
                     warnings.push(format!(
@@ -136,12 +238,17 @@ fn plan(
                 None
             }
             (None, Some((q, _)), _) => Some(clamp(*q, Section::Limits, warnings)),
+            // The pod-level limit bounds every container of a governed resource.
+            (None, None, _) if governed => None,
             (None, None, Some(Limit::Set(v))) => Some(*v),
-            (None, None, None) => None,
+            // A ceiling and no role limit: the ceiling is the limit (no container leaves
+            // without a limit at or under the ceiling).
+            (None, None, None) => max,
         };
         let mut request = match (ov_request, ex_request.as_ref()) {
-            (Some(o), _) => Some(o),
+            (Some(o), _) => Some(clamp(o, Section::Requests, warnings)),
             (None, Some((q, _))) => Some(clamp(*q, Section::Requests, warnings)),
+            (None, None) if governed => None,
             (None, None) => role_resources.requests.get(&resource).copied(),
         };
         if let (Some(r), Some(l)) = (request, limit)
@@ -163,43 +270,150 @@ fn plan(
                 request = Some(l);
             }
         }
-        push_edit(&mut edits, Section::Limits, key, ex_limit, limit);
-        push_edit(&mut edits, Section::Requests, key, ex_request, request);
+        entries.push(Entry {
+            key: key.to_string(),
+            ex_limit,
+            ex_request,
+            limit,
+            request,
+        });
     }
+    gpus(
+        policy,
+        class,
+        is_build,
+        overrides,
+        at,
+        &mut entries,
+        warnings,
+    )?;
+    Ok(entries)
+}
 
-    if let (true, Some(gpu)) = (is_build, class.gpu.as_ref()) {
-        let key = gpu.resource.as_str();
-        let ex_limit = existing(limits, key, list, name, Section::Limits)?;
-        let ex_request = existing(requests, key, list, name, Section::Requests)?;
-        let ceiling = Quantity::from_units(i64::from(gpu.max));
-        let count = match (overrides.gpus, ex_limit.as_ref()) {
-            (Some(n), _) => Quantity::from_units(i64::from(n)),
-            (None, Some((q, _))) if *q > ceiling => {
-                warnings.push(format!(
-                    "{name}: limits.{key} {q} lowered to the ceiling {ceiling} of class {}",
-                    class.name
-                ));
-                ceiling
-            }
-            (None, Some((q, _))) => *q,
-            (None, None) => Quantity::from_units(i64::from(gpu.count)),
+/// GPUs belong to the `build` container of a GPU class, `count` of them (or the `gpus`
+/// override), at most the class `max`: that is then also the pod's total. Any GPU
+/// resource anywhere else (another container, an init container, another vendor's name,
+/// any container of a class without GPUs) is removed with a warning.
+fn gpus(
+    policy: &Policy,
+    class: &RunnerClass,
+    is_build: bool,
+    overrides: &Overrides,
+    at: &Place<'_, '_>,
+    entries: &mut Vec<Entry>,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    let resources = at.container.resources.as_ref();
+    let limits = resources.and_then(|r| r.limits.as_ref());
+    let requests = resources.and_then(|r| r.requests.as_ref());
+    let name = at.name();
+    let place = at.path();
+    let granted = class
+        .gpu
+        .as_ref()
+        .filter(|_| is_build)
+        .map(|g| g.resource.as_str());
+    let mut keys: Vec<&str> = limits
+        .into_iter()
+        .chain(requests)
+        .flat_map(|m| m.iter().map(|(k, _)| k))
+        .filter(|k| is_gpu(policy, k) && Some(*k) != granted)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        let ex_limit = existing(limits, key, &place, Section::Limits)?;
+        let ex_request = existing(requests, key, &place, Section::Requests)?;
+        let why = match (&class.gpu, is_build) {
+            (None, _) => format!("class {} has no GPUs", class.name),
+            (Some(g), true) => format!("class {} gives GPUs as {}", class.name, g.resource),
+            (Some(_), false) => format!(
+                "the GPUs of class {} go to the build container only",
+                class.name
+            ),
         };
-        // Extended resources need request == limit; a missing request defaults to it.
-        let request = ex_request.as_ref().map(|_| count);
-        push_edit(&mut edits, Section::Limits, key, ex_limit, Some(count));
-        push_edit(&mut edits, Section::Requests, key, ex_request, request);
+        for (section, ex) in [
+            (Section::Limits, &ex_limit),
+            (Section::Requests, &ex_request),
+        ] {
+            if let Some((q, _)) = ex {
+                warnings.push(format!(
+                    "{name}: {}.{key} {q} removed: {why}",
+                    section.as_str()
+                ));
+            }
+        }
+        entries.push(Entry {
+            key: key.to_string(),
+            ex_limit,
+            ex_request,
+            limit: None,
+            request: None,
+        });
     }
-    Ok(edits)
+    let (Some(gpu), Some(key)) = (class.gpu.as_ref(), granted) else {
+        return Ok(());
+    };
+    let ex_limit = existing(limits, key, &place, Section::Limits)?;
+    let ex_request = existing(requests, key, &place, Section::Requests)?;
+    let ceiling = Quantity::from_units(i64::from(gpu.max));
+    let count = match (overrides.gpus, ex_limit.as_ref(), ex_request.as_ref()) {
+        (Some(n), _, _) => Quantity::from_units(i64::from(n)),
+        (None, Some((q, _)), _) | (None, None, Some((q, _))) if *q > ceiling => {
+            warnings.push(format!(
+                "{name}: {key} {q} lowered to the ceiling {ceiling} of class {}",
+                class.name
+            ));
+            ceiling
+        }
+        (None, Some((q, _)), _) => *q,
+        _ => Quantity::from_units(i64::from(gpu.count)),
+    };
+    // Extended resources need request == limit; a missing request defaults to it.
+    let request = ex_request.as_ref().map(|_| count);
+    entries.push(Entry {
+        key: key.to_string(),
+        ex_limit,
+        ex_request,
+        limit: Some(count),
+        request,
+    });
+    Ok(())
+}
+
+fn is_gpu(policy: &Policy, key: &str) -> bool {
+    GPU_PREFIXES.iter().any(|p| key.starts_with(p))
+        || policy
+            .classes
+            .iter()
+            .filter_map(|c| c.gpu.as_ref())
+            .any(|g| g.resource == key)
+}
+
+/// The changes an entry list asks for.
+pub(super) fn edits<'e>(entries: impl IntoIterator<Item = &'e Entry>) -> Vec<Edit> {
+    let mut edits = Vec::new();
+    for e in entries {
+        push_edit(&mut edits, Section::Limits, &e.key, &e.ex_limit, e.limit);
+        push_edit(
+            &mut edits,
+            Section::Requests,
+            &e.key,
+            &e.ex_request,
+            e.request,
+        );
+    }
+    edits
 }
 
 fn push_edit(
     edits: &mut Vec<Edit>,
     section: Section,
     key: &str,
-    before: Option<(Quantity, String)>,
+    before: &Option<(Quantity, String)>,
     after: Option<Quantity>,
 ) {
-    let unchanged = match (&before, after) {
+    let unchanged = match (before, after) {
         (Some((b, _)), Some(a)) => *b == a,
         (None, None) => true,
         _ => false,
@@ -208,35 +422,41 @@ fn push_edit(
         edits.push(Edit {
             section,
             key: key.to_string(),
-            before: before.map(|(_, text)| text),
+            before: before.as_ref().map(|(_, text)| text.clone()),
             after: after.map(|q| q.to_string()),
         });
     }
 }
 
-/// Turns the edits of one container into patch operations, creating `resources`,
-/// `limits` or `requests` whole where they are missing.
-fn emit(patch: &mut Patch, list: &str, index: usize, container: &Container<'_>, edits: Vec<Edit>) {
+/// Turns the edits of one `resources` object (at `base`) into patch operations,
+/// creating `resources`, `limits` or `requests` whole where they are missing.
+pub(super) fn emit(
+    patch: &mut Patch,
+    base: &[&str],
+    resources: Option<&Resources<'_>>,
+    edits: Vec<Edit>,
+) {
     if edits.is_empty() {
         return;
     }
-    let index = index.to_string();
-    let base = ["spec", list, index.as_str(), "resources"];
-    let Some(resources) = container.resources.as_ref() else {
+    let members = |section: Section| -> Map<String, Value> {
+        edits
+            .iter()
+            .filter(|e| e.section == section)
+            .filter_map(|e| e.after.clone().map(|a| (e.key.clone(), Value::String(a))))
+            .collect()
+    };
+    let Some(resources) = resources else {
         // No resources at all: only additions are possible; add the object whole.
         let mut object = Map::new();
         for section in [Section::Limits, Section::Requests] {
-            let members: Map<String, Value> = edits
-                .iter()
-                .filter(|e| e.section == section)
-                .filter_map(|e| e.after.clone().map(|a| (e.key.clone(), Value::String(a))))
-                .collect();
-            if !members.is_empty() {
-                object.insert(section.as_str().to_string(), Value::Object(members));
+            let m = members(section);
+            if !m.is_empty() {
+                object.insert(section.as_str().to_string(), Value::Object(m));
             }
         }
         if !object.is_empty() {
-            patch.add(pointer(&base), Value::Object(object));
+            patch.add(pointer(base), Value::Object(object));
         }
         return;
     };
@@ -245,18 +465,16 @@ fn emit(patch: &mut Patch, list: &str, index: usize, container: &Container<'_>, 
             Section::Limits => resources.limits.is_some(),
             Section::Requests => resources.requests.is_some(),
         };
-        let section_path = [base[0], base[1], base[2], base[3], section.as_str()];
-        let mine = edits.iter().filter(|e| e.section == section);
+        let mut section_path = base.to_vec();
+        section_path.push(section.as_str());
         if !present {
-            let members: Map<String, Value> = mine
-                .filter_map(|e| e.after.clone().map(|a| (e.key.clone(), Value::String(a))))
-                .collect();
-            if !members.is_empty() {
-                patch.add(pointer(&section_path), Value::Object(members));
+            let m = members(section);
+            if !m.is_empty() {
+                patch.add(pointer(&section_path), Value::Object(m));
             }
             continue;
         }
-        for edit in mine {
+        for edit in edits.iter().filter(|e| e.section == section) {
             let mut path = pointer(&section_path);
             path.push_back(edit.key.as_str());
             match (&edit.before, &edit.after) {

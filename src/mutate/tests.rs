@@ -9,15 +9,15 @@ use serde_json::{Value, json};
 use super::*;
 use crate::admission;
 
-static DEFAULT: LazyLock<Policy> = LazyLock::new(Policy::embedded);
+pub(super) static DEFAULT: LazyLock<Policy> = LazyLock::new(Policy::embedded);
 
-fn policy_from(yaml: &str) -> Policy {
+pub(super) fn policy_from(yaml: &str) -> Policy {
     Policy::parse(yaml, "test-policy.yaml").expect("test policy is valid")
 }
 
 /// What the core did, in a form tests can compare.
 #[derive(Debug)]
-enum Out {
+pub(super) enum Out {
     Skip(SkipReason),
     Deny {
         class: String,
@@ -34,25 +34,25 @@ enum Out {
 }
 
 impl Out {
-    fn pod(&self) -> &Value {
+    pub(super) fn pod(&self) -> &Value {
         match self {
             Out::Allow { pod, .. } => pod,
             other => panic!("expected an allowed pod, got {other:?}"),
         }
     }
-    fn warnings(&self) -> &[String] {
+    pub(super) fn warnings(&self) -> &[String] {
         match self {
             Out::Allow { warnings, .. } => warnings,
             other => panic!("expected an allowed pod, got {other:?}"),
         }
     }
-    fn class(&self) -> &str {
+    pub(super) fn class(&self) -> &str {
         match self {
             Out::Allow { class, .. } | Out::Deny { class, .. } => class,
             other => panic!("expected a class, got {other:?}"),
         }
     }
-    fn denial(&self) -> &str {
+    pub(super) fn denial(&self) -> &str {
         match self {
             Out::Deny { message, .. } => message,
             other => panic!("expected a denial, got {other:?}"),
@@ -60,7 +60,7 @@ impl Out {
     }
 }
 
-struct Req {
+pub(super) struct Req {
     operation: &'static str,
     kind: Value,
     sub_resource: Option<&'static str>,
@@ -82,7 +82,7 @@ impl Default for Req {
     }
 }
 
-fn opted_in() -> Option<BTreeMap<String, String>> {
+pub(super) fn opted_in() -> Option<BTreeMap<String, String>> {
     Some(BTreeMap::from([(
         "ci.skao.int/pod-policy".to_string(),
         "enabled".to_string(),
@@ -106,7 +106,7 @@ fn review_bytes(req: &Req, pod: &Value) -> Vec<u8> {
         .expect("json")
 }
 
-fn run_with(policy: &Policy, req: &Req, pod: &Value) -> Out {
+pub(super) fn run_with(policy: &Policy, req: &Req, pod: &Value) -> Out {
     let out = run_once(policy, req, pod);
     if let Out::Allow { pod: patched, .. } = &out {
         // Idempotence: the patched pod needs no further change.
@@ -125,7 +125,7 @@ fn run_with(policy: &Policy, req: &Req, pod: &Value) -> Out {
     out
 }
 
-fn run_once(policy: &Policy, req: &Req, pod: &Value) -> Out {
+pub(super) fn run_once(policy: &Policy, req: &Req, pod: &Value) -> Out {
     let body = review_bytes(req, pod);
     let review = admission::parse(&body).expect("valid review");
     let facts = match &req.labels {
@@ -160,12 +160,12 @@ fn run_once(policy: &Policy, req: &Req, pod: &Value) -> Out {
     }
 }
 
-fn run(pod: &Value) -> Out {
+pub(super) fn run(pod: &Value) -> Out {
     run_with(&DEFAULT, &Req::default(), pod)
 }
 
 /// A GitLab Runner 17.9-style job pod: build, helper, init-permissions, one service.
-fn job_pod() -> Value {
+pub(super) fn job_pod() -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -186,19 +186,19 @@ fn job_pod() -> Value {
     })
 }
 
-fn with_runner(mut pod: Value, runner: &str) -> Value {
+pub(super) fn with_runner(mut pod: Value, runner: &str) -> Value {
     pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] = json!(runner);
     pod
 }
 
-fn annotate(mut pod: Value, pairs: &[(&str, &str)]) -> Value {
+pub(super) fn annotate(mut pod: Value, pairs: &[(&str, &str)]) -> Value {
     for (k, v) in pairs {
         pod["metadata"]["annotations"][*k] = json!(v);
     }
     pod
 }
 
-fn container<'v>(pod: &'v Value, name: &str) -> &'v Value {
+pub(super) fn container<'v>(pod: &'v Value, name: &str) -> &'v Value {
     pod["spec"]["containers"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["name"] == name))
@@ -210,7 +210,7 @@ fn container<'v>(pod: &'v Value, name: &str) -> &'v Value {
         .unwrap_or_else(|| panic!("no container {name}"))
 }
 
-fn env<'v>(pod: &'v Value, name: &str) -> Vec<(&'v str, &'v Value)> {
+pub(super) fn env<'v>(pod: &'v Value, name: &str) -> Vec<(&'v str, &'v Value)> {
     container(pod, name)["env"]
         .as_array()
         .map(|e| {
@@ -414,7 +414,7 @@ fn job_controlled_input_never_chooses_the_class() {
 #[test]
 fn match_rules_need_every_fact_and_the_first_class_wins() {
     let policy = policy_from(
-        "defaultClass: fallback\nclasses:\n  both:\n    match: { runnerNames: [r1], serviceAccounts: [gitlab/runner-one] }\n  by-user:\n    match: { serviceAccounts: [gitlab/runner-two] }\n  by-namespace:\n    match: { namespaces: [science] }\n  by-label:\n    match: { podLabels: { team: astro } }\n  fallback: {}\n",
+        "defaultClass: fallback\nclasses:\n  both:\n    match: { runnerNames: [r1], serviceAccounts: [gitlab/runner-one] }\n    max: { cpu: null, memory: null }\n  by-user:\n    match: { serviceAccounts: [gitlab/runner-two] }\n    max: { cpu: null, memory: null }\n  by-namespace:\n    match: { namespaces: [science] }\n    max: { cpu: null, memory: null }\n  by-label:\n    match: { podLabels: { team: astro } }\n    max: { cpu: null, memory: null }\n  fallback: { max: { cpu: null, memory: null } }\n",
     );
     type Case = (
         &'static str,
@@ -490,21 +490,6 @@ fn missing_resources_are_filled_in_per_role() {
             "{helper_role}"
         );
     }
-}
-
-#[test]
-fn other_containers_are_left_alone() {
-    let mut pod = job_pod();
-    if let Some(c) = pod["spec"]["containers"].as_array_mut() {
-        c.push(json!({"name": "sidecar", "resources": {"limits": {"cpu": "100"}}}));
-        c.push(json!({"name": "svc-x"}));
-    }
-    let out = run(&pod);
-    assert_eq!(
-        container(out.pod(), "sidecar")["resources"],
-        json!({"limits": {"cpu": "100"}})
-    );
-    assert!(container(out.pod(), "svc-x").get("resources").is_none());
 }
 
 #[test]
@@ -745,7 +730,7 @@ fn overrides_above_the_ceiling_are_clamped_with_a_warning() {
 #[test]
 fn overrides_above_the_ceiling_are_denied_when_the_policy_says_so() {
     let policy = policy_from(
-        "defaultClass: a\noverrides: { onExceed: deny }\nclasses:\n  a: { max: { cpu: \"2\" } }\n",
+        "defaultClass: a\noverrides: { onExceed: deny }\nclasses:\n  a: { max: { cpu: \"2\", memory: null } }\n",
     );
     let out = run_with(
         &policy,
@@ -1225,7 +1210,7 @@ fn a_conflicting_volume_name_or_mount_path_skips_docker_with_a_warning() {
 #[test]
 fn tcp_mode_puts_node_ip_before_docker_host() {
     let policy = policy_from(
-        "defaultClass: a\ndocker: { mode: tcp, tcp: { port: 2376, tls: { secretName: dind-client } } }\nclasses:\n  a: {}\n",
+        "defaultClass: a\ndocker: { mode: tcp, tcp: { port: 2376, tls: { secretName: dind-client } } }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
     );
     let out = run_with(&policy, &Req::default(), &job_pod());
     let names: Vec<&str> = env(out.pod(), "build").iter().map(|(n, _)| *n).collect();
@@ -1255,7 +1240,9 @@ fn tcp_mode_puts_node_ip_before_docker_host() {
     let mut pod = job_pod();
     pod["spec"]["containers"][0]["env"] =
         json!([{"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]);
-    let plain = policy_from("defaultClass: a\ndocker: { mode: tcp }\nclasses:\n  a: {}\n");
+    let plain = policy_from(
+        "defaultClass: a\ndocker: { mode: tcp }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+    );
     let names: Vec<String> = env(run_with(&plain, &Req::default(), &pod).pod(), "build")
         .iter()
         .map(|(n, _)| n.to_string())
@@ -1273,7 +1260,9 @@ fn tcp_mode_puts_node_ip_before_docker_host() {
 
 #[test]
 fn docker_mode_off_changes_nothing_about_docker() {
-    let policy = policy_from("defaultClass: a\ndocker: { mode: off }\nclasses:\n  a: {}\n");
+    let policy = policy_from(
+        "defaultClass: a\ndocker: { mode: off }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+    );
     let out = run_with(&policy, &Req::default(), &job_pod());
     assert_eq!(env(out.pod(), "build").len(), 1);
 }

@@ -84,6 +84,7 @@ static NO_SPEC: PodSpec<'static> = PodSpec {
     node_selector: None,
     tolerations: None,
     runtime_class_name: None,
+    resources: None,
 };
 
 impl<'a> Pod<'a> {
@@ -127,6 +128,9 @@ pub struct PodSpec<'a> {
     pub tolerations: Option<Vec<Toleration<'a>>>,
     #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub runtime_class_name: Option<Cow<'a, str>>,
+    /// Pod-level requests and limits (Kubernetes 1.32+, GitLab Runner 18.10+).
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub resources: Option<Resources<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,6 +144,9 @@ pub struct Container<'a> {
     pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
     #[serde(borrow, default, deserialize_with = "object_opt")]
     pub resources: Option<Resources<'a>>,
+    /// `Always` on an init container makes it a sidecar, running beside the others.
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    pub restart_policy: Option<Cow<'a, str>>,
 }
 
 /// A container's env, reduced to what the core reads: which of a few variables are
@@ -149,7 +156,27 @@ pub struct Container<'a> {
 pub struct Env {
     /// (name, defined as `valueFrom.fieldRef.fieldPath: status.hostIP`)
     watched: Vec<(&'static str, bool)>,
+    /// The variables that steer the NVIDIA container toolkit, in list order.
+    pub nvidia: Vec<NvidiaVar>,
 }
+
+/// One entry of a container's env that the NVIDIA container toolkit reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NvidiaVar {
+    /// Position in the container's `env` list.
+    pub index: usize,
+    pub name: &'static str,
+    /// The literal value; `None` for `valueFrom` (unknown at admission).
+    pub value: Option<String>,
+}
+
+/// The NVIDIA container toolkit's variables that choose devices and driver features.
+pub const NVIDIA_ENV: [&str; 4] = [
+    "NVIDIA_VISIBLE_DEVICES",
+    "NVIDIA_DRIVER_CAPABILITIES",
+    "NVIDIA_MIG_CONFIG_DEVICES",
+    "NVIDIA_MIG_MONITOR_DEVICES",
+];
 
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
 pub const NODE_IP: &str = "NODE_IP";
@@ -190,7 +217,19 @@ impl<'de> Deserialize<'de> for Env {
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Env, A::Error> {
                 let mut env = Env::default();
+                let mut index = 0;
                 while let Some(Object(var)) = seq.next_element::<Object<EnvVar<'de>>>()? {
+                    if let Some(name) = NVIDIA_ENV.iter().find(|w| **w == var.name) {
+                        env.nvidia.push(NvidiaVar {
+                            index,
+                            name,
+                            value: match var.value_from {
+                                Some(_) => None,
+                                None => Some(var.value.as_deref().unwrap_or("").to_string()),
+                            },
+                        });
+                    }
+                    index += 1;
                     if let Some(name) = WATCHED_ENV.iter().find(|w| **w == var.name) {
                         let host_ip = var
                             .value_from
@@ -211,6 +250,8 @@ impl<'de> Deserialize<'de> for Env {
 struct EnvVar<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    value: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "object_opt")]
     value_from: Option<EnvVarSource<'a>>,
 }

@@ -8,6 +8,7 @@
 mod names;
 mod raw;
 mod validate;
+mod warnings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -170,25 +171,48 @@ pub struct RoleResources {
     pub limits: BTreeMap<ResourceName, Limit>,
 }
 
-/// The container roles of a job pod.
+/// The container roles of a job pod. Every container of a job pod has one: a container
+/// left out would keep whatever the job gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     Build,
     /// `helper` and the `init-permissions` init container.
     Helper,
-    /// `svc-0` … `svc-N`.
+    /// Every other container: GitLab Runner up to 17.8 names services `svc-N`, 17.9 and
+    /// later after their first alias (`db`), and the job chooses both image and command.
     Service,
 }
 
+/// Which list of the pod spec a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerList {
+    Containers,
+    InitContainers,
+}
+
+impl ContainerList {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerList::Containers => "containers",
+            ContainerList::InitContainers => "initContainers",
+        }
+    }
+}
+
 impl Role {
-    pub fn of_container(name: &str) -> Option<Role> {
-        match name {
-            "build" => Some(Role::Build),
-            "helper" | "init-permissions" => Some(Role::Helper),
-            _ => {
-                let n = name.strip_prefix("svc-")?;
-                (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then_some(Role::Service)
-            }
+    /// The role whose class values a container of a job pod gets. In `containers`,
+    /// `build` and `helper` are themselves and anything else is a service. In
+    /// `initContainers`, `init-permissions` (the helper image) is a helper and any other
+    /// init container takes the build values: `init-build-uid-gid-collector` (added with
+    /// `FF_DISABLE_UMASK_FOR_KUBERNETES_EXECUTOR`) runs the job's own image with the
+    /// build container's resources.
+    pub fn of(list: ContainerList, name: &str) -> Role {
+        match (list, name) {
+            (ContainerList::Containers, "build") => Role::Build,
+            (ContainerList::Containers, "helper")
+            | (ContainerList::InitContainers, "init-permissions") => Role::Helper,
+            (ContainerList::Containers, _) => Role::Service,
+            (ContainerList::InitContainers, _) => Role::Build,
         }
     }
 }
@@ -253,7 +277,8 @@ pub struct RunnerClass {
     pub build: RoleResources,
     pub helper: RoleResources,
     pub services: RoleResources,
-    /// Ceiling for any single container of the class.
+    /// Ceiling for any single container of the class and for the pod-level values; a
+    /// resource left out is knowingly unlimited (`null` in the file).
     pub max: BTreeMap<ResourceName, Quantity>,
     /// CI-node, class and GPU node selectors merged (later wins).
     pub node_selector: BTreeMap<String, String>,

@@ -107,7 +107,8 @@ pub struct RawClass {
     pub build: Option<RawRoleResources>,
     pub helper: Option<RawRoleResources>,
     pub services: Option<RawRoleResources>,
-    pub max: Option<RawResourceList>,
+    /// Required, with `cpu` and `memory` keys: `null` means knowingly unlimited.
+    pub max: Option<S<RawLimitList>>,
     #[serde(default)]
     pub node_selector: Ordered<S<String>, S<String>>,
     #[serde(default)]

@@ -12,7 +12,7 @@ fn problems(yaml: &str) -> Vec<String> {
     }
 }
 
-const MINIMAL: &str = "defaultClass: a\nclasses:\n  a: {}\n";
+const MINIMAL: &str = "defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n";
 
 #[test]
 fn embedded_default_policy_is_valid_and_has_the_six_classes() {
@@ -136,7 +136,7 @@ fn a_minimal_policy_gets_documented_defaults() {
 #[test]
 fn null_limit_means_unlimited_and_absent_means_untouched() {
     let p = parse(
-        "defaultClass: a\nclasses:\n  a:\n    build: { limits: { cpu: null, memory: 1Gi } }\n",
+        "defaultClass: a\nclasses:\n  a:\n    build: { limits: { cpu: null, memory: 1Gi } }\n    max: { cpu: null, memory: 2Gi }\n",
     )
     .expect("valid");
     let limits = &p.classes[0].build.limits;
@@ -150,7 +150,7 @@ fn null_limit_means_unlimited_and_absent_means_untouched() {
 
 #[test]
 fn classes_keep_file_order() {
-    let p = parse("defaultClass: a\nclasses:\n  z: {}\n  a: {}\n  m: {}\n").expect("valid");
+    let p = parse("defaultClass: a\nclasses:\n  z: { max: { cpu: null, memory: null } }\n  a: { max: { cpu: null, memory: null } }\n  m: { max: { cpu: null, memory: null } }\n").expect("valid");
     let names: Vec<&str> = p.classes.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["z", "a", "m"]);
 }
@@ -158,7 +158,7 @@ fn classes_keep_file_order() {
 #[test]
 fn service_accounts_are_normalised_to_usernames() {
     let p = parse(
-        "defaultClass: a\nclasses:\n  a:\n    match: { serviceAccounts: [gitlab/runner, \"system:serviceaccount:ci:r2\"] }\n",
+        "defaultClass: a\nclasses:\n  a:\n    match: { serviceAccounts: [gitlab/runner, \"system:serviceaccount:ci:r2\"] }\n    max: { cpu: null, memory: null }\n",
     )
     .expect("valid");
     assert_eq!(
@@ -180,21 +180,25 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
             3,
         ),
         (
-            "defaultClass: a\nbogus: 1\nclasses:\n  a: {}\n",
+            "defaultClass: a\nbogus: 1\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
             "unknown field `bogus`",
             2,
         ),
         (
-            "defaultClass: a\nclasses:\n  a: {}\n  a: {}\n",
+            "defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n  a: { max: { cpu: null, memory: null } }\n",
             "duplicate mapping key: a",
             4,
         ),
         (
-            "defaultClass: b\nclasses:\n  a: {}\n",
+            "defaultClass: b\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
             "defaultClass: \"b\" is not one of the classes (a)",
             1,
         ),
-        ("classes:\n  a: {}\n", "defaultClass", 1),
+        (
+            "classes:\n  a: { max: { cpu: null, memory: null } }\n",
+            "defaultClass",
+            1,
+        ),
         (
             "defaultClass: a\nclasses: {}\n",
             "at least one runner class",
@@ -241,7 +245,7 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
             4,
         ),
         (
-            "defaultClass: a\nciNodes:\n  tolerations:\n    - { key: k, effect: NoSchedule, tolerationSeconds: 5 }\nclasses:\n  a: {}\n",
+            "defaultClass: a\nciNodes:\n  tolerations:\n    - { key: k, effect: NoSchedule, tolerationSeconds: 5 }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
             "ciNodes.tolerations[0]: tolerationSeconds needs effect NoExecute",
             4,
         ),
@@ -256,17 +260,17 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
             4,
         ),
         (
-            "defaultClass: a\nprefix: Not_A_Domain\nclasses:\n  a: {}\n",
+            "defaultClass: a\nprefix: Not_A_Domain\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
             "prefix: \"Not_A_Domain\" is not a DNS subdomain",
             2,
         ),
         (
-            "defaultClass: a\ndocker: { mode: socket, socketPath: relative/docker.sock }\nclasses:\n  a: {}\n",
+            "defaultClass: a\ndocker: { mode: socket, socketPath: relative/docker.sock }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
             "docker.socketPath",
             2,
         ),
         (
-            "defaultClass: a\ndocker: { mode: carrier-pigeon }\nclasses:\n  a: {}\n",
+            "defaultClass: a\ndocker: { mode: carrier-pigeon }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
             "carrier-pigeon",
             2,
         ),
@@ -281,7 +285,7 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
             4,
         ),
         (
-            "defaultClass: \"bad name\"\nclasses:\n  \"bad name\": {}\n",
+            "defaultClass: \"bad name\"\nclasses:\n  \"bad name\": { max: { cpu: null, memory: null } }\n",
             "is not a valid class name",
             3,
         ),
@@ -302,7 +306,7 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
 #[test]
 fn every_problem_is_reported_at_once() {
     let found = problems(
-        "defaultClass: nope\nclasses:\n  a:\n    build: { requests: { cpu: \"-1\" } }\n    gpu: { count: 0 }\n",
+        "defaultClass: nope\nclasses:\n  a:\n    build: { requests: { cpu: \"-1\" } }\n    gpu: { count: 0 }\n    max: { cpu: null, memory: null }\n",
     );
     assert_eq!(found.len(), 3, "{found:?}");
 }

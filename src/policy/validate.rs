@@ -309,11 +309,7 @@ impl Validator<'_> {
                 ),
             );
         }
-        let max = raw
-            .max
-            .as_ref()
-            .map(|m| self.resource_list(&format!("classes.{n}.max"), m, true))
-            .unwrap_or_default();
+        let max = self.ceilings(&name, raw.max.as_ref());
         let mut roles = [&raw.build, &raw.helper, &raw.services]
             .into_iter()
             .zip(["build", "helper", "services"])
@@ -496,7 +492,17 @@ impl Validator<'_> {
         for (name, field) in limit_fields(raw_limits) {
             let Some(spanned) = &field.0 else { continue };
             let limit = match spanned.value {
-                None => Limit::Unlimited,
+                None => {
+                    if let Some(ceiling) = max.get(&name) {
+                        self.problem(
+                            spanned,
+                            format!(
+                                "{what}.limits.{name}: null (no limit) contradicts the class ceiling max.{name} {ceiling}: under a ceiling every container gets a limit at or under it; give a limit, or set max.{name}: null to leave {name} knowingly unlimited"
+                            ),
+                        );
+                    }
+                    Limit::Unlimited
+                }
                 Some(q) => {
                     self.check_quantity(&format!("{what}.limits.{name}"), spanned, q, true);
                     Limit::Set(q)
@@ -533,6 +539,44 @@ impl Validator<'_> {
             }
         }
         RoleResources { requests, limits }
+    }
+
+    /// The class ceilings: `max` must state `cpu` and `memory`, each a quantity or
+    /// `null` (knowingly unlimited, left out of the map); `ephemeral-storage` is optional.
+    fn ceilings(
+        &mut self,
+        class: &Spanned<String>,
+        raw: Option<&Spanned<RawLimitList>>,
+    ) -> BTreeMap<ResourceName, Quantity> {
+        let n = &class.value;
+        let Some(raw) = raw else {
+            self.problem(
+                class,
+                format!(
+                    "classes.{n}.max: missing; every class states its ceiling for cpu and memory, e.g. max: {{ cpu: \"8\", memory: 16Gi }} (null leaves one knowingly unlimited)"
+                ),
+            );
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for (name, field) in limit_fields(&raw.value) {
+            match &field.0 {
+                None if name != ResourceName::EphemeralStorage => self.problem(
+                    raw,
+                    format!(
+                        "classes.{n}.max.{name}: missing; state the class ceiling for {name}: a quantity, or null to leave it knowingly unlimited"
+                    ),
+                ),
+                None => {}
+                Some(spanned) => {
+                    if let Some(q) = spanned.value {
+                        self.check_quantity(&format!("classes.{n}.max.{name}"), spanned, q, true);
+                        out.insert(name, q);
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn problem_at(&mut self, at: Option<(u64, u64)>, message: String) {

@@ -1,0 +1,123 @@
+//! Policy footguns: valid policies that a job author can turn against their class.
+//! `check-policy` prints them and `serve` logs them on every load; they are warnings,
+//! not errors, because each can be a knowing choice.
+
+use super::{Policy, TolerationOperator};
+
+/// The label domain GitLab Runner keeps for itself: a job cannot overwrite a label
+/// whose key prefix is `runner.gitlab.com` or ends in `.runner.gitlab.com`.
+const RUNNER_LABEL_DOMAIN: &str = "runner.gitlab.com";
+
+impl Policy {
+    /// What is risky about this policy, one sentence each, naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for class in &self.classes {
+            let n = &class.name;
+            for key in class.match_rules.pod_labels.keys() {
+                if !runner_owned(key) {
+                    out.push(format!(
+                        "classes.{n}.match.podLabels.{key}: a job can set this label (KUBERNETES_POD_LABELS_* where the runner allows pod_labels_overwrite_allowed, and job labels win over the runner's pod_labels), and so choose class {n}; match on a key under {RUNNER_LABEL_DOMAIN}, the runner name, the service account or the namespace instead"
+                    ));
+                }
+            }
+            if class
+                .tolerations
+                .iter()
+                .any(|t| t.key.is_empty() && t.operator == TolerationOperator::Exists)
+            {
+                out.push(format!(
+                    "classes.{n}: a toleration with operator Exists and no key (from ciNodes.tolerations, the class or its gpu) tolerates every taint: the class's job pods may run on any node, including control-plane, GPU and other reserved nodes; name the taint key"
+                ));
+            }
+        }
+        let default = &self.classes[self.default_class];
+        if default.gpu.is_some() {
+            out.push(format!(
+                "defaultClass: {} is a GPU class: every job pod no class matches (any runner not listed, any runner older than 17.9) gets GPUs; make a class without GPUs the default",
+                default.name
+            ));
+        }
+        out
+    }
+}
+
+/// Whether GitLab Runner keeps the label key to itself.
+fn runner_owned(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return false;
+    };
+    prefix == RUNNER_LABEL_DOMAIN
+        || prefix
+            .strip_suffix(RUNNER_LABEL_DOMAIN)
+            .is_some_and(|p| p.ends_with('.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Policy;
+
+    fn warnings(yaml: &str) -> Vec<String> {
+        Policy::parse(yaml, "policy.yaml")
+            .expect("valid policy")
+            .warnings()
+    }
+
+    const CEILING: &str = "max: { cpu: null, memory: null }";
+
+    #[test]
+    fn the_embedded_policy_has_no_warnings() {
+        assert_eq!(Policy::embedded().warnings(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_pod_label_match_on_a_key_a_job_can_set_is_a_warning() {
+        let w = warnings(&format!(
+            "defaultClass: a\nclasses:\n  a: {{ {CEILING} }}\n  b:\n    {CEILING}\n    match: {{ podLabels: {{ team: astro, manager.runner.gitlab.com/name: x, runner.gitlab.com/x: y }} }}\n"
+        ));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("classes.b.match.podLabels.team: a job can set this label"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn look_alike_runner_domains_are_not_the_runners() {
+        for key in [
+            "evilrunner.gitlab.com/x",
+            "runner.gitlab.com.evil/x",
+            "runner.gitlab.com",
+        ] {
+            assert!(!super::runner_owned(key), "{key}");
+        }
+        assert!(super::runner_owned("project.runner.gitlab.com/id"));
+    }
+
+    #[test]
+    fn a_wildcard_toleration_anywhere_is_a_warning() {
+        let ci = warnings(&format!(
+            "defaultClass: a\nciNodes: {{ tolerations: [ {{ operator: Exists }} ] }}\nclasses:\n  a: {{ {CEILING} }}\n"
+        ));
+        assert!(
+            ci.iter().any(|w| w.contains("tolerates every taint")),
+            "{ci:?}"
+        );
+        let keyed = warnings(&format!(
+            "defaultClass: a\nclasses:\n  a: {{ {CEILING}, tolerations: [ {{ key: k, operator: Exists }} ] }}\n"
+        ));
+        assert_eq!(keyed, Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_gpu_default_class_is_a_warning() {
+        let w = warnings(&format!(
+            "defaultClass: g\nclasses:\n  g: {{ {CEILING}, gpu: {{ count: 1 }} }}\n"
+        ));
+        assert!(
+            w.iter()
+                .any(|w| w.starts_with("defaultClass: g is a GPU class")),
+            "{w:?}"
+        );
+    }
+}
