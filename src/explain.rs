@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::admission::Review;
 use crate::mutate::{Change, Decision};
-use crate::policy::{DockerMode, Policy, RunnerClass};
+use crate::policy::{DockerMode, Policy, RunnerClass, SocketMount};
 
 /// Explains one decision. `pod` is the request's object, to name containers.
 pub fn render(
@@ -124,12 +124,15 @@ pub fn docker_summary(policy: &Policy) -> String {
         DockerMode::Off => "off".to_string(),
         DockerMode::Socket {
             socket_path,
-            socket_dir,
+            mount,
+            host_path,
             ..
         } => {
-            format!(
-                "socket unix://{socket_path} (host directory {socket_dir} mounted into {containers})"
-            )
+            let what = match mount {
+                SocketMount::Directory => "host directory",
+                SocketMount::File => "socket file",
+            };
+            format!("socket unix://{socket_path} ({what} {host_path} mounted into {containers})")
         }
         DockerMode::Tcp { port, tls } => format!(
             "tcp://$(NODE_IP):{port}{} in {containers}",
@@ -139,23 +142,36 @@ pub fn docker_summary(policy: &Policy) -> String {
 }
 
 pub fn match_summary(class: &RunnerClass) -> String {
-    let rules = &class.match_rules;
-    let mut parts = Vec::new();
-    if !rules.runner_names.is_empty() {
-        parts.push(format!("runner={}", rules.runner_names.join("|")));
-    }
-    if !rules.service_accounts.is_empty() {
-        parts.push(format!("user={}", rules.service_accounts.join("|")));
-    }
-    if !rules.namespaces.is_empty() {
-        parts.push(format!("namespace={}", rules.namespaces.join("|")));
-    }
-    for (k, v) in &rules.pod_labels {
-        parts.push(format!("{k}={v}"));
-    }
-    if parts.is_empty() {
-        "-".to_string()
-    } else {
-        parts.join(" & ")
+    let blocks: Vec<String> = class
+        .match_blocks
+        .iter()
+        .map(|rules| {
+            let mut parts = Vec::new();
+            if !rules.runner_names.is_empty() {
+                parts.push(format!("runner={}", rules.runner_names.join("|")));
+            }
+            if !rules.runner_tokens.is_empty() {
+                parts.push(format!("token={}", rules.runner_tokens.join("|")));
+            }
+            if !rules.service_accounts.is_empty() {
+                parts.push(format!("user={}", rules.service_accounts.join("|")));
+            }
+            if !rules.namespaces.is_empty() {
+                parts.push(format!("namespace={}", rules.namespaces.join("|")));
+            }
+            for (k, v) in &rules.pod_labels {
+                parts.push(format!("{k}={v}"));
+            }
+            parts.join(" & ")
+        })
+        .collect();
+    match blocks.len() {
+        0 => "-".to_string(),
+        1 => blocks.concat(),
+        _ => blocks
+            .iter()
+            .map(|b| format!("({b})"))
+            .collect::<Vec<_>>()
+            .join(" | "),
     }
 }

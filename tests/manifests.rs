@@ -225,7 +225,7 @@ fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
     let policy = Policy::embedded();
     let DockerMode::Socket {
         socket_path,
-        socket_dir,
+        host_path,
         ..
     } = &policy.docker.mode
     else {
@@ -248,7 +248,7 @@ fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
     assert!(
         volumes
             .iter()
-            .any(|v| v["hostPath"]["path"] == socket_dir.as_str()),
+            .any(|v| v["hostPath"]["path"] == host_path.as_str()),
         "the socket directory is on the node"
     );
     // It runs where job pods run: on CI nodes, GPU nodes included.

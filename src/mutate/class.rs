@@ -1,21 +1,32 @@
 //! Choosing the runner class, only ever from facts a job author cannot set: the
 //! namespace's labels (set by administrators), the requesting user, the namespace
-//! name, and pod labels that the runner (not the job) sets.
+//! name, the runner's short token in the pod's name, and pod labels that the runner
+//! (not the job) sets. A class's `match` is a list of blocks; the first block (of the
+//! first class, in file order) whose rules all hold chooses it.
 
 use std::fmt;
 
 use super::patch::{Parent, Patch, pointer};
-use super::view::{AdmissionRequest, Pod};
+use super::view::{AdmissionRequest, Pod, StrMap};
 use super::{Chosen, NamespaceFacts, RUNNER_NAME_LABEL};
-use crate::policy::{Policy, RunnerClass};
+use crate::policy::{MatchRules, Policy, RunnerClass};
+
+/// Label GitLab Runner puts on every job pod: `runner-<token>-project-<id>-concurrent-<n>`.
+const RUNNER_POD_LABEL: &str = "pod";
 
 /// Why a class was chosen, for `--explain` and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClassReason {
     /// The namespace label `<prefix>/runner-class` names it.
     NamespaceLabel { key: String },
-    /// Its match rules hold; each entry says which fact matched.
-    Matched { facts: Vec<String> },
+    /// The rules of one of its match blocks hold; each entry says which fact matched.
+    Matched {
+        /// The block's index in the class's `match` list.
+        block: usize,
+        /// How many blocks the class has: one is the single-block form.
+        blocks: usize,
+        facts: Vec<String>,
+    },
     /// Nothing else applied.
     Default,
 }
@@ -24,7 +35,18 @@ impl fmt::Display for ClassReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClassReason::NamespaceLabel { key } => write!(f, "namespace label {key}"),
-            ClassReason::Matched { facts } => write!(f, "match rules: {}", facts.join(", ")),
+            ClassReason::Matched {
+                block,
+                blocks,
+                facts,
+            } => {
+                if *blocks > 1 {
+                    write!(f, "match[{block}] (block {} of {blocks}): ", block + 1)?;
+                } else {
+                    f.write_str("match rules: ")?;
+                }
+                f.write_str(&facts.join(", "))
+            }
             ClassReason::Default => {
                 f.write_str("defaultClass (no namespace label or match rule applied)")
             }
@@ -60,15 +82,23 @@ pub(super) fn choose<'p>(
             )),
         }
     }
+    let facts = Facts::of(request, pod);
     for class in &policy.classes {
-        if let Some(facts) = matches(class, request, pod) {
-            return (
-                Chosen {
-                    class,
-                    reason: ClassReason::Matched { facts },
-                },
-                warnings,
-            );
+        let blocks = class.match_blocks.len();
+        for (block, rules) in class.match_blocks.iter().enumerate() {
+            if let Some(matched) = matches(rules, &facts, &mut warnings) {
+                return (
+                    Chosen {
+                        class,
+                        reason: ClassReason::Matched {
+                            block,
+                            blocks,
+                            facts: matched,
+                        },
+                    },
+                    warnings,
+                );
+            }
         }
     }
     (
@@ -80,47 +110,109 @@ pub(super) fn choose<'p>(
     )
 }
 
-/// The facts that matched, if every non-empty rule of the class holds.
-fn matches(
-    class: &RunnerClass,
-    request: &AdmissionRequest<'_>,
-    pod: &Pod<'_>,
-) -> Option<Vec<String>> {
-    let rules = &class.match_rules;
-    if rules.is_empty() {
-        return None;
+/// What the match rules read: the request's user and namespace, the pod's labels, and
+/// the name the runner gave the pod (or, runners up to 16.1, its generateName).
+struct Facts<'a> {
+    user: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    labels: Option<&'a StrMap<'a>>,
+}
+
+impl<'a> Facts<'a> {
+    fn of(request: &'a AdmissionRequest<'_>, pod: &'a Pod<'a>) -> Facts<'a> {
+        let meta = pod.meta();
+        let name = meta
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .or(meta.generate_name.as_deref())
+            .unwrap_or("");
+        Facts {
+            user: request.user_info.username.as_ref(),
+            namespace: request.namespace.as_deref().unwrap_or(""),
+            name,
+            labels: meta.labels.as_ref(),
+        }
     }
-    let labels = pod.meta().labels.as_ref();
-    let label = |key: &str| labels.and_then(|l| l.get(key));
-    let mut facts = Vec::new();
+
+    fn label(&self, key: &str) -> Option<&'a str> {
+        self.labels.and_then(|l| l.get(key))
+    }
+}
+
+/// The facts that matched, if every non-empty rule of the block holds.
+fn matches(
+    rules: &MatchRules,
+    facts: &Facts<'_>,
+    warnings: &mut Vec<String>,
+) -> Option<Vec<String>> {
+    let mut matched = Vec::new();
     if !rules.runner_names.is_empty() {
-        let runner = label(RUNNER_NAME_LABEL)?;
+        let runner = facts.label(RUNNER_NAME_LABEL)?;
         if !rules.runner_names.iter().any(|r| r == runner) {
             return None;
         }
-        facts.push(format!("runner {RUNNER_NAME_LABEL}={runner}"));
+        matched.push(format!("runner {RUNNER_NAME_LABEL}={runner}"));
+    }
+    if !rules.runner_tokens.is_empty() {
+        matched.push(runner_token(rules, facts, warnings)?);
     }
     if !rules.service_accounts.is_empty() {
-        let user = request.user_info.username.as_ref();
-        if !rules.service_accounts.iter().any(|sa| sa == user) {
+        if !rules.service_accounts.iter().any(|sa| sa == facts.user) {
             return None;
         }
-        facts.push(format!("user {user}"));
+        matched.push(format!("user {}", facts.user));
     }
     if !rules.namespaces.is_empty() {
-        let ns = request.namespace.as_deref().unwrap_or("");
-        if !rules.namespaces.iter().any(|n| n == ns) {
+        if !rules.namespaces.iter().any(|n| n == facts.namespace) {
             return None;
         }
-        facts.push(format!("namespace {ns}"));
+        matched.push(format!("namespace {}", facts.namespace));
     }
     for (key, want) in &rules.pod_labels {
-        if label(key) != Some(want.as_str()) {
+        if facts.label(key) != Some(want.as_str()) {
             return None;
         }
-        facts.push(format!("pod label {key}={want}"));
+        matched.push(format!("pod label {key}={want}"));
     }
-    Some(facts)
+    Some(matched)
+}
+
+/// The runner-token rule: the pod's name starts with `runner-<token>-` for one of the
+/// tokens, and the runner's `pod` label, when present, starts the same way. The name is
+/// the runner's (a job cannot choose it); a `pod` label that disagrees was changed after
+/// the runner wrote it (a job's label overwrite, or a pod not made by this runner), so
+/// the rule does not hold and a warning says why.
+fn runner_token(
+    rules: &MatchRules,
+    facts: &Facts<'_>,
+    warnings: &mut Vec<String>,
+) -> Option<String> {
+    let starts = |text: &str, token: &str| {
+        text.strip_prefix("runner-")
+            .and_then(|rest| rest.strip_prefix(token))
+            .is_some_and(|rest| rest.starts_with('-'))
+    };
+    let token = rules.runner_tokens.iter().find(|t| starts(facts.name, t))?;
+    match facts.label(RUNNER_POD_LABEL) {
+        None => Some(format!(
+            "runner token {token} (pod name {})",
+            super::shorten(facts.name)
+        )),
+        Some(label) if starts(label, token) => Some(format!(
+            "runner token {token} (pod name {}, label {RUNNER_POD_LABEL} agrees)",
+            super::shorten(facts.name)
+        )),
+        Some(label) => {
+            warnings.push(format!(
+                "the pod name {} is runner {token}'s but its label {RUNNER_POD_LABEL}={} is not; runnerTokens {token} not applied",
+                super::shorten(facts.name),
+                super::shorten(label)
+            ));
+            None
+        }
+    }
 }
 
 /// Writes `<prefix>/class` and `<prefix>/policy`, overwriting whatever a job put there.

@@ -1,20 +1,22 @@
 //! `DOCKER_HOST` for the node Docker daemon, in the target containers (default
 //! `build`), unless the container already sets it or the job opted out.
 //!
-//! Socket mode mounts the socket's *directory* from the host, not the socket file: a
-//! bind-mounted socket file keeps pointing at the old inode when the daemon restarts
-//! and recreates it, and a missing file would be created by the kubelet as an empty
-//! directory in its place. The mount is read-only, which does not stop connecting
-//! to the socket but does stop a job from deleting or replacing it.
+//! Socket mode mounts, at the same path in the container, either the socket's directory
+//! (`mount: directory`, the default: it survives daemon restarts, so the policy refuses
+//! shared directories such as `/var/run`) or the socket file itself (`mount: file`,
+//! hostPath type `Socket`). The mount is read-only, which does not stop connecting to the
+//! socket but does stop a job from deleting or replacing it. A container that already has
+//! a mount at a parent or child of that path gets no mount and no `DOCKER_HOST` (with a
+//! warning): one of the two mounts would hide the other. See docs/docker.md.
 
 use serde_json::{Value, json};
 
 use super::patch::{Parent, Patch};
 use super::view::{
     Container, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY, HOST_IP_FIELD, NODE_IP, Pod,
-    Volume,
+    Volume, VolumeMount,
 };
-use crate::policy::{DockerMode, Policy};
+use crate::policy::{DockerMode, Policy, SocketMount};
 
 pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings: &mut Vec<String>) {
     let Some(containers) = pod.spec().containers.as_deref() else {
@@ -35,22 +37,31 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
             DockerMode::Off => {}
             DockerMode::Socket {
                 socket_path,
-                socket_dir,
+                mount,
+                host_path,
                 volume_name,
             } => {
-                match mounted_at(container, socket_dir) {
-                    Some(m) if volumes.is(m, Source::HostDir(socket_dir)) => {}
+                let source = Source::Host(host_path, *mount);
+                match mounted_at(container, host_path) {
+                    Some(m) if volumes.is(m, source) => {}
                     Some(m) => {
-                        warnings.push(taken(container, socket_dir, m));
+                        warnings.push(taken(container, host_path, m));
                         continue;
                     }
                     None => {
-                        let Some(volume) =
-                            volumes.ensure(volume_name, Source::HostDir(socket_dir), warnings)
-                        else {
+                        if let Some(other) = overlapping(container, host_path) {
+                            warnings.push(format!(
+                                "{}: {} is already mounted at {}, which overlaps {host_path}; {DOCKER_HOST} not set",
+                                container.name,
+                                super::shorten(&other.name),
+                                super::shorten(&other.mount_path),
+                            ));
+                            continue;
+                        }
+                        let Some(volume) = volumes.ensure(volume_name, source, warnings) else {
                             continue;
                         };
-                        add_mount(patch, index, container, &volume, socket_dir);
+                        add_mount(patch, index, container, &volume, host_path);
                     }
                 }
                 env(
@@ -127,12 +138,34 @@ fn env(patch: &mut Patch, index: usize, container: &Container<'_>, vars: Vec<Val
     );
 }
 
+/// A mount of the container at a parent or a child of `path`: mounting `path` too would
+/// hide part of it, or be hidden by it (a job's own mount over the daemon's socket).
+fn overlapping<'c, 'p>(container: &'c Container<'p>, path: &str) -> Option<&'c VolumeMount<'p>> {
+    let mounts = container.volume_mounts.as_deref().unwrap_or_default();
+    mounts.iter().find(|m| {
+        let other = m.mount_path.trim_end_matches('/');
+        let other = if other.is_empty() { "/" } else { other };
+        other != path && (within(path, other) || within(other, path))
+    })
+}
+
+/// Whether `path` is inside `dir` (segment-wise).
+fn within(path: &str, dir: &str) -> bool {
+    dir == "/"
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// The volume mounted at `path` in the container, if any.
 fn mounted_at<'c>(container: &'c Container<'_>, path: &str) -> Option<&'c str> {
     let mounts = container.volume_mounts.as_deref().unwrap_or_default();
     mounts
         .iter()
-        .find(|m| m.mount_path == path)
+        .find(|m| {
+            let at = m.mount_path.trim_end_matches('/');
+            at == path || (at.is_empty() && path == "/")
+        })
         .map(|m| m.name.as_ref())
 }
 
@@ -157,8 +190,8 @@ fn add_mount(patch: &mut Patch, index: usize, container: &Container<'_>, volume:
 /// What a volume the webhook needs must point at.
 #[derive(Clone, Copy, PartialEq)]
 enum Source<'s> {
-    /// A host directory (the node daemon's socket directory).
-    HostDir(&'s str),
+    /// A host path: the node daemon's socket, or its directory.
+    Host(&'s str, SocketMount),
     /// A Secret (the Docker client certificates).
     Secret(&'s str),
 }
@@ -166,10 +199,10 @@ enum Source<'s> {
 impl Source<'_> {
     fn matches(&self, v: &Volume<'_>) -> bool {
         match self {
-            Source::HostDir(dir) => v
+            Source::Host(path, _) => v
                 .host_path
                 .as_ref()
-                .is_some_and(|h| h.path.trim_end_matches('/') == *dir),
+                .is_some_and(|h| h.path.trim_end_matches('/') == *path),
             Source::Secret(secret) => {
                 v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) == Some(*secret)
             }
@@ -178,8 +211,14 @@ impl Source<'_> {
 
     fn volume(&self, name: &str) -> Value {
         match self {
-            Source::HostDir(dir) => {
+            // A missing directory is created (empty: the daemon is not up yet); a missing
+            // socket fails the pod's start rather than becoming an empty directory that
+            // would then stop the daemon from creating its socket.
+            Source::Host(dir, SocketMount::Directory) => {
                 json!({"name": name, "hostPath": {"path": dir, "type": "DirectoryOrCreate"}})
+            }
+            Source::Host(socket, SocketMount::File) => {
+                json!({"name": name, "hostPath": {"path": socket, "type": "Socket"}})
             }
             Source::Secret(secret) => json!({"name": name, "secret": {"secretName": secret}}),
         }
@@ -187,7 +226,12 @@ impl Source<'_> {
 
     fn describe(&self) -> String {
         match self {
-            Source::HostDir(dir) => format!("the node Docker daemon's directory {dir}"),
+            Source::Host(dir, SocketMount::Directory) => {
+                format!("the node Docker daemon's directory {dir}")
+            }
+            Source::Host(socket, SocketMount::File) => {
+                format!("the node Docker daemon's socket {socket}")
+            }
             Source::Secret(secret) => format!("the Secret {secret}"),
         }
     }

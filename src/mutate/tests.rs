@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use super::*;
 use crate::admission;
 
+mod class;
+mod docker;
+
 pub(super) static DEFAULT: LazyLock<Policy> = LazyLock::new(Policy::embedded);
 
 pub(super) fn policy_from(yaml: &str) -> Policy {
@@ -319,7 +322,7 @@ fn each_runner_name_selects_its_own_class() {
         assert_eq!(out.class(), class.name);
         match out {
             Out::Allow {
-                reason: ClassReason::Matched { facts },
+                reason: ClassReason::Matched { facts, .. },
                 ..
             } => {
                 assert_eq!(

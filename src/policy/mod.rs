@@ -5,6 +5,7 @@
 //! unrepresentable (quantities parsed, requests within limits, tolerations well formed).
 //! Once a `Policy` exists, the core cannot fail because of configuration.
 
+mod host_paths;
 mod names;
 mod raw;
 mod validate;
@@ -97,12 +98,13 @@ pub struct Docker {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DockerMode {
-    /// Mount the node daemon's socket directory from the host.
+    /// Mount the node daemon's socket (or its directory) from the host.
     Socket {
         socket_path: String,
-        /// Directory of `socket_path`: what is mounted (see README: a bind-mounted socket
-        /// file goes stale when the daemon restarts, its directory does not).
-        socket_dir: String,
+        mount: SocketMount,
+        /// What is mounted, at the same path in the container: `socket_path` itself
+        /// (`File`) or its directory (`Directory`).
+        host_path: String,
         volume_name: String,
     },
     /// Reach the node daemon over TCP at the node's IP.
@@ -111,6 +113,16 @@ pub enum DockerMode {
         tls: Option<DockerTls>,
     },
     Off,
+}
+
+/// What socket mode mounts (see docs/docker.md for the trade-off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketMount {
+    /// The socket's directory, which must be dedicated to it: survives daemon restarts.
+    Directory,
+    /// The socket file (hostPath type `Socket`): a restarted daemon's new socket reaches
+    /// only jobs started after it.
+    File,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -241,11 +253,15 @@ impl TolerationOperator {
     }
 }
 
-/// Rules that pick a class from trusted facts. All non-empty rules must hold.
+/// One block of rules that pick a class from trusted facts. All non-empty rules must
+/// hold; a class matches when any of its blocks does.
 #[derive(Debug, Clone, Default)]
 pub struct MatchRules {
     /// Values of the runner name label `manager.runner.gitlab.com/name`.
     pub runner_names: Vec<String>,
+    /// Runner short tokens, as they appear in job pod names (`runner-<token>-…`):
+    /// lower-case, `_` as `-`.
+    pub runner_tokens: Vec<String>,
     /// Requesting users, as `system:serviceaccount:<ns>:<name>`.
     pub service_accounts: Vec<String>,
     pub namespaces: Vec<String>,
@@ -255,6 +271,7 @@ pub struct MatchRules {
 impl MatchRules {
     pub fn is_empty(&self) -> bool {
         self.runner_names.is_empty()
+            && self.runner_tokens.is_empty()
             && self.service_accounts.is_empty()
             && self.namespaces.is_empty()
             && self.pod_labels.is_empty()
@@ -273,7 +290,8 @@ pub struct Gpu {
 pub struct RunnerClass {
     pub name: String,
     pub description: Option<String>,
-    pub match_rules: MatchRules,
+    /// The class's match blocks, in file order; empty when it has no match rules.
+    pub match_blocks: Vec<MatchRules>,
     pub build: RoleResources,
     pub helper: RoleResources,
     pub services: RoleResources,

@@ -8,7 +8,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use crate::quantity::Quantity;
@@ -40,6 +40,7 @@ pub struct RawDocker {
     pub mode: Option<S<RawDockerMode>>,
     pub containers: Option<S<Vec<String>>>,
     pub socket_path: Option<S<String>>,
+    pub mount: Option<S<RawSocketMount>>,
     pub volume_name: Option<S<String>>,
     pub tcp: Option<RawDockerTcp>,
 }
@@ -50,6 +51,13 @@ pub enum RawDockerMode {
     Socket,
     Tcp,
     Off,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSocketMount {
+    Directory,
+    File,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,7 +111,7 @@ pub struct RawToleration {
 pub struct RawClass {
     pub description: Option<String>,
     #[serde(rename = "match", default)]
-    pub match_rules: RawMatch,
+    pub match_rules: RawMatchBlocks,
     pub build: Option<RawRoleResources>,
     pub helper: Option<RawRoleResources>,
     pub services: Option<RawRoleResources>,
@@ -116,11 +124,55 @@ pub struct RawClass {
     pub gpu: Option<S<RawGpu>>,
 }
 
+/// `match:` as one block of rules, or a list of blocks (any block may match).
+#[derive(Debug)]
+pub enum RawMatchBlocks {
+    One(RawMatch),
+    Many(Vec<S<RawMatch>>),
+}
+
+impl Default for RawMatchBlocks {
+    fn default() -> Self {
+        RawMatchBlocks::One(RawMatch::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for RawMatchBlocks {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct BlocksVisitor;
+
+        impl<'de> Visitor<'de> for BlocksVisitor {
+            type Value = RawMatchBlocks;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a block of match rules, or a list of such blocks")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                RawMatch::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawMatchBlocks::One)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut blocks = Vec::new();
+                while let Some(block) = seq.next_element()? {
+                    blocks.push(block);
+                }
+                Ok(RawMatchBlocks::Many(blocks))
+            }
+        }
+
+        d.deserialize_any(BlocksVisitor)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawMatch {
     #[serde(default)]
     pub runner_names: Vec<S<String>>,
+    #[serde(default)]
+    pub runner_tokens: Vec<S<String>>,
     #[serde(default)]
     pub service_accounts: Vec<S<String>>,
     #[serde(default)]

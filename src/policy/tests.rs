@@ -1,5 +1,7 @@
 use super::*;
 
+mod matching;
+
 fn parse(yaml: &str) -> Result<Policy, PolicyError> {
     Policy::parse(yaml, "policy.yaml")
 }
@@ -73,7 +75,7 @@ fn embedded_default_policy_reproduces_the_design_table() {
             "{name} memory"
         );
         assert_eq!(
-            c.match_rules.runner_names,
+            c.match_blocks[0].runner_names,
             [name],
             "{name} matches its own runner"
         );
@@ -127,7 +129,8 @@ fn a_minimal_policy_gets_documented_defaults() {
         p.docker.mode,
         DockerMode::Socket {
             socket_path: "/var/run/ci-dind/docker.sock".into(),
-            socket_dir: "/var/run/ci-dind".into(),
+            mount: SocketMount::Directory,
+            host_path: "/var/run/ci-dind".into(),
             volume_name: "ci-dind".into()
         }
     );
@@ -162,7 +165,7 @@ fn service_accounts_are_normalised_to_usernames() {
     )
     .expect("valid");
     assert_eq!(
-        p.classes[0].match_rules.service_accounts,
+        p.classes[0].match_blocks[0].service_accounts,
         [
             "system:serviceaccount:gitlab:runner",
             "system:serviceaccount:ci:r2"

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_saphyr::Spanned;
 
+use super::host_paths::{self, PathProblem};
 use super::names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
 use super::raw::*;
 use super::*;
@@ -178,7 +179,8 @@ impl Validator<'_> {
             return Docker {
                 mode: DockerMode::Socket {
                     socket_path: DEFAULT_SOCKET_PATH.to_string(),
-                    socket_dir: "/var/run/ci-dind".to_string(),
+                    mount: SocketMount::Directory,
+                    host_path: "/var/run/ci-dind".to_string(),
                     volume_name: DEFAULT_SOCKET_VOLUME.to_string(),
                 },
                 containers: vec!["build".to_string()],
@@ -203,29 +205,7 @@ impl Validator<'_> {
         );
         let mode = match raw.mode.as_ref().map(|m| m.value) {
             Some(RawDockerMode::Socket) | None => {
-                let socket_path = raw
-                    .socket_path
-                    .as_ref()
-                    .map_or(DEFAULT_SOCKET_PATH, |p| p.value.as_str());
-                let socket_dir = match parent_dir(socket_path) {
-                    Some(dir) => dir.to_string(),
-                    None => {
-                        if let Some(p) = &raw.socket_path {
-                            self.problem(
-                                p,
-                                format!(
-                                    "docker.socketPath: {socket_path:?} must be an absolute, normalised path to a file inside a directory, such as {DEFAULT_SOCKET_PATH}"
-                                ),
-                            );
-                        }
-                        String::new()
-                    }
-                };
-                DockerMode::Socket {
-                    socket_path: socket_path.to_string(),
-                    socket_dir,
-                    volume_name,
-                }
+                self.socket(raw.socket_path.as_ref(), raw.mount.as_ref(), volume_name)
             }
             Some(RawDockerMode::Tcp) => {
                 let tcp = raw.tcp.unwrap_or(RawDockerTcp {
@@ -273,6 +253,45 @@ impl Validator<'_> {
             Some(RawDockerMode::Off) => DockerMode::Off,
         };
         Docker { mode, containers }
+    }
+
+    /// Socket mode: the path checked against the host-path rules (`host_paths.rs`).
+    fn socket(
+        &mut self,
+        raw_path: Option<&Spanned<String>>,
+        raw_mount: Option<&Spanned<RawSocketMount>>,
+        volume_name: String,
+    ) -> DockerMode {
+        let socket_path = raw_path.map_or(DEFAULT_SOCKET_PATH, |p| p.value.as_str());
+        let mount = match raw_mount.map(|m| m.value) {
+            Some(RawSocketMount::File) => SocketMount::File,
+            Some(RawSocketMount::Directory) | None => SocketMount::Directory,
+        };
+        let dir = socket_path.rsplit_once('/').map_or("", |(dir, _)| dir);
+        let host_path = match mount {
+            SocketMount::File => socket_path,
+            SocketMount::Directory => dir,
+        };
+        if let Some(p) = raw_path {
+            let what = "docker.socketPath";
+            match host_paths::check_socket_path(socket_path) {
+                Err(PathProblem::Relative) => self.problem(p, format!("{what}: {socket_path:?} is not an absolute path; write the node daemon's socket as it is on the node, such as {DEFAULT_SOCKET_PATH}")),
+                Err(PathProblem::NotNormalised { normalised: Some(n) }) => self.problem(p, format!("{what}: {socket_path:?} is not a normalised path (no ., .., // or trailing /); write {n:?}")),
+                Err(PathProblem::NotNormalised { normalised: None }) => self.problem(p, format!("{what}: {socket_path:?} is not the path of a socket file, such as {DEFAULT_SOCKET_PATH}")),
+                Err(PathProblem::Sensitive { tree }) => self.problem(p, format!("{what}: {socket_path:?} is inside {tree}, which holds the node's own files or other pods' data; no CI job may mount anything from there. Run the CI Docker daemon with its socket elsewhere, such as {DEFAULT_SOCKET_PATH}")),
+                Ok(()) if mount == SocketMount::Directory && host_paths::is_shared_directory(dir) => {
+                    let dir = if dir.is_empty() { "/" } else { dir };
+                    self.problem(p, format!("{what}: {socket_path:?} is in {dir}, a directory other programs share; mount: directory (the default) would give every CI job all of {dir} (other daemons' sockets included: root on the node). Add `mount: file` to mount only the socket, or move the socket into a directory of its own, such as {DEFAULT_SOCKET_PATH}"));
+                }
+                Ok(()) => {}
+            }
+        }
+        DockerMode::Socket {
+            socket_path: socket_path.to_string(),
+            mount,
+            host_path: host_path.to_string(),
+            volume_name,
+        }
     }
 
     fn dns_label_or(&mut self, raw: Option<&Spanned<String>>, what: &str, default: &str) -> String {
@@ -324,7 +343,7 @@ impl Validator<'_> {
             roles.next().unwrap_or_default(),
         );
 
-        let match_rules = self.match_rules(&n, &raw.match_rules);
+        let match_blocks = self.match_blocks(&n, &name, raw.match_rules);
         let mut node_selector = ci_selector.clone();
         node_selector
             .extend(self.node_selector(&format!("classes.{n}.nodeSelector"), &raw.node_selector));
@@ -342,7 +361,7 @@ impl Validator<'_> {
         RunnerClass {
             name: n,
             description: raw.description,
-            match_rules,
+            match_blocks,
             build,
             helper,
             services,
@@ -353,9 +372,49 @@ impl Validator<'_> {
         }
     }
 
-    fn match_rules(&mut self, class: &str, raw: &RawMatch) -> MatchRules {
+    /// The class's blocks: one (the single-block form, none when it is empty), or each of
+    /// a list, where an empty block is a mistake (it would match nothing).
+    fn match_blocks(
+        &mut self,
+        class: &str,
+        name: &Spanned<String>,
+        raw: RawMatchBlocks,
+    ) -> Vec<MatchRules> {
         let what = format!("classes.{class}.match");
+        match raw {
+            RawMatchBlocks::One(block) => {
+                let rules = self.match_rules(&what, &block);
+                if rules.is_empty() {
+                    vec![]
+                } else {
+                    vec![rules]
+                }
+            }
+            RawMatchBlocks::Many(blocks) => {
+                if blocks.is_empty() {
+                    self.problem(name, format!("{what}: an empty list matches nothing; give one or more blocks of rules, or leave match out"));
+                }
+                let mut out = Vec::new();
+                for (i, block) in blocks.iter().enumerate() {
+                    let rules = self.match_rules(&format!("{what}[{i}]"), &block.value);
+                    if rules.is_empty() {
+                        self.problem(block, format!("{what}[{i}]: an empty block matches nothing; give at least one rule (runnerNames, runnerTokens, serviceAccounts, namespaces, podLabels)"));
+                    }
+                    out.push(rules);
+                }
+                out
+            }
+        }
+    }
+
+    fn match_rules(&mut self, what: &str, raw: &RawMatch) -> MatchRules {
         let mut rules = MatchRules::default();
+        for t in &raw.runner_tokens {
+            match runner_token(&t.value) {
+                Ok(token) => rules.runner_tokens.push(token),
+                Err(message) => self.problem(t, format!("{what}.runnerTokens: {message}")),
+            }
+        }
         for r in &raw.runner_names {
             if !is_label_value(&r.value) || r.value.is_empty() {
                 self.problem(
@@ -696,6 +755,45 @@ fn toleration(raw: &RawToleration) -> Result<Toleration, String> {
         effect,
         toleration_seconds: raw.toleration_seconds,
     })
+}
+
+/// A runner's short token (GitLab Runner's `ShortDescription`), in the form job pod
+/// names carry it: the runner lower-cases the name and writes `_` as `-`.
+///
+/// The short token is the first 8 characters of a legacy token, 9 after a `glrt-`,
+/// `glrtr-` or `glcbt-` prefix, or 17 of a `GR1348941…` token. A full token is a secret:
+/// it is refused without being repeated, so it does not end up in logs.
+fn runner_token(value: &str) -> Result<String, String> {
+    let charset = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let full = ["glrt-", "glrtr-", "glcbt-"]
+        .iter()
+        .any(|p| value.starts_with(p))
+        || value.len() > 17;
+    if full || !charset {
+        let shown = if full {
+            "this value".to_string()
+        } else {
+            format!("{value:?}")
+        };
+        return Err(format!(
+            "{shown} is not a runner short token; give the 8, 9 or 17 characters that follow runner- in the names of the runner's job pods (kubectl -n gitlab get pods), never the runner's full token"
+        ));
+    }
+    if ![8, 9, 17].contains(&value.len()) {
+        return Err(format!(
+            "{value:?} has {} characters; a runner short token has 8 (legacy tokens), 9 (glrt- tokens) or 17 (GR1348941 tokens): copy it from a job pod name, runner-<token>-project-…",
+            value.len()
+        ));
+    }
+    Ok(value
+        .bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            b => char::from(b.to_ascii_lowercase()),
+        })
+        .collect())
 }
 
 /// Adds tolerations that are not already present: tolerations are a set.
