@@ -14,7 +14,8 @@ impl Policy {
         let mut out = Vec::new();
         for class in &self.classes {
             let n = &class.name;
-            for key in class.match_rules.pod_labels.keys() {
+            let pod_label_keys = class.match_blocks.iter().flat_map(|b| b.pod_labels.keys());
+            for key in pod_label_keys {
                 if !runner_owned(key) {
                     out.push(format!(
                         "classes.{n}.match.podLabels.{key}: a job can set this label (KUBERNETES_POD_LABELS_* where the runner allows pod_labels_overwrite_allowed, and job labels win over the runner's pod_labels), and so choose class {n}; match on a key under {RUNNER_LABEL_DOMAIN}, the runner name, the service account or the namespace instead"
