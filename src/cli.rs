@@ -229,6 +229,9 @@ pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result
         policy.keys.opt_in,
         crate::policy::OPT_IN_VALUE
     )?;
+    for warning in policy.warnings() {
+        writeln!(out, "warning: {warning}")?;
+    }
     writeln!(out, "docker: {}", explain::docker_summary(&policy))?;
     writeln!(out, "overrides above a ceiling: {:?}", policy.on_exceed)?;
     writeln!(out)?;

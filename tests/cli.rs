@@ -255,3 +255,43 @@ fn default_policy_prints_the_embedded_policy_which_checks_clean() {
     let check = run(&["check-policy", copy.to_str().expect("utf-8")], None);
     assert!(check.status.success(), "{}", stderr(&check));
 }
+
+#[test]
+fn check_policy_warns_about_footguns_and_refuses_a_class_without_ceilings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let risky = dir.path().join("risky.yaml");
+    std::fs::write(
+        &risky,
+        "defaultClass: gpu\nciNodes: { tolerations: [ { operator: Exists } ] }\nclasses:\n  gpu:\n    match: { podLabels: { team: astro } }\n    max: { cpu: \"8\", memory: 16Gi }\n    gpu: { count: 1 }\n",
+    )
+    .expect("write");
+    let out = run(&["check-policy", risky.to_str().expect("utf-8")], None);
+    assert!(
+        out.status.success(),
+        "warnings are not errors: {}",
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    for needle in [
+        "warning: classes.gpu.match.podLabels.team: a job can set this label",
+        "warning: classes.gpu: a toleration with operator Exists and no key",
+        "warning: defaultClass: gpu is a GPU class",
+    ] {
+        assert!(text.contains(needle), "{needle}\n{text}");
+    }
+
+    let open = dir.path().join("open.yaml");
+    std::fs::write(
+        &open,
+        "defaultClass: a\nclasses:\n  a:\n    build: { limits: { cpu: \"1\" } }\n",
+    )
+    .expect("write");
+    let out = run(&["check-policy", open.to_str().expect("utf-8")], None);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("classes.a.max: missing; every class states its ceiling for cpu and memory"),
+        "{}",
+        stderr(&out)
+    );
+}

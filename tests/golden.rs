@@ -264,6 +264,86 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "alias-services",
+            fixture: "gitlab-runner-17.9-alias-services.json",
+            runner: Some("k8srunner"),
+            annotations: &[],
+            namespace_labels: None,
+            strip_resources: false,
+            check: |g| {
+                // Services named after their alias are services: held to the ceiling,
+                // or given the service values.
+                assert_eq!(
+                    g.container("db")["resources"],
+                    json!({"limits": {"cpu": "8", "memory": "16Gi"}, "requests": {"cpu": "8", "memory": "16Gi"}})
+                );
+                assert_eq!(
+                    g.container("cache")["resources"],
+                    json!({"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})
+                );
+            },
+        },
+        Case {
+            name: "uid-gid-collector",
+            fixture: "gitlab-runner-17.9-uid-gid-collector.json",
+            runner: Some("k8srunner"),
+            annotations: &[],
+            namespace_labels: None,
+            strip_resources: false,
+            check: |g| {
+                for c in ["build", "init-build-uid-gid-collector"] {
+                    assert_eq!(
+                        g.limits(c),
+                        &json!({"cpu": "8", "memory": "16Gi"}),
+                        "{c} lowered to the ceiling"
+                    );
+                }
+            },
+        },
+        Case {
+            name: "pod-level-resources",
+            fixture: "gitlab-runner-18.10-pod-level-resources.json",
+            runner: Some("k8srunner"),
+            annotations: &[],
+            namespace_labels: None,
+            strip_resources: false,
+            check: |g| {
+                // The runner's pod-level limits are within the class: kept, and no
+                // container gets a class limit above them.
+                assert_eq!(
+                    g.pod()["spec"]["resources"],
+                    json!({"limits": {"cpu": "4", "memory": "8Gi"}})
+                );
+                for c in ["build", "helper", "svc-0", "init-permissions"] {
+                    assert!(g.container(c).get("resources").is_none(), "{c}");
+                }
+                assert_eq!(g.docker_host(), Some("unix:///var/run/ci-dind/docker.sock"));
+            },
+        },
+        Case {
+            name: "gpu-reach",
+            fixture: "gitlab-runner-17.9-gpu-reach.json",
+            runner: Some("k8srunner-gpu-v100"),
+            annotations: &[],
+            namespace_labels: None,
+            strip_resources: false,
+            check: |g| {
+                assert_eq!(g.limits("build")["nvidia.com/gpu"], "1");
+                for c in ["helper", "svc-0", "init-permissions"] {
+                    assert!(g.limits(c).get("nvidia.com/gpu").is_none(), "{c}");
+                    assert!(g.requests(c).get("nvidia.com/gpu").is_none(), "{c}");
+                }
+                for c in ["build", "svc-0"] {
+                    let env = g.container(c)["env"].as_array().expect("env");
+                    assert!(
+                        !env.iter()
+                            .any(|e| e["name"].as_str().is_some_and(|n| n.starts_with("NVIDIA_"))),
+                        "{c}"
+                    );
+                }
+            },
+        },
+        Case {
             name: "namespace-not-opted-in",
             fixture: "gitlab-runner-17.9-job-pod.json",
             runner: Some("k8srunner-xlarge"),

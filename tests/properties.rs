@@ -1,15 +1,18 @@
 //! Property tests: varied job pods (with and without resources, env, volumes,
 //! tolerations, nodeSelector, services, odd but valid values, overrides) through the
 //! core. For every pod: the patch applies cleanly with the `json-patch` crate; a second
-//! run changes nothing; request ≤ limit everywhere; nothing above the class ceiling;
-//! nothing outside the pod's own spec and annotations touched.
+//! run changes nothing; request ≤ limit everywhere; nothing above the class ceiling, and
+//! under a ceiling a limit on every container (or a pod-level limit); GPUs only on
+//! `build`, at most the class max; no NVIDIA toolkit device variable left in any env;
+//! pod-level resources consistent as the API server requires; nothing outside the pod's
+//! own spec and annotations touched.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use ci_pod_webhook::admission;
 use ci_pod_webhook::mutate::{Decision, NamespaceFacts};
-use ci_pod_webhook::policy::{Policy, ResourceName, Role};
+use ci_pod_webhook::policy::{Policy, ResourceName};
 use ci_pod_webhook::quantity::Quantity;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -34,11 +37,51 @@ fn quantity() -> impl Strategy<Value = String> {
 
 fn resource_map() -> impl Strategy<Value = Option<Value>> {
     let entry = prop_oneof![Just("cpu"), Just("memory"), Just("ephemeral-storage")];
+    let gpu = prop_oneof![
+        Just("nvidia.com/gpu"),
+        Just("amd.com/gpu"),
+        Just("nvidia.com/mig-1g.5gb")
+    ];
     prop_oneof![
         1 => Just(None),
         1 => Just(Some(Value::Null)),
-        4 => prop::collection::btree_map(entry, quantity(), 0..3)
-            .prop_map(|m| Some(Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect()))),
+        4 => (
+            prop::collection::btree_map(entry, quantity(), 0..3),
+            prop::option::of((gpu, 1u32..9)),
+        )
+            .prop_map(|(m, gpu)| {
+                let mut m: Map<String, Value> = m.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+                if let Some((key, n)) = gpu {
+                    m.insert(key.to_string(), json!(n.to_string()));
+                }
+                Some(Value::Object(m))
+            }),
+    ]
+}
+
+/// Pod-level `spec.resources`: cpu and memory only.
+fn pod_resources() -> impl Strategy<Value = Option<Value>> {
+    let map =
+        prop::collection::btree_map(prop_oneof![Just("cpu"), Just("memory")], quantity(), 0..3)
+            .prop_map(|m| {
+                Value::Object(
+                    m.into_iter()
+                        .map(|(k, v)| (k.to_string(), json!(v)))
+                        .collect(),
+                )
+            });
+    prop_oneof![
+        2 => Just(None),
+        1 => (prop::option::of(map.clone()), prop::option::of(map)).prop_map(|(limits, requests)| {
+            let mut r = Map::new();
+            if let Some(l) = limits {
+                r.insert("limits".into(), l);
+            }
+            if let Some(q) = requests {
+                r.insert("requests".into(), q);
+            }
+            Some(Value::Object(r))
+        }),
     ]
 }
 
@@ -66,6 +109,8 @@ fn env() -> impl Strategy<Value = Option<Value>> {
         Just(json!({"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}})),
         Just(json!({"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}})),
         Just(json!({"name": "EMPTY", "value": ""})),
+        Just(json!({"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"})),
+        Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"})),
     ];
     prop_oneof![
         1 => Just(None),
@@ -169,12 +214,16 @@ fn job_pod() -> impl Strategy<Value = Value> {
         container("helper".into()),
         prop::option::of(container("init-permissions".into())),
         services,
-        prop::option::of(container("sidecar".into())),
+        // A service named after its alias (GitLab Runner 17.9+), and the init container
+        // that runs the job's image.
+        prop::option::of(container("db".into())),
         (runner, annotations(), tolerations(), node_selector()),
         (
             any::<bool>(),
             prop::option::of(Just("gvisor")),
             any::<bool>(),
+            prop::option::of(container("init-build-uid-gid-collector".into())),
+            pod_resources(),
         ),
     )
         .prop_map(
@@ -185,7 +234,7 @@ fn job_pod() -> impl Strategy<Value = Value> {
                 services,
                 sidecar,
                 (runner, annotations, tolerations, selector),
-                (volumes, runtime, generate),
+                (volumes, runtime, generate, collector, pod_resources),
             )| {
                 let mut containers = vec![build, helper];
                 for (i, mut s) in services.into_iter().enumerate() {
@@ -208,8 +257,12 @@ fn job_pod() -> impl Strategy<Value = Value> {
                 if let Some(r) = runner {
                     pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] = json!(r);
                 }
-                if let Some(i) = init {
-                    pod["spec"]["initContainers"] = json!([i]);
+                let inits: Vec<Value> = init.into_iter().chain(collector).collect();
+                if !inits.is_empty() {
+                    pod["spec"]["initContainers"] = json!(inits);
+                }
+                if let Some(r) = pod_resources {
+                    pod["spec"]["resources"] = r;
                 }
                 if let Some(t) = tolerations {
                     pod["spec"]["tolerations"] = t;
@@ -311,10 +364,7 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
                 json!({"kept": true}),
                 "unknown fields kept"
             );
-            if Role::of_container(name).is_none() {
-                assert_eq!(a, b, "an unmanaged container is untouched");
-                continue;
-            }
+            let _ = b;
             let limits = &a["resources"]["limits"];
             let requests = &a["resources"]["requests"];
             for r in ResourceName::ALL {
@@ -326,7 +376,21 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
                     for v in [limit, request].into_iter().flatten() {
                         assert!(v <= *max, "{name}: {r} {v} above the ceiling {max}");
                     }
+                    let pod_limit = q(&patched["spec"]["resources"]["limits"][r.as_str()]);
+                    match (limit, pod_limit) {
+                        (_, Some(p)) => assert!(p <= *max, "pod-level {r} {p} above {max}"),
+                        (Some(_), None) => {}
+                        (None, None) => panic!("{name}: no {r} limit under the ceiling {max}"),
+                    }
                 }
+            }
+            for (key, _) in limits.as_object().into_iter().flatten() {
+                let is_build = list == "containers" && name == "build";
+                let granted = class.gpu.as_ref().is_some_and(|g| g.resource == *key);
+                assert!(
+                    !(key.contains("gpu") || key.contains("mig")) || (is_build && granted),
+                    "{name}: {key} left"
+                );
             }
             if let Some(gpu) = &class.gpu
                 && let Some(n) = q(&limits[gpu.resource.as_str()])
@@ -336,8 +400,13 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
                     "{name}: {n} GPUs above the class max"
                 );
             }
+            for var in a["env"].as_array().into_iter().flatten() {
+                assert_ne!(var["name"], "NVIDIA_VISIBLE_DEVICES", "{name}");
+                assert_ne!(var["name"], "NVIDIA_DRIVER_CAPABILITIES", "{name}");
+            }
         }
     }
+    api_server_accepts(patched);
     // Nothing outside the spec and the annotations changes.
     let strip = |pod: &Value| {
         let mut p = pod.clone();
@@ -362,6 +431,58 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
         }
     }
     assert_eq!(a_after["ci.skao.int/class"], class_name);
+}
+
+/// The API server's pod-level resource rules after its defaulting (see
+/// `src/mutate/pod_level.rs` for the sources).
+fn api_server_accepts(pod: &Value) {
+    let Some(resources) = pod["spec"].get("resources").filter(|r| !r.is_null()) else {
+        return;
+    };
+    let list = |l: &str| pod["spec"][l].as_array().cloned().unwrap_or_default();
+    let zero = Quantity::ZERO;
+    for key in ["cpu", "memory"] {
+        let effective = |c: &Value| {
+            q(&c["resources"]["requests"][key]).or_else(|| q(&c["resources"]["limits"][key]))
+        };
+        let (mut sidecars, mut largest_init, mut any) = (zero, zero, false);
+        for c in list("initContainers") {
+            let e = effective(&c);
+            any |= e.is_some();
+            let e = e.unwrap_or(zero);
+            if c["restartPolicy"] == "Always" {
+                sidecars = sidecars.plus(e);
+            } else {
+                largest_init = largest_init.max(e.plus(sidecars));
+            }
+        }
+        let mut apps = sidecars;
+        for c in list("containers") {
+            let e = effective(&c);
+            any |= e.is_some();
+            apps = apps.plus(e.unwrap_or(zero));
+        }
+        let aggregate = apps.max(largest_init);
+        let limit = q(&resources["limits"][key]);
+        let request = q(&resources["requests"][key]).or(match limit {
+            Some(_) if any => Some(aggregate),
+            other => other,
+        });
+        if let (Some(r), Some(l)) = (request, limit) {
+            assert!(r <= l, "pod request {r} > pod limit {l} for {key}");
+        }
+        if let Some(r) = request {
+            assert!(
+                aggregate <= r,
+                "containers' {key} requests {aggregate} > pod request {r}"
+            );
+        }
+        for c in list("containers") {
+            if let (Some(cl), Some(l)) = (q(&c["resources"]["limits"][key]), limit) {
+                assert!(cl <= l, "{}: {key} limit {cl} > pod limit {l}", c["name"]);
+            }
+        }
+    }
 }
 
 proptest! {

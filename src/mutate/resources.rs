@@ -361,7 +361,7 @@ fn gpus(
         (Some(n), _, _) => Quantity::from_units(i64::from(n)),
         (None, Some((q, _)), _) | (None, None, Some((q, _))) if *q > ceiling => {
             warnings.push(format!(
-                "{name}: {key} {q} lowered to the ceiling {ceiling} of class {}",
+                "{name}: limits.{key} {q} lowered to the ceiling {ceiling} of class {}",
                 class.name
             ));
             ceiling

@@ -321,3 +321,50 @@ fn the_policy_hash_follows_the_content() {
     assert_ne!(a.hash, b.hash);
     assert_eq!(a.hash, parse(MINIMAL).expect("valid").hash);
 }
+
+#[test]
+fn every_class_states_its_cpu_and_memory_ceilings() {
+    let cases = [
+        (
+            "defaultClass: a\nclasses:\n  a:\n    build: { limits: { cpu: \"1\" } }\n",
+            "classes.a.max: missing; every class states its ceiling for cpu and memory",
+            3,
+        ),
+        (
+            "defaultClass: a\nclasses:\n  a:\n    max: { cpu: \"8\" }\n",
+            "classes.a.max.memory: missing; state the class ceiling for memory",
+            4,
+        ),
+        (
+            "defaultClass: a\nclasses:\n  a:\n    build: { limits: { cpu: null } }\n    max: { cpu: \"30\", memory: null }\n",
+            "classes.a.build.limits.cpu: null (no limit) contradicts the class ceiling max.cpu 30",
+            4,
+        ),
+        (
+            "defaultClass: a\nclasses:\n  a:\n    max: { cpu: \"0\", memory: null }\n",
+            "classes.a.max.cpu: 0 must be greater than zero",
+            4,
+        ),
+    ];
+    for (yaml, needle, line) in cases {
+        let found = problems(yaml);
+        let hit = found
+            .iter()
+            .find(|p| p.contains(needle))
+            .unwrap_or_else(|| panic!("no problem mentions {needle:?}; got {found:?}"));
+        assert!(
+            hit.starts_with(&format!("policy.yaml:{line}:")),
+            "{hit:?} should point at line {line}"
+        );
+    }
+}
+
+#[test]
+fn a_null_ceiling_is_knowingly_unlimited() {
+    let p = parse(
+        "defaultClass: a\nclasses:\n  a:\n    build: { limits: { cpu: null } }\n    max: { cpu: null, memory: 4Gi }\n",
+    )
+    .expect("valid");
+    assert_eq!(p.classes[0].max.get(&ResourceName::Cpu), None);
+    assert_eq!(p.classes[0].max.get(&ResourceName::Memory), Some(&q("4Gi")));
+}

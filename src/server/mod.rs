@@ -353,7 +353,12 @@ fn parse_policy(bytes: &[u8], path: &std::path::Path) -> Result<Policy, ServerEr
     let origin = path.display().to_string();
     let text =
         std::str::from_utf8(bytes).map_err(|_| ServerError::PolicyEncoding(origin.clone()))?;
-    Ok(Policy::parse(text, &origin)?)
+    let policy = Policy::parse(text, &origin)?;
+    // Valid but risky: logged on every load, as `check-policy` prints them.
+    for warning in policy.warnings() {
+        tracing::warn!(policy = %origin, %warning, "policy warning");
+    }
+    Ok(policy)
 }
 
 /// Connections the kernel completes and queues before the server accepts them: at
