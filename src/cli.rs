@@ -287,7 +287,17 @@ fn class_row(class: &RunnerClass) -> [String; 6] {
             },
         )
     }));
-    let max = list(&mut class.max.iter().map(|(r, q)| (*r, q.to_string())));
+    // cpu and memory always have a ceiling or are knowingly unlimited (`null`).
+    let max =
+        list(
+            &mut ResourceName::ALL
+                .into_iter()
+                .filter_map(|r| match (class.max.get(&r), r) {
+                    (Some(q), _) => Some((r, q.to_string())),
+                    (None, ResourceName::EphemeralStorage) => None,
+                    (None, _) => Some((r, "none".to_string())),
+                }),
+        );
     let gpu = class.gpu.as_ref().map_or("-".to_string(), |g| {
         format!("{} x{} (max {})", g.resource, g.count, g.max)
     });

@@ -292,6 +292,10 @@ fn with_on_exceed_deny_every_override_above_the_ceiling_is_denied() {
             if key == "gpus" && class.gpu.is_none() {
                 continue;
             }
+            // `max.cpu: null` (the large classes) is knowingly unlimited: no ceiling.
+            if key == "cpu-limit" && !class.max.contains_key(&ResourceName::Cpu) {
+                continue;
+            }
             let pod = annotate(
                 with_runner(&class.name),
                 &format!("ci.skao.int/{key}"),

@@ -61,7 +61,7 @@ fn resource_map() -> impl Strategy<Value = Option<Value>> {
 
 /// Pod-level `spec.resources`: cpu and memory only.
 fn pod_resources() -> impl Strategy<Value = Option<Value>> {
-    let map =
+    let map = || {
         prop::collection::btree_map(prop_oneof![Just("cpu"), Just("memory")], quantity(), 0..3)
             .prop_map(|m| {
                 Value::Object(
@@ -69,10 +69,11 @@ fn pod_resources() -> impl Strategy<Value = Option<Value>> {
                         .map(|(k, v)| (k.to_string(), json!(v)))
                         .collect(),
                 )
-            });
+            })
+    };
     prop_oneof![
         2 => Just(None),
-        1 => (prop::option::of(map.clone()), prop::option::of(map)).prop_map(|(limits, requests)| {
+        1 => (prop::option::of(map()), prop::option::of(map())).prop_map(|(limits, requests)| {
             let mut r = Map::new();
             if let Some(l) = limits {
                 r.insert("limits".into(), l);
