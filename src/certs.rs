@@ -6,7 +6,8 @@
 //! single-line base64 `caBundle` for the MutatingWebhookConfiguration.
 //!
 //! Keys are ECDSA P-256. Private keys are written 0600, through a temporary file and a
-//! rename, so that a reader (or the webhook's own reloader) never sees half a file.
+//! rename, so that a reader (or the webhook's own reloader) never sees half a file. A
+//! development certificate directory is locked by the `serve` that wrote it.
 
 use std::fs;
 use std::io::Write as _;
@@ -43,6 +44,22 @@ pub enum CertError {
     Exists(PathBuf),
     #[error("--days must be between 1 and 3650, got {0}")]
     Days(u32),
+    #[error(
+        "{0} holds the development certificate of another ci-pod-webhook serve that is still running; stop it, or give this one its own --cert-dir"
+    )]
+    InUse(PathBuf),
+}
+
+/// Name of the lock file in a development certificate directory.
+const DEV_LOCK: &str = ".lock";
+
+/// Held by a `serve` for as long as it uses its development certificate directory: a
+/// second `serve` with the same `--cert-dir` would otherwise replace the certificate
+/// under the first one, whose reloader would then serve it with a CA its clients do not
+/// know. The lock is the kernel's (`flock`), so it goes with the process, however it ends.
+#[derive(Debug)]
+pub struct DevCertLock {
+    _file: fs::File,
 }
 
 /// `ci-pod-webhook certs`: a CA and a serving certificate for a Service.
@@ -156,16 +173,39 @@ pub fn run(args: &CertsArgs) -> Result<Vec<PathBuf>, CertError> {
 
 /// Development certificates in `dir`, for `localhost` and `127.0.0.1`: `ca.crt`,
 /// `tls.crt` and `tls.key`. Made afresh on every start, so they never expire on a
-/// developer; the CA key is not kept.
-pub fn write_dev_certs(dir: &Path) -> Result<(), CertError> {
+/// developer; the CA key is not kept. The directory stays locked to this process while
+/// the returned lock lives; a directory another process holds is left untouched.
+pub fn write_dev_certs(dir: &Path) -> Result<DevCertLock, CertError> {
     let names = ["localhost".to_string(), "127.0.0.1".to_string()];
     let generated = generate("ci-pod-webhook development", &names, DEV_DAYS)?;
     // Owner-only: the default directory is under the shared temporary directory, and
     // setting the mode fails unless we own it, so nobody else can have planted it.
     create_dir(dir, 0o700)?;
+    let lock = lock_dir(dir)?;
     write_file(&dir.join(CA_CERT), generated.ca_cert.as_bytes(), 0o644)?;
     write_file(&dir.join(TLS_CERT), generated.tls_cert.as_bytes(), 0o644)?;
-    write_file(&dir.join(TLS_KEY), generated.tls_key.as_bytes(), 0o600)
+    write_file(&dir.join(TLS_KEY), generated.tls_key.as_bytes(), 0o600)?;
+    Ok(lock)
+}
+
+fn lock_dir(dir: &Path) -> Result<DevCertLock, CertError> {
+    let path = dir.join(DEV_LOCK);
+    let error = |source| CertError::Write {
+        path: path.clone(),
+        source,
+    };
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(DevCertLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(CertError::InUse(dir.to_path_buf())),
+        Err(fs::TryLockError::Error(e)) => Err(error(e)),
+    }
 }
 
 fn create_dir(dir: &Path, mode: u32) -> Result<(), CertError> {
@@ -252,5 +292,20 @@ mod tests {
         assert!(matches!(run(&args), Err(CertError::Exists(_))));
         args.force = true;
         run(&args).expect("forced run");
+    }
+
+    #[test]
+    fn a_development_directory_in_use_is_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let held = write_dev_certs(dir.path()).expect("first");
+        let before = fs::read(dir.path().join(TLS_KEY)).expect("key");
+        assert!(matches!(
+            write_dev_certs(dir.path()),
+            Err(CertError::InUse(_))
+        ));
+        assert_eq!(fs::read(dir.path().join(TLS_KEY)).expect("key"), before);
+        drop(held);
+        write_dev_certs(dir.path()).expect("free again");
+        assert_ne!(fs::read(dir.path().join(TLS_KEY)).expect("key"), before);
     }
 }

@@ -1,21 +1,18 @@
 //! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`.
+//! (`mutate`, with its input forms, is in `cli/mutate.rs`.)
 //!
 //! Arguments are parsed once into typed values by clap; each command then runs and
 //! returns an exit code. Errors travel up as `anyhow` chains and `main` prints them.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Value, json};
 
-use crate::admission;
 use crate::certs::{self, CertsArgs};
 use crate::explain;
-use crate::mutate::{self, NamespaceFacts};
 use crate::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
 use crate::server::config::ServeArgs;
 
@@ -34,7 +31,7 @@ pub struct Cli {
 pub enum Command {
     /// Serve the admission webhook (HTTPS) and the admin port (plain HTTP).
     Serve(ServeArgs),
-    /// Run one AdmissionReview (or a bare Pod) through the policy, offline.
+    /// Run an AdmissionReview, a Pod or a List of pods through the policy, offline.
     Mutate(MutateArgs),
     /// Validate a policy file (default: the embedded policy) and summarise its classes.
     CheckPolicy {
@@ -56,16 +53,17 @@ pub struct MutateArgs {
     /// counts as opted in with no class label, as in `serve` without a cluster.
     #[arg(long, value_name = "K=V,...", value_parser = parse_labels)]
     pub namespace_labels: Option<Labels>,
-    /// For a bare Pod: the requesting user (e.g. system:serviceaccount:gitlab:runner).
+    /// For a Pod or List: the requesting user (e.g. system:serviceaccount:gitlab:runner).
     #[arg(long)]
     pub user: Option<String>,
-    /// For a bare Pod: the request namespace (default: the pod's, else "default").
+    /// For a Pod or List: the request namespace (default: the pod's, else "default").
     #[arg(long)]
     pub namespace: Option<String>,
     /// Explain for a person: the class chosen and why, and every change.
     #[arg(long)]
     pub explain: bool,
-    /// AdmissionReview or Pod, JSON or YAML; `-` or nothing reads standard input.
+    /// AdmissionReview, Pod (as `kubectl get pod NAME -o json` prints it) or List of
+    /// pods (`kubectl get pods -o json`), JSON or YAML; `-` or nothing reads standard input.
     pub file: Option<PathBuf>,
 }
 
@@ -83,6 +81,8 @@ fn parse_labels(s: &str) -> Result<Labels, String> {
     }
     Ok(Labels(labels))
 }
+
+mod mutate;
 
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -114,102 +114,13 @@ fn run_certs(args: &CertsArgs, out: &mut impl Write) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+pub use mutate::mutate;
+
 fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     Ok(match path {
         Some(p) => Policy::load(p)?,
         None => Policy::embedded(),
     })
-}
-
-pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let policy = load_policy(args.policy.as_deref())?;
-    let input = read_input(args.file.as_deref())?;
-    let document = parse_document(&input)?;
-    let review = as_review(document, args)?;
-    let body = serde_json::to_vec(&review)?;
-    let parsed = admission::parse(&body).context("the input is not a usable AdmissionReview")?;
-    let facts = match &args.namespace_labels {
-        Some(labels) => NamespaceFacts::Labels(&labels.0),
-        None => NamespaceFacts::TrustSelector,
-    };
-    let decision =
-        mutate::decide(&policy, facts, &parsed.request).context("cannot read the pod")?;
-    if args.explain {
-        let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
-        out.write_all(explain::render(&policy, &parsed, pod, &decision).as_bytes())?;
-    } else {
-        let answer = admission::encode(&policy, &parsed, &decision);
-        let response: Value = serde_json::from_slice(&answer.body)?;
-        serde_json::to_writer_pretty(&mut *out, &response)?;
-        writeln!(out)?;
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn read_input(file: Option<&Path>) -> anyhow::Result<String> {
-    let mut text = String::new();
-    match file {
-        None => std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?,
-        Some(p) if p == Path::new("-") => std::io::stdin()
-            .read_to_string(&mut text)
-            .context("cannot read standard input")?,
-        Some(p) => std::fs::File::open(p)
-            .and_then(|mut f| f.read_to_string(&mut text))
-            .with_context(|| format!("cannot read {}", p.display()))?,
-    };
-    Ok(text)
-}
-
-/// JSON, or else YAML (a superset, but its errors are less clear for JSON input).
-fn parse_document(text: &str) -> anyhow::Result<Value> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        return serde_json::from_str(text).context("the input is not valid JSON");
-    }
-    serde_saphyr::from_str::<Value>(text)
-        .map_err(|e| anyhow::anyhow!("the input is neither JSON nor YAML: {e}"))
-}
-
-/// An AdmissionReview as it is, or a bare Pod wrapped in a CREATE review.
-fn as_review(document: Value, args: &MutateArgs) -> anyhow::Result<Value> {
-    match document.get("kind").and_then(Value::as_str) {
-        Some("AdmissionReview") => Ok(document),
-        Some("Pod") | None if document.get("spec").is_some() => {
-            let namespace = args
-                .namespace
-                .clone()
-                .or_else(|| {
-                    document
-                        .pointer("/metadata/namespace")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                })
-                .unwrap_or_else(|| "default".to_string());
-            let name = document
-                .pointer("/metadata/name")
-                .cloned()
-                .unwrap_or(Value::Null);
-            Ok(json!({
-                "apiVersion": admission::API_VERSION,
-                "kind": "AdmissionReview",
-                "request": {
-                    "uid": "00000000-0000-0000-0000-00000000c11e",
-                    "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                    "resource": {"group": "", "version": "v1", "resource": "pods"},
-                    "name": name,
-                    "namespace": namespace,
-                    "operation": "CREATE",
-                    "userInfo": {"username": args.user.clone().unwrap_or_default()},
-                    "object": document,
-                    "dryRun": false
-                }
-            }))
-        }
-        Some(other) => bail!("the input is a {other}; give an AdmissionReview or a Pod"),
-        None => bail!("the input has no kind and no spec; give an AdmissionReview or a Pod"),
-    }
 }
 
 pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result<ExitCode> {

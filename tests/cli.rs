@@ -186,7 +186,7 @@ fn bad_input_is_an_error_on_stderr_with_a_non_zero_exit() {
         (
             &["mutate", "-"],
             Some(r#"{"kind":"Service","spec":{}}"#),
-            "the input is a Service; give an AdmissionReview or a Pod",
+            "the input is a Service; give an AdmissionReview, a Pod, or a List of pods",
         ),
         (
             &["mutate", "/no/such/file.json"],
@@ -291,6 +291,139 @@ fn check_policy_warns_about_footguns_and_refuses_a_class_without_ceilings() {
     assert!(
         stderr(&out)
             .contains("classes.a.max: missing; every class states its ceiling for cpu and memory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn fixture_text(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).expect("fixture")
+}
+
+#[test]
+fn a_pod_as_kubectl_prints_it_is_decided_as_if_created_now() {
+    let stored = fixture("kubectl-get-pod-16.5.json");
+    let created = fixture("gitlab-runner-16.5-job-pod.json");
+    let stored_out = run(&["mutate", stored.to_str().expect("utf-8")], None);
+    assert!(stored_out.status.success(), "{}", stderr(&stored_out));
+    let created_out = run(&["mutate", created.to_str().expect("utf-8")], None);
+    let stored_response: Value = serde_json::from_str(&stdout(&stored_out)).expect("JSON");
+    let created_response: Value = serde_json::from_str(&stdout(&created_out)).expect("JSON");
+    // status, uid, resourceVersion, managedFields, nodeName change nothing.
+    assert_eq!(
+        decoded_patch(&stored_response),
+        decoded_patch(&created_response)
+    );
+
+    let explained = run(
+        &["mutate", "--explain", stored.to_str().expect("utf-8")],
+        None,
+    );
+    let text = stdout(&explained);
+    assert!(
+        text.contains(
+            "pod:       runner-xz3kq9ab-project-12345678-concurrent-3-k2m9p0qz in namespace gitlab"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("result:    allowed"), "{text}");
+}
+
+#[test]
+fn a_list_of_pods_is_explained_item_by_item_then_summarised() {
+    let list = fixture("kubectl-get-pods-list.json");
+    let out = run(&["mutate", list.to_str().expect("utf-8")], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for needle in [
+        "--- item 0\npod:       runner-xz3kq9ab-project-12345678-concurrent-3-k2m9p0qz in namespace gitlab",
+        "--- item 2\npod:       runner-xz3kq9ab-project-12345678-concurrent-4-q1w2e3r4",
+        "message:   annotation ci.skao.int/cpu-limit: \"lots\" is not a valid quantity",
+        "--- item 4\nerror:     a ConfigMap, not a Pod",
+        "POD ",
+        "5 pods: 2 mutated, 0 unchanged, 1 denied, 1 skipped, 1 unreadable",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let table: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("POD "))
+        .skip(1)
+        .take(5)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        table[0][..2],
+        [
+            "gitlab/runner-xz3kq9ab-project-12345678-concurrent-3-k2m9p0qz",
+            "k8srunner"
+        ]
+    );
+    assert_eq!(table[0][3], "mutated");
+    assert!(
+        table[0][2].parse::<usize>().is_ok_and(|n| n > 0),
+        "{:?}",
+        table[0]
+    );
+    assert_eq!(table[2][1..], ["k8srunner", "-", "DENIED"]);
+    assert_eq!(
+        table[3][0],
+        "gitlab/ci-k8srunner-gitlab-runner-7d9f8c6b5-x2x7q"
+    );
+    assert_eq!(table[3][1..3], ["-", "-"]);
+    assert_eq!(
+        table[3][3..].join(" "),
+        "skipped (not a GitLab Runner job pod)"
+    );
+    assert_eq!(
+        table[4],
+        [
+            "gitlab/ci-k8srunner-gitlab-runner",
+            "-",
+            "-",
+            "error",
+            "(see",
+            "above)"
+        ]
+    );
+}
+
+#[test]
+fn a_pod_list_and_pods_already_changed_by_the_webhook_read_too() {
+    let mut list: Value =
+        serde_json::from_str(&fixture_text("kubectl-get-pods-list.json")).expect("JSON");
+    // A PodList, as the API itself returns it: items without kind and apiVersion.
+    list["kind"] = "PodList".into();
+    let mut pod = list["items"][0].clone();
+    for item in list["items"].as_array_mut().expect("items") {
+        item.as_object_mut().map(|o| {
+            o.remove("kind");
+            o.remove("apiVersion")
+        });
+    }
+    // The first pod, as the webhook left it when it was created.
+    let once = run(&["mutate", "-"], Some(&pod.to_string()));
+    let response: Value = serde_json::from_str(&stdout(&once)).expect("JSON");
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(decoded_patch(&response))).expect("a JSON patch");
+    json_patch::patch(&mut pod, &patch).expect("applies");
+    list["items"] = Value::Array(vec![pod, list["items"][1].clone()]);
+    let out = run(&["mutate", "-"], Some(&list.to_string()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("changes:   none (the pod already follows the policy)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("2 pods: 1 mutated, 1 unchanged, 0 denied, 0 skipped, 0 unreadable"),
+        "{text}"
+    );
+
+    let out = run(&["mutate", "-"], Some(r#"{"kind":"List"}"#));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("the input is a List without an items list"),
         "{}",
         stderr(&out)
     );

@@ -1,6 +1,7 @@
 //! The `serve` command as people run it: a child process with no TLS flags, a real
-//! review over HTTPS with the CA it wrote, its JSON log lines, and the two-stage
-//! SIGTERM/SIGINT handling.
+//! review over HTTPS with the CA it wrote, its JSON log lines, the two-stage
+//! SIGTERM/SIGINT handling, and a second `serve` that must not touch the first's
+//! development certificate.
 
 mod common;
 
@@ -285,4 +286,78 @@ async fn sigterm_under_load_answers_the_reviews_in_flight_and_exits_0_within_the
     let took = sent.elapsed();
     eprintln!("{answered} reviews, then SIGTERM: 3 in flight answered, exit 0 after {took:?}");
     assert!(took < drain, "exited {took:?} after SIGTERM");
+}
+
+/// Runs a `serve` expected to fail at start-up: its exit code and standard error.
+fn failed_start(args: &[&str], cert_dir: &std::path::Path) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
+        .arg("serve")
+        .args(args)
+        .args(["--kube", "off", "--log-format", "json", "--cert-dir"])
+        .arg(cert_dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve {args:?} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn a_second_serve_that_cannot_start_leaves_the_running_ones_certificate_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_dir = dir.path().join("dev-certs");
+    let serve = Serve::start(&cert_dir, &[]);
+    let listening = serve.log("listening");
+    let (webhook, admin) = (addr(&listening, "webhook"), addr(&listening, "admin"));
+    let files = ["ca.crt", "tls.crt", "tls.key"];
+    // PEM text, so that a failure shows which file changed.
+    let read = || files.map(|f| std::fs::read_to_string(cert_dir.join(f)).expect(f));
+    let before = read();
+
+    let (webhook_arg, admin_arg) = (webhook.to_string(), admin.to_string());
+    let cases: [(&[&str], String); 3] = [
+        (
+            &["--listen", &webhook_arg, "--admin-listen", "127.0.0.1:0"],
+            format!("cannot listen on {webhook}"),
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--admin-listen", &admin_arg],
+            format!("cannot listen on {admin}"),
+        ),
+        // Free ports, but the same --cert-dir: the directory is in use.
+        (
+            &["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+            format!(
+                "{} holds the development certificate of another ci-pod-webhook serve that is still running",
+                cert_dir.display()
+            ),
+        ),
+    ];
+    for (args, says) in cases {
+        let (code, stderr) = failed_start(args, &cert_dir);
+        assert!(code.is_some_and(|c| c != 0), "{args:?}: exit {code:?}");
+        assert!(stderr.contains(&says), "{args:?}: {stderr}");
+        assert_eq!(read(), before, "{args:?}: the certificate was rewritten");
+    }
+
+    // And the first one still serves the certificate its clients trust.
+    let mut conn = Client::trusting(&[&before[0]])
+        .connect(webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    let review: Value =
+        serde_json::from_str(include_str!("fixtures/job-pod-review.json")).expect("fixture");
+    conn.review(&review).await;
 }

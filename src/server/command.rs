@@ -1,7 +1,9 @@
-//! The `serve` command: logs, development certificates, runtime, signals, the
-//! namespace source, the server.
+//! The `serve` command: logs, runtime, signals, the ports, development certificates,
+//! the namespace source, the server. The ports come before the certificates, so a
+//! `serve` that cannot listen writes nothing.
 
 use std::io::IsTerminal as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -11,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use super::config::{LogFormat, ServeArgs};
 use super::namespaces::Namespaces;
-use super::{Server, signal};
+use super::{Listeners, Server, signal};
 use crate::certs;
 use crate::namespaces::NamespaceSource;
 
@@ -26,26 +28,6 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         "starting ci-pod-webhook"
     );
 
-    // Without TLS flags: a development certificate, whose CA curl will need.
-    let (tls_cert, tls_key, dev_ca) = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => (cert.clone(), key.clone(), None),
-        _ => {
-            let dir = args.cert_dir();
-            certs::write_dev_certs(&dir).context("cannot write the development certificate")?;
-            let ca = dir.join(certs::CA_CERT);
-            tracing::info!(
-                cert_dir = %dir.display(),
-                ca = %ca.display(),
-                "no --tls-cert: generated a development certificate for localhost and 127.0.0.1"
-            );
-            (
-                dir.join(certs::TLS_CERT),
-                dir.join(certs::TLS_KEY),
-                Some(ca),
-            )
-        }
-    };
-
     // One worker per available core (cgroup CPU limits included), unless
     // TOKIO_WORKER_THREADS says otherwise (the Deployment sets it: without a CPU limit a
     // CI node would otherwise get dozens of workers).
@@ -58,11 +40,15 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
         // Stops the namespace watcher once the server has drained.
         let stop_watch = CancellationToken::new();
+        // The ports before the certificate: a second `serve` on ports in use must fail
+        // before it overwrites the running one's development certificate.
+        let listeners = Listeners::bind(args.listen, args.admin_listen).await?;
+        let (tls_cert, tls_key, dev_ca, _cert_dir_lock) = certificate(args)?;
         let source = NamespaceSource::start(args.kube, stop_watch.clone()).await?;
         let _stop_watch = stop_watch.drop_guard();
         let namespaces = Namespaces::Source(source);
         let settings = args.settings(tls_cert, tls_key, namespaces);
-        let server = Server::bind(settings).await?;
+        let server = Server::with_listeners(settings, listeners).await?;
         let active = server.policy();
         tracing::info!(
             webhook = %server.webhook_addr(),
@@ -88,6 +74,35 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     // Connections a second signal cut short are not waited for.
     runtime.shutdown_background();
     Ok(code)
+}
+
+/// The serving certificate's files, and, for a development certificate (no TLS flags:
+/// one is made in --cert-dir), the CA file a client needs and the directory's lock.
+type Certificate = (
+    PathBuf,
+    PathBuf,
+    Option<PathBuf>,
+    Option<certs::DevCertLock>,
+);
+
+fn certificate(args: &ServeArgs) -> anyhow::Result<Certificate> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok((cert.clone(), key.clone(), None, None));
+    }
+    let dir = args.cert_dir();
+    let lock = certs::write_dev_certs(&dir).context("cannot write the development certificate")?;
+    let ca = dir.join(certs::CA_CERT);
+    tracing::info!(
+        cert_dir = %dir.display(),
+        ca = %ca.display(),
+        "no --tls-cert: generated a development certificate for localhost and 127.0.0.1"
+    );
+    Ok((
+        dir.join(certs::TLS_CERT),
+        dir.join(certs::TLS_KEY),
+        Some(ca),
+        Some(lock),
+    ))
 }
 
 /// Logs to stdout through a background writer, so that a slow log pipe never blocks a

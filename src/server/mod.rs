@@ -1,7 +1,8 @@
 //! The admission server: the core behind HTTPS, plus a plain admin port.
 //!
-//! [`Server::bind`] loads the certificate, the client CA and the policy first, so a bad file fails at
-//! start-up, then binds both ports (port 0 works: tests read the addresses back).
+//! [`Server::bind`] binds both ports first (port 0 works: tests read the addresses back),
+//! so a server that cannot listen touches no file, then loads the certificate, the client
+//! CA and the policy, so a bad file fails at start-up.
 //! [`Server::run`] serves until its shutdown future resolves, then drains. Signals,
 //! logging and the runtime belong to the `serve` command ([`command`]), not to the
 //! server, so tests run real servers in-process.
@@ -152,9 +153,36 @@ pub struct Server {
     registry: Arc<Registry>,
 }
 
+/// The webhook and admin ports, bound before any file is written or read: a second
+/// `serve` started on ports in use fails here, before it could overwrite the development
+/// certificate of the one already running (they share the default `--cert-dir`).
+#[derive(Debug)]
+pub struct Listeners {
+    webhook: TcpListener,
+    admin: TcpListener,
+}
+
+impl Listeners {
+    pub async fn bind(webhook: SocketAddr, admin: SocketAddr) -> Result<Listeners, ServerError> {
+        Ok(Listeners {
+            webhook: bind(webhook).await?,
+            admin: bind(admin).await?,
+        })
+    }
+}
+
 impl Server {
-    /// Loads the certificate and policy (failing on a bad one) and binds both ports.
+    /// Binds both ports, then loads the certificate and policy (failing on a bad one).
     pub async fn bind(settings: Settings) -> Result<Server, ServerError> {
+        let listeners = Listeners::bind(settings.listen, settings.admin_listen).await?;
+        Server::with_listeners(settings, listeners).await
+    }
+
+    /// [`Server::bind`] on ports already bound.
+    pub async fn with_listeners(
+        settings: Settings,
+        listeners: Listeners,
+    ) -> Result<Server, ServerError> {
         let provider = tls::provider();
         let mut registry = metrics::new_registry();
         let metrics = Metrics::register(&mut registry);
@@ -203,8 +231,10 @@ impl Server {
             settings.limits.max_buffered_bytes,
         ));
 
-        let webhook_listener = bind(settings.listen).await?;
-        let admin_listener = bind(settings.admin_listen).await?;
+        let Listeners {
+            webhook: webhook_listener,
+            admin: admin_listener,
+        } = listeners;
         Ok(Server {
             webhook_addr: local_addr(&webhook_listener, settings.listen)?,
             admin_addr: local_addr(&admin_listener, settings.admin_listen)?,

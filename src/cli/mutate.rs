@@ -1,0 +1,295 @@
+//! `ci-pod-webhook mutate`: the policy applied offline to what an admin has at hand.
+//!
+//! Three inputs, JSON or YAML: an AdmissionReview (answered as the server would), a Pod
+//! (wrapped in a CREATE review), and a `List` or `PodList` of pods, as
+//! `kubectl get pods -o json` prints them (every item explained, then a summary table).
+//!
+//! A pod read from a cluster carries what the API server and the cluster added *after*
+//! admission: `status`, `uid`, `resourceVersion`, `creationTimestamp`, `managedFields`,
+//! the scheduler's `nodeName`. The decision never reads any of them (the core reads
+//! only the facts in `mutate/view.rs`), so the pod is decided as if it were created now,
+//! and the patch's paths are those of the pod at creation. What admission itself added
+//! counts, because the webhook sees it too: the service-account token volume (added by
+//! the ServiceAccount admission plugin, which runs before webhooks) and, on a pod this
+//! webhook already changed, its own changes and audit annotations, so such a pod shows
+//! only what the policy would change *now* (nothing, when the policy is the same). A pod
+//! that has a name where the API server saw only a `generateName` (GitLab Runner up to
+//! 16.1) is matched the same way: both start with `runner-<token>-`. The requesting user
+//! is not stored in the pod: give `--user` for `serviceAccounts` rules.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::{MutateArgs, load_policy};
+use crate::admission;
+use crate::explain;
+use crate::mutate::{self, Decision, NamespaceFacts};
+use crate::policy::Policy;
+
+pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let policy = load_policy(args.policy.as_deref())?;
+    let input = read_input(args.file.as_deref())?;
+    let document = parse_document(&input)?;
+    let facts = match &args.namespace_labels {
+        Some(labels) => NamespaceFacts::Labels(&labels.0),
+        None => NamespaceFacts::TrustSelector,
+    };
+    match document.get("kind").and_then(Value::as_str) {
+        Some(kind @ ("List" | "PodList")) => {
+            let kind = kind.to_string();
+            let Some(Value::Array(items)) = document.get("items") else {
+                bail!("the input is a {kind} without an items list");
+            };
+            list(&policy, facts, items, args, out)?;
+        }
+        _ => {
+            let review = as_review(document, args)?;
+            one(&policy, facts, &review, args.explain, out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One review: the AdmissionReview response as JSON, or the explanation.
+fn one(
+    policy: &Policy,
+    facts: NamespaceFacts<'_>,
+    review: &Value,
+    explain: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let body = serde_json::to_vec(review)?;
+    let parsed = admission::parse(&body).context("the input is not a usable AdmissionReview")?;
+    let decision = mutate::decide(policy, facts, &parsed.request).context("cannot read the pod")?;
+    if explain {
+        let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
+        out.write_all(explain::render(policy, &parsed, pod, &decision).as_bytes())?;
+    } else {
+        let answer = admission::encode(policy, &parsed, &decision);
+        let response: Value = serde_json::from_slice(&answer.body)?;
+        serde_json::to_writer_pretty(&mut *out, &response)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// What became of one item of a List, for the summary table.
+struct Row {
+    pod: String,
+    class: String,
+    changes: String,
+    result: String,
+}
+
+/// Every item explained, then one line per item.
+fn list(
+    policy: &Policy,
+    facts: NamespaceFacts<'_>,
+    items: &[Value],
+    args: &MutateArgs,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::with_capacity(items.len());
+    for (index, item) in items.iter().enumerate() {
+        let row = match item_review(item, args) {
+            Ok(review) => {
+                let body = serde_json::to_vec(&review)?;
+                let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
+                let decided = admission::parse(&body)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|parsed| {
+                        let decision = mutate::decide(policy, facts, &parsed.request)?;
+                        let text = explain::render(policy, &parsed, pod, &decision);
+                        Ok((text, row(&parsed, &decision)))
+                    });
+                match decided {
+                    Ok((text, row)) => {
+                        writeln!(out, "--- item {index}")?;
+                        out.write_all(text.as_bytes())?;
+                        row
+                    }
+                    Err(e) => unreadable(index, item, &format!("{e:#}"), out)?,
+                }
+            }
+            Err(e) => unreadable(index, item, &format!("{e:#}"), out)?,
+        };
+        rows.push(row);
+    }
+    writeln!(out, "---")?;
+    table(&rows, out)?;
+    Ok(())
+}
+
+fn row(review: &admission::Review<'_>, decision: &Decision<'_>) -> Row {
+    let namespace = review.namespace();
+    let pod = |name: &str| format!("{namespace}/{name}");
+    let name = review.request.name.as_deref().unwrap_or("");
+    match decision {
+        Decision::Skip(reason) => Row {
+            pod: pod(name),
+            class: "-".into(),
+            changes: "-".into(),
+            result: format!("skipped ({})", reason.as_str()),
+        },
+        Decision::Deny { chosen, pod: p, .. } => Row {
+            pod: pod(p),
+            class: chosen.class.name.clone(),
+            changes: "-".into(),
+            result: "DENIED".into(),
+        },
+        Decision::Allow(m) => Row {
+            pod: pod(&m.pod),
+            class: m.chosen.class.name.clone(),
+            changes: m.patch.len().to_string(),
+            result: if m.patch.is_empty() {
+                "unchanged"
+            } else {
+                "mutated"
+            }
+            .into(),
+        },
+    }
+}
+
+/// An item that is not a readable pod: said in its place, and in the table.
+fn unreadable(
+    index: usize,
+    item: &Value,
+    error: &str,
+    out: &mut impl Write,
+) -> anyhow::Result<Row> {
+    writeln!(out, "--- item {index}")?;
+    writeln!(out, "error:     {error}")?;
+    let name = item
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("(unnamed)");
+    let namespace = item
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("-");
+    Ok(Row {
+        pod: format!("{namespace}/{name}"),
+        class: "-".into(),
+        changes: "-".into(),
+        result: "error (see above)".into(),
+    })
+}
+
+fn table(rows: &[Row], out: &mut impl Write) -> anyhow::Result<()> {
+    let header = ["POD", "CLASS", "CHANGES", "RESULT"];
+    let cells: Vec<[&str; 4]> = rows
+        .iter()
+        .map(|r| [r.pod.as_str(), &r.class, &r.changes, &r.result])
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&cells) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    let count = |result: &str| rows.iter().filter(|r| r.result == result).count();
+    writeln!(
+        out,
+        "{} pods: {} mutated, {} unchanged, {} denied, {} skipped, {} unreadable",
+        rows.len(),
+        count("mutated"),
+        count("unchanged"),
+        count("DENIED"),
+        rows.iter()
+            .filter(|r| r.result.starts_with("skipped"))
+            .count(),
+        count("error (see above)")
+    )?;
+    Ok(())
+}
+
+/// A List item as a review: a Pod (kind `Pod`, or none as in a `PodList`).
+fn item_review(item: &Value, args: &MutateArgs) -> anyhow::Result<Value> {
+    match item.get("kind").and_then(Value::as_str) {
+        Some("Pod") | None => as_review(item.clone(), args),
+        Some(other) => bail!("a {other}, not a Pod"),
+    }
+}
+
+fn read_input(file: Option<&Path>) -> anyhow::Result<String> {
+    let mut text = String::new();
+    match file {
+        None => std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?,
+        Some(p) if p == Path::new("-") => std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?,
+        Some(p) => std::fs::File::open(p)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .with_context(|| format!("cannot read {}", p.display()))?,
+    };
+    Ok(text)
+}
+
+/// JSON, or else YAML (a superset, but its errors are less clear for JSON input).
+fn parse_document(text: &str) -> anyhow::Result<Value> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        return serde_json::from_str(text).context("the input is not valid JSON");
+    }
+    serde_saphyr::from_str::<Value>(text)
+        .map_err(|e| anyhow::anyhow!("the input is neither JSON nor YAML: {e}"))
+}
+
+/// An AdmissionReview as it is, or a Pod wrapped in a CREATE review.
+fn as_review(document: Value, args: &MutateArgs) -> anyhow::Result<Value> {
+    match document.get("kind").and_then(Value::as_str) {
+        Some("AdmissionReview") => Ok(document),
+        Some("Pod") | None if document.get("spec").is_some() => {
+            let namespace = args
+                .namespace
+                .clone()
+                .or_else(|| {
+                    document
+                        .pointer("/metadata/namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_else(|| "default".to_string());
+            let name = document
+                .pointer("/metadata/name")
+                .cloned()
+                .unwrap_or(Value::Null);
+            Ok(json!({
+                "apiVersion": admission::API_VERSION,
+                "kind": "AdmissionReview",
+                "request": {
+                    "uid": "00000000-0000-0000-0000-00000000c11e",
+                    "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "name": name,
+                    "namespace": namespace,
+                    "operation": "CREATE",
+                    "userInfo": {"username": args.user.clone().unwrap_or_default()},
+                    "object": document,
+                    "dryRun": false
+                }
+            }))
+        }
+        Some(other) => bail!(
+            "the input is a {other}; give an AdmissionReview, a Pod, or a List of pods (kubectl get pods -o json)"
+        ),
+        None => bail!(
+            "the input has no kind and no spec; give an AdmissionReview, a Pod, or a List of pods (kubectl get pods -o json)"
+        ),
+    }
+}
