@@ -14,6 +14,10 @@
 //! per-address bound can let the review in while the flood lasts (before the fix the
 //! flood held every slot for the whole test).
 //!
+//! Within one connection, HTTP/2 lets a client open many requests at once: the server
+//! allows 32 (hyper's default is 200), so one address's connections carry at most
+//! 32 × `--max-connections-per-address` requests.
+//!
 //! Needs about 1,500 file descriptors (client and server ends in one process); the test
 //! says so when `ulimit -n` is lower.
 
@@ -253,4 +257,25 @@ async fn bare_tcp_connections_from_one_address_do_not_keep_the_api_server_out() 
     for task in tasks {
         task.await.expect("flood task");
     }
+}
+
+#[tokio::test]
+async fn an_http2_connection_may_carry_32_requests_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (server, client) = Running::with(dir.path(), |_| {}).await;
+    let tls = client
+        .tls(server.webhook, Protocol::Http2)
+        .await
+        .expect("TLS");
+    let (h2, connection) = h2::client::handshake(tls).await.expect("HTTP/2");
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.expect("ready");
+    // One exchange, so that the server's SETTINGS have been read.
+    let request = hyper::Request::post("https://localhost/mutate")
+        .header("content-type", "application/json")
+        .body(())
+        .expect("request");
+    let (answer, _body) = h2.send_request(request, true).expect("send");
+    answer.await.expect("an answer");
+    assert_eq!(h2.current_max_send_streams(), 32);
 }

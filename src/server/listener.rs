@@ -85,8 +85,7 @@ pub(super) async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .max_concurrent_streams(MAX_HTTP2_STREAMS);
+        .keep_alive_timeout(Duration::from_secs(20));
     let shared = Arc::new(Shared {
         acceptor,
         http1,
