@@ -85,7 +85,8 @@ pub(super) async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(MAX_HTTP2_STREAMS);
     let shared = Arc::new(Shared {
         acceptor,
         http1,
