@@ -19,7 +19,9 @@
 #     (Certificate, Issuer) and prometheus-operator 0.80 (ServiceMonitor,
 #     PrometheusRule). Types and enums are checked, and fields the CRD does not define are
 #     errors. Any other kind without a schema fails the run.
-#  4. The product contract: webhook configuration, Deployment, RBAC, certificate names,
+#  4. The product contract: webhook configuration, Deployment, RBAC, NetworkPolicy (the
+#     webhook port admits only ipBlocks; shipped with its placeholder, valid once filled),
+#     certificate names,
 #     policy file identical to src/policy/default-policy.yaml, node daemon socket and
 #     node selector matching the policy, matchConditions CEL evaluated against sample
 #     pods, every PromQL expression parsed and naming only metrics the webhook and the
@@ -148,7 +150,23 @@ for resource in base overlays/cert-manager overlays/self-managed; do
   targets+=("$resource + components/match-conditions|.variants/$short+match-conditions|1.30 latest")
   combine "$short+prestop-busybox-sleep" "$resource" prestop-busybox-sleep
   targets+=("$resource + components/prestop-busybox-sleep|.variants/$short+prestop-busybox-sleep|1.26 1.30 latest")
+  combine "$short+network-policy" "$resource" network-policy
+  targets+=("$resource + components/network-policy|.variants/$short+network-policy|1.30 latest")
 done
+# The network-policy component as an admin fills it in (the patch its kustomization.yaml
+# shows): the placeholder replaced by real ranges.
+combine "base+network-policy-filled" base network-policy
+printf '%s\n' \
+  'patches:' \
+  '  - target: {kind: NetworkPolicy, name: ci-pod-webhook}' \
+  '    patch: |-' \
+  '      - op: replace' \
+  '        path: /spec/ingress/0/from' \
+  '        value:' \
+  '          - ipBlock: {cidr: 10.0.0.10/32}' \
+  '          - ipBlock: {cidr: 10.0.0.11/32}' \
+  >> "$variants/base+network-policy-filled/kustomization.yaml"
+targets+=("base + components/network-policy, filled in|.variants/base+network-policy-filled|1.30 latest")
 
 # Every kustomization in the repository must be covered by a target above.
 while IFS= read -r k; do
@@ -599,6 +617,58 @@ def check_monitoring(where, objs):
             check(m in joined, where, f"dashboard never shows {m}")
 
 
+NETPOL_PLACEHOLDER = "REPLACE-WITH-API-SERVER-SOURCE-CIDR"
+
+
+def check_network_policy(where, objs, filled):
+    """The webhook port admits only ipBlocks (the API server is not a pod), the admin port
+    a namespace; the policy selects the webhook's pods and names their ports."""
+    import ipaddress
+    np = one(objs, "NetworkPolicy", "ci-pod-webhook", where)
+    if not np:
+        return
+    check(np["metadata"].get("namespace") == NAMESPACE, where, f"NetworkPolicy in {NAMESPACE}")
+    spec = np["spec"]
+    check(spec.get("policyTypes") == ["Ingress"], where,
+          "Ingress only: the webhook must keep reaching the API server")
+    d = one(objs, "Deployment", "ci-pod-webhook", where)
+    if d:
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        selector = spec["podSelector"].get("matchLabels", {})
+        check(selector and all(labels.get(k) == v for k, v in selector.items()), where,
+              f"podSelector {selector} selects the webhook pods {labels}")
+        (c,) = [c for c in d["spec"]["template"]["spec"]["containers"] if c["name"] == "webhook"]
+        names = {p["name"] for p in c["ports"]}
+        used = {p["port"] for r in spec["ingress"] for p in r.get("ports", [])}
+        check(used == names, where, f"rules name the container ports {names}, got {used}")
+    by_port = {}
+    for rule in spec["ingress"]:
+        check(rule.get("ports") and rule.get("from"), where, "every rule names its ports and sources")
+        for p in rule.get("ports", []):
+            by_port.setdefault(p["port"], []).append(rule)
+    https = by_port.get("https", [])
+    check(len(https) == 1, where, "one rule admits the webhook port")
+    for rule in https:
+        sources = rule["from"]
+        check(all(set(s) == {"ipBlock"} for s in sources), where,
+              "the shipped webhook rule admits ipBlocks only: the API server is not a pod, "
+              "and a pod or namespace selector here would admit pods")
+        cidrs = [s["ipBlock"]["cidr"] for s in sources if "ipBlock" in s]
+        if filled:
+            for cidr in cidrs:
+                try:
+                    ipaddress.ip_network(cidr)
+                    check(True, where, "")
+                except ValueError:
+                    fail(where, f"ipBlock {cidr!r} is not a CIDR")
+        else:
+            check(cidrs == [NETPOL_PLACEHOLDER], where,
+                  f"the shipped webhook rule carries the placeholder {NETPOL_PLACEHOLDER}, got {cidrs}")
+    admin = by_port.get("admin", [])
+    check(len(admin) == 1 and all("namespaceSelector" in s for r in admin for s in r["from"]),
+          where, "the admin port admits a namespace (Prometheus)")
+
+
 def check_node_docker(where, objs):
     ds = one(objs, "DaemonSet", "ci-dind", where)
     if not ds:
@@ -650,6 +720,9 @@ for line in open(plan_file):
             check_monitoring(name, objs)
         if "DaemonSet" in kinds:
             check_node_docker(name, objs)
+        if "network-policy" in name:
+            check("NetworkPolicy" in kinds, name, "NetworkPolicy expected")
+            check_network_policy(name, objs, filled="filled in" in name)
     except (KeyError, ValueError, TypeError, IndexError) as e:
         # A manifest shaped unlike the checks expect (a missing field, two containers
         # where one was expected): report it like any other failure.

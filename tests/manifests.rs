@@ -267,3 +267,80 @@ fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
             .any(|t| t["key"] == "nvidia.com/gpu" && t["operator"] == "Exists")
     );
 }
+
+#[test]
+fn the_network_policy_admits_the_webhook_port_only_from_an_ip_block_an_admin_must_fill_in() {
+    let component = object("components/network-policy/kustomization.yaml", "Component");
+    assert_eq!(component["resources"], json!(["networkpolicy.yaml"]));
+    let policy = object(
+        "components/network-policy/networkpolicy.yaml",
+        "NetworkPolicy",
+    );
+    let deployment = object("base/deployment.yaml", "Deployment");
+    assert_eq!(
+        policy["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    let selector = policy["spec"]["podSelector"]["matchLabels"]
+        .as_object()
+        .expect("matchLabels");
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(
+            &labels[key], value,
+            "the podSelector selects the webhook pods"
+        );
+    }
+    // Ingress only: the webhook must keep reaching the API server to watch namespaces.
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+
+    let container = webhook_container();
+    let defaults = serve_defaults();
+    let rules = policy["spec"]["ingress"].as_array().expect("ingress");
+    let rule_for = |port: &str| {
+        let matching: Vec<&Value> = rules
+            .iter()
+            .filter(|r| {
+                r["ports"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().any(|p| p["port"] == port))
+            })
+            .collect();
+        assert_eq!(matching.len(), 1, "one rule for the {port} port");
+        matching[0]
+    };
+    // The named ports are the ones `serve` listens on.
+    assert_eq!(port(&container, "https"), u64::from(defaults.listen.port()));
+    assert_eq!(
+        port(&container, "admin"),
+        u64::from(defaults.admin_listen.port())
+    );
+
+    // The webhook port: ipBlocks only, shipped as a placeholder that is no CIDR, so the
+    // API server refuses the policy until an admin puts the API server's ranges in.
+    let sources = rule_for("https")["from"].as_array().expect("from");
+    assert!(!sources.is_empty(), "an empty `from` would admit everyone");
+    for source in sources {
+        let block = source.as_object().expect("a source");
+        assert_eq!(
+            block.keys().collect::<Vec<_>>(),
+            ["ipBlock"],
+            "the API server is not a pod: {source}"
+        );
+        let cidr = source["ipBlock"]["cidr"].as_str().expect("cidr");
+        assert!(
+            cidr.starts_with("REPLACE-") && cidr.parse::<std::net::IpAddr>().is_err(),
+            "{cidr}"
+        );
+    }
+    // The admin port: Prometheus's namespace.
+    let sources = rule_for("admin")["from"].as_array().expect("from");
+    assert!(
+        !sources.is_empty()
+            && sources
+                .iter()
+                .all(|s| s["namespaceSelector"]["matchLabels"].is_object())
+    );
+    assert_eq!(rules.len(), 2, "nothing else is admitted");
+}

@@ -4,8 +4,9 @@
 //! loaded — and kept as a handle, so recording a review is a few atomic adds: no lock,
 //! no allocation (and the latency histogram is our own, made of atomics).
 //!
-//! Labels are bounded: class names come from the policy, outcomes, overrides and results
-//! are fixed sets. Pod names and namespaces never become labels.
+//! Labels are bounded: class names come from the policy, outcomes, overrides, results and
+//! refusal reasons are fixed sets. Pod names, namespaces and client addresses never
+//! become labels.
 
 mod histogram;
 
@@ -21,6 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 use crate::admission::{Outcome, Summary};
 use crate::mutate::{OverrideKind, OverrideResult};
 use crate::policy::Policy;
+use crate::server::peers::Refused;
 pub use histogram::LatencyHistogram;
 
 /// The registry prefix: every metric is `ci_pod_webhook_*`.
@@ -52,6 +54,11 @@ struct OverrideLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -76,6 +83,8 @@ pub struct Metrics {
     /// Webhook connections accepted since start.
     pub connections: Counter,
     pub tls_handshake_failures: Counter,
+    /// `connections_refused_total`, indexed by [`Refused`].
+    refused: [Counter; Refused::ALL.len()],
     /// Panics caught while handling a request: each one is a bug.
     pub panics: Counter,
 }
@@ -129,6 +138,14 @@ impl Metrics {
             "certificate_reloads",
             "Serving certificate (and --client-ca) changes applied (success) or refused (failure)",
         );
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Webhook connections closed as soon as accepted, by reason: their source address \
+             was at --max-connections-per-address (address_connections) or \
+             --max-handshakes-per-address (address_handshakes)",
+            refused.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -157,6 +174,11 @@ impl Metrics {
             buffered_request_bytes: Gauge::default(),
             connections: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            refused: Refused::ALL.map(|reason| {
+                refused.get_or_create_owned(&ReasonLabels {
+                    reason: reason.as_str(),
+                })
+            }),
             panics: Counter::default(),
         };
         registry.register(
@@ -224,6 +246,11 @@ impl Metrics {
         for (kind, result) in &summary.overrides {
             self.overrides[*kind as usize][*result as usize].inc();
         }
+    }
+
+    /// `connections_refused_total{reason}`.
+    pub fn refused(&self, reason: Refused) -> &Counter {
+        &self.refused[reason as usize]
     }
 
     /// Records one unreadable request (HTTP 4xx).
@@ -299,6 +326,9 @@ mod tests {
         for (i, result) in OVERRIDE_RESULTS.iter().enumerate() {
             assert_eq!(*result as usize, i);
         }
+        for (i, reason) in Refused::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i);
+        }
     }
 
     #[test]
@@ -314,6 +344,7 @@ mod tests {
             r#"ci_pod_webhook_policy_reloads_total{result="failure"} 0"#,
             r#"ci_pod_webhook_certificate_reloads_total{result="success"} 0"#,
             r#"ci_pod_webhook_build_info{version=""#,
+            r#"ci_pod_webhook_connections_refused_total{reason="address_handshakes"} 0"#,
             r#"ci_pod_webhook_request_duration_seconds_bucket{le="0.00005",outcome="denied"} 0"#,
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");

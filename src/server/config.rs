@@ -75,6 +75,14 @@ pub struct ServeArgs {
     /// Most webhook connections open at once; more wait to be accepted.
     #[arg(long, env = "CI_POD_WEBHOOK_MAX_CONNECTIONS", value_name = "N", default_value_t = Limits::default().max_connections, value_parser = parse_positive)]
     pub max_connections: usize,
+    /// Most webhook connections open at once from one source address; more are closed as
+    /// soon as accepted. The API server connects from a few addresses (docs/network.md).
+    #[arg(long, env = "CI_POD_WEBHOOK_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N", default_value_t = Limits::default().max_connections_per_address, value_parser = parse_positive)]
+    pub max_connections_per_address: usize,
+    /// Most connections from one source address that have not finished their TLS
+    /// handshake (silent ones included); more are closed as soon as accepted.
+    #[arg(long, env = "CI_POD_WEBHOOK_MAX_HANDSHAKES_PER_ADDRESS", value_name = "N", default_value_t = Limits::default().max_handshakes_per_address, value_parser = parse_positive)]
+    pub max_handshakes_per_address: usize,
     /// After SIGTERM, how long requests in flight may take to finish (e.g. 20s, 500ms).
     #[arg(long, env = "CI_POD_WEBHOOK_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -116,6 +124,8 @@ impl ServeArgs {
                 max_body_bytes: self.max_body_bytes,
                 max_buffered_bytes: self.max_buffered_bytes,
                 max_connections: self.max_connections,
+                max_connections_per_address: self.max_connections_per_address,
+                max_handshakes_per_address: self.max_handshakes_per_address,
                 ..Limits::default()
             },
             reload_interval: self.reload_interval,
@@ -190,6 +200,8 @@ mod tests {
         assert_eq!(args.admin_listen, SocketAddr::from(([0, 0, 0, 0], 8080)));
         assert_eq!(args.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(args.drain_timeout, Duration::from_secs(20));
+        assert_eq!(args.max_connections_per_address, 256);
+        assert_eq!(args.max_handshakes_per_address, 128);
         assert_eq!(args.kube, KubeMode::Auto);
         assert!(args.cert_dir().ends_with("ci-pod-webhook-dev-certs"));
     }
@@ -205,6 +217,8 @@ mod tests {
         for args in [
             ["serve", "--listen", "localhost"],
             ["serve", "--max-connections", "0"],
+            ["serve", "--max-connections-per-address", "0"],
+            ["serve", "--max-handshakes-per-address", "-1"],
             ["serve", "--log-level", "info,=[bad"],
             ["serve", "--log-format", "xml"],
         ] {

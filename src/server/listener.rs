@@ -1,9 +1,12 @@
 //! The webhook port's connections: accept, TLS handshake, HTTP/1.1 or HTTP/2, drain.
 //!
 //! Bounded everywhere a slow or hostile client could hold resources: a semaphore caps
-//! open connections (at the cap, new ones wait in the kernel's backlog), the TLS
-//! handshake and the request headers must arrive in time, and each request has a
-//! deadline (in the router). On HTTP/1.1 the socket carries the header, keep-alive and
+//! open connections (at the cap, new ones wait in the kernel's backlog); each source
+//! address may hold only so many of them, and have only so many TLS handshakes in
+//! progress ([`super::peers`]: past either bound a connection is closed as soon as it is
+//! accepted); a connection must send its first byte within the first-byte timeout and
+//! finish the TLS handshake within the handshake timeout (both from the accept); the
+//! request headers must arrive in time, and each request has a deadline (in the router). On HTTP/1.1 the socket carries the header, keep-alive and
 //! send deadlines ([`super::deadlines`]), not hyper's header-read timer, which would also
 //! close a keep-alive connection idle for 2 s under the API server's feet. An HTTP/2
 //! connection must start a request within the header timeout, and is closed once idle
@@ -38,7 +41,14 @@ use tower::ServiceExt;
 
 use super::Limits;
 use super::deadlines::{Deadlines, Phase, Timeouts};
+use super::peers::{PeerLimits, Peers, Ticket};
 use crate::metrics::{GaugeGuard, Metrics};
+
+/// Requests in flight on one HTTP/2 connection (hyper's default is 200). A connection
+/// counts once against the per-address bound however many streams it carries, so this
+/// bounds the requests one address can hold open: 32 × `--max-connections-per-address`.
+/// A Go client (the API server) opens another connection when it needs more.
+pub(super) const MAX_HTTP2_STREAMS: u32 = 32;
 
 /// Everything a connection task needs, shared by all of them.
 struct Shared {
@@ -49,6 +59,7 @@ struct Shared {
     http1: auto::Builder<TokioExecutor>,
     app: Router,
     metrics: Metrics,
+    first_byte_timeout: Duration,
     handshake_timeout: Duration,
     deadlines: Timeouts,
 }
@@ -74,13 +85,15 @@ pub(super) async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(Some(Duration::from_secs(20)))
-        .keep_alive_timeout(Duration::from_secs(20));
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_concurrent_streams(MAX_HTTP2_STREAMS);
     let shared = Arc::new(Shared {
         acceptor,
         http1,
         http2,
         app,
         metrics,
+        first_byte_timeout: limits.first_byte_timeout,
         handshake_timeout: limits.handshake_timeout,
         deadlines: Timeouts {
             head: limits.header_read_timeout,
@@ -89,6 +102,10 @@ pub(super) async fn serve(
         },
     });
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let peers = Peers::new(PeerLimits {
+        connections: limits.max_connections_per_address,
+        handshakes: limits.max_handshakes_per_address,
+    });
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
@@ -111,9 +128,30 @@ pub(super) async fn serve(
                 }
             },
         };
+        // Refused here, in the accept loop, without a task: a flood of refused
+        // connections costs an accept and a close each.
+        let ticket = match peers.admit(peer.ip()) {
+            Ok(ticket) => ticket,
+            Err(refused) => {
+                shared.metrics.refused(refused).inc();
+                if let Some(unlogged) = peers.warn_now() {
+                    tracing::warn!(
+                        %peer,
+                        reason = refused.as_str(),
+                        refused_before_unlogged = unlogged,
+                        "refused a webhook connection: its address is at {}; if this is \
+                         the API server, raise it (docs/network.md)",
+                        refused.flag()
+                    );
+                }
+                // A reset, not a FIN: no TIME_WAIT left behind per refused connection.
+                let _ = tcp.set_zero_linger();
+                continue;
+            }
+        };
         let shared = shared.clone();
         let watcher = graceful.watcher();
-        connections.spawn(connection(shared, tcp, peer, watcher, permit));
+        connections.spawn(connection(shared, tcp, peer, watcher, (permit, ticket)));
     }
     drop(listener);
 
@@ -169,27 +207,50 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     watcher: Watcher,
-    _permit: OwnedSemaphorePermit,
+    (_permit, mut ticket): (OwnedSemaphorePermit, Ticket),
 ) {
     let metrics = &shared.metrics;
     metrics.connections.inc();
     let _open = GaugeGuard::new(&metrics.open_connections);
+    let accepted = tokio::time::Instant::now();
+    let handshake_deadline = accepted + shared.handshake_timeout;
+    let first_byte_deadline = handshake_deadline.min(accepted + shared.first_byte_timeout);
     // Reviews are small request/response exchanges: send each answer at once.
     let _ = tcp.set_nodelay(true);
-    let tls =
-        match tokio::time::timeout(shared.handshake_timeout, shared.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
-            Ok(Err(error)) => {
-                metrics.tls_handshake_failures.inc();
-                tracing::debug!(%peer, %error, "TLS handshake failed");
-                return;
-            }
-            Err(_elapsed) => {
-                metrics.tls_handshake_failures.inc();
-                tracing::debug!(%peer, "TLS handshake timed out");
-                return;
-            }
-        };
+    // A TLS client speaks first, at once; a silent one is let go quickly, before the
+    // handshake timeout.
+    match tokio::time::timeout_at(first_byte_deadline, tcp.peek(&mut [0u8; 1])).await {
+        Ok(Ok(1..)) => {}
+        Ok(Ok(0)) => {
+            metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, "closed by the client before the TLS handshake");
+            return;
+        }
+        Ok(Err(error)) => {
+            metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, %error, "connection failed before the TLS handshake");
+            return;
+        }
+        Err(_elapsed) => {
+            metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, "nothing received within the first-byte timeout");
+            return;
+        }
+    }
+    let tls = match tokio::time::timeout_at(handshake_deadline, shared.acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_elapsed) => {
+            metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    ticket.established();
     // Each request counts as handled from its head to its answer.
     let phase = Arc::new(Phase::default());
     let track = {

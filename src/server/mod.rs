@@ -14,6 +14,7 @@ pub mod config;
 mod deadlines;
 mod listener;
 pub mod namespaces;
+pub mod peers;
 mod reload;
 mod signal;
 pub mod tls;
@@ -63,6 +64,13 @@ pub struct Limits {
     /// All request bodies held at once, together (see `budget`).
     pub max_buffered_bytes: usize,
     pub max_connections: usize,
+    /// Open connections from one source address (see `peers`).
+    pub max_connections_per_address: usize,
+    /// Connections from one source address between their accept and the end of their
+    /// TLS handshake.
+    pub max_handshakes_per_address: usize,
+    /// From the accept to the client's first byte (a TLS client sends its hello at once).
+    pub first_byte_timeout: Duration,
     /// A request's head (HTTP/1.1), from its first byte; for a new connection, from the
     /// end of the TLS handshake.
     pub header_read_timeout: Duration,
@@ -82,6 +90,16 @@ impl Default for Limits {
             // Eight whole bodies; well inside the Deployment's 128 Mi memory limit.
             max_buffered_bytes: 32 * 1024 * 1024,
             max_connections: 1024,
+            // The API server opens one connection per review in flight beyond the up to
+            // 25 it keeps idle, and several API servers may share one address (a
+            // konnectivity agent, SNAT): room for hundreds, a quarter of the total.
+            max_connections_per_address: 256,
+            // A burst of reviews opens that many connections at once; a handshake takes
+            // about a millisecond of CPU, so even a large burst is through in tens of ms.
+            max_handshakes_per_address: 128,
+            // A client's TLS hello follows its connect at once; 2 s also covers a few
+            // lost-segment retransmits.
+            first_byte_timeout: Duration::from_secs(2),
             header_read_timeout: Duration::from_secs(2),
             // Longer than the API server keeps an idle connection (Go's 90 s), so that it
             // is always the one to close: a close from our side could meet a review it
