@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::admission;
 use crate::certs::{self, CertsArgs};
 use crate::explain;
-use crate::mutate::{self, NamespaceFacts};
+use crate::mutate::{self, Decision, NamespaceFacts, SkipReason};
 use crate::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
 use crate::server::config::ServeArgs;
 
@@ -52,8 +52,9 @@ pub struct MutateArgs {
     /// Policy file; the embedded default policy when left out.
     #[arg(long, env = "CI_POD_WEBHOOK_POLICY")]
     pub policy: Option<PathBuf>,
-    /// Labels of the request's namespace, as k=v,k=v. Without this flag the namespace
-    /// counts as opted in with no class label, as in `serve` without a cluster.
+    /// Labels of the request's namespace, as k=v,k=v; include the opt-in label
+    /// (ci.skao.int/pod-policy=enabled) or nothing is changed. Without this flag the
+    /// namespace counts as opted in with no class label, as in `serve` without a cluster.
     #[arg(long, value_name = "K=V,...", value_parser = parse_labels)]
     pub namespace_labels: Option<Labels>,
     /// For a bare Pod: the requesting user (e.g. system:serviceaccount:gitlab:runner).
@@ -62,7 +63,8 @@ pub struct MutateArgs {
     /// For a bare Pod: the request namespace (default: the pod's, else "default").
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Explain for a person: the class chosen and why, and every change.
+    /// Explain for a person: the class chosen and why, every change, and every value
+    /// kept. With or without it, a denial exits with status 3.
     #[arg(long)]
     pub explain: bool,
     /// AdmissionReview or Pod, JSON or YAML; `-` or nothing reads standard input.
@@ -121,6 +123,10 @@ fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     })
 }
 
+/// Exit status of `mutate` when the policy denies the pod (the answer is printed all the
+/// same), so that a CI job can gate on it; 1 stays "could not run", 2 "bad arguments".
+pub const EXIT_DENIED: u8 = 3;
+
 pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let policy = load_policy(args.policy.as_deref())?;
     let input = read_input(args.file.as_deref())?;
@@ -134,6 +140,11 @@ pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCod
     };
     let decision =
         mutate::decide(&policy, facts, &parsed.request).context("cannot read the pod")?;
+    if let (Decision::Skip(SkipReason::NamespaceNotOptedIn), Some(labels)) =
+        (&decision, &args.namespace_labels)
+    {
+        eprintln!("{}", not_opted_in_note(&policy, labels));
+    }
     if args.explain {
         let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
         out.write_all(explain::render(&policy, &parsed, pod, &decision).as_bytes())?;
@@ -143,7 +154,27 @@ pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCod
         serde_json::to_writer_pretty(&mut *out, &response)?;
         writeln!(out)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(match decision {
+        Decision::Deny { .. } => ExitCode::from(EXIT_DENIED),
+        Decision::Skip(_) | Decision::Allow(_) => ExitCode::SUCCESS,
+    })
+}
+
+/// Why `--namespace-labels` left the pod alone: without the opt-in label the policy does
+/// not apply, and a class label beside it is not used either.
+fn not_opted_in_note(policy: &Policy, labels: &Labels) -> String {
+    let opt_in = format!("{}={}", policy.keys.opt_in, crate::policy::OPT_IN_VALUE);
+    let mut note = format!(
+        "note: --namespace-labels has no {opt_in}, so the namespace is not opted in and the pod is left unchanged"
+    );
+    if let Some(class) = labels.0.get(&policy.keys.runner_class) {
+        note.push_str(&format!(
+            " (the class label {}={class} is not used either)",
+            policy.keys.runner_class
+        ));
+    }
+    note.push_str(&format!("; to preview the policy, add {opt_in}"));
+    note
 }
 
 fn read_input(file: Option<&Path>) -> anyhow::Result<String> {
