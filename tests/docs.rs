@@ -99,21 +99,45 @@ fn words(command: &str) -> Vec<String> {
     words
 }
 
-/// The `ci-pod-webhook` invocation in `line`, if any: its words up to a pipe, a
-/// redirection, a comment or the next command.
+const SUBCOMMANDS: [&str; 5] = ["mutate", "serve", "certs", "check-policy", "default-policy"];
+
+/// The `ci-pod-webhook` invocation in `line`, if any: the binary (or `cargo run`) at the
+/// start of a command, followed by a subcommand; its words up to a pipe, a redirection,
+/// a comment or the next command, without optional `[…]` parts of a synopsis.
 fn invocation(line: &str) -> Option<Vec<String>> {
-    let start = ["ci-pod-webhook ", "cargo run --release -- "]
-        .iter()
-        .filter_map(|p| line.find(p).map(|i| (i, p.len())))
-        .min()?;
-    let rest = &line[start.0 + start.1..];
+    let starts = ["ci-pod-webhook ", "cargo run --release -- "];
+    let command_starts = std::iter::once(0).chain(
+        ["| ", "&& ", "; ", "$ "]
+            .iter()
+            .flat_map(|sep| line.match_indices(sep).map(|(i, m)| i + m.len())),
+    );
+    let rest = command_starts
+        .filter_map(|at| {
+            let tail = &line[at..];
+            starts
+                .iter()
+                .find_map(|s| tail.strip_prefix(s))
+                .filter(|t| {
+                    SUBCOMMANDS
+                        .iter()
+                        .any(|sub| t.split(' ').next() == Some(sub))
+                })
+        })
+        .next()?;
     let end = [" | ", " > ", " # ", " && ", "; "]
         .iter()
         .filter_map(|stop| rest.find(stop))
         .min()
         .unwrap_or(rest.len());
     let mut args = vec!["ci-pod-webhook".to_string()];
-    args.extend(words(&rest[..end]));
+    let mut optional = false;
+    for word in words(&rest[..end]) {
+        optional |= word.starts_with('[');
+        if !optional {
+            args.push(word.clone());
+        }
+        optional &= !word.ends_with(']');
+    }
     Some(args)
 }
 
@@ -154,7 +178,8 @@ fn section<'t>(text: &'t str, heading: &str) -> &'t str {
 
 #[test]
 fn the_uninstall_steps_succeed_on_a_partial_install() {
-    let uninstall = section(&deploy_docs(), "## Uninstalling");
+    let deploy = deploy_docs();
+    let uninstall = section(&deploy, "## Uninstalling");
     let deletes: Vec<String> = code_lines(uninstall)
         .into_iter()
         .filter(|l| l.starts_with("kubectl delete"))
@@ -197,7 +222,8 @@ const NAMESPACED_KINDS: [&str; 11] = [
 
 #[test]
 fn the_uninstall_steps_reach_every_object_the_webhook_installs() {
-    let uninstall = section(&deploy_docs(), "## Uninstalling");
+    let deploy = deploy_docs();
+    let uninstall = section(&deploy, "## Uninstalling");
     for kind in ["clusterrole", "clusterrolebinding", "priorityclass"] {
         assert!(uninstall.contains(kind), "the uninstall misses {kind}");
     }
