@@ -5,12 +5,19 @@
 //! DNS names as SANs (the API server checks SANs, never the CN) and the CA as a
 //! single-line base64 `caBundle` for the MutatingWebhookConfiguration.
 //!
+//! `certs` never replaces files already in `--out` without `--force`: a new CA and a new
+//! certificate applied together break the webhook until every replica has reloaded, so
+//! a rotation writes to a new directory and follows the ordered steps in certs/README.md.
+//! `--ip` and `--dns` add names, for an API server that reaches the webhook elsewhere than
+//! at its Service (a kind or minikube cluster calling `serve` on the host).
+//!
 //! Keys are ECDSA P-256. Private keys are written 0600, through a temporary file and a
 //! rename, so that a reader (or the webhook's own reloader) never sees half a file. A
 //! development certificate directory is locked by the `serve` that wrote it.
 
 use std::fs;
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
@@ -40,7 +47,9 @@ pub enum CertError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{0} already exists; pass --force to replace the CA and the serving certificate")]
+    #[error(
+        "{0} already exists. Replacing the CA and the serving certificate in place breaks the webhook until every replica has loaded the new pair; to rotate, write to a new directory (for example --out certs.next) and follow the rotation steps in certs/README.md; pass --force to replace them anyway"
+    )]
     Exists(PathBuf),
     #[error("--days must be between 1 and 3650, got {0}")]
     Days(u32),
@@ -77,9 +86,27 @@ pub struct CertsArgs {
     /// Validity of both certificates, in days.
     #[arg(long, value_name = "DAYS", default_value_t = 365)]
     pub days: u32,
-    /// Replace certificates already in --out.
+    /// Also name this IP address in the serving certificate (repeatable), e.g. the
+    /// host address a kind or minikube cluster reaches a local `serve` on.
+    #[arg(long = "ip", value_name = "IP")]
+    pub ips: Vec<IpAddr>,
+    /// Also name this DNS name in the serving certificate (repeatable), e.g.
+    /// host.minikube.internal.
+    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns_name)]
+    pub dns_names: Vec<String>,
+    /// Replace certificates already in --out (any of the five files).
     #[arg(long)]
     pub force: bool,
+}
+
+fn parse_dns_name(s: &str) -> Result<String, String> {
+    if crate::policy::is_dns_subdomain(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS name (lower-case labels of letters, digits and '-', separated by dots, like host.minikube.internal); for an IP address use --ip"
+        ))
+    }
 }
 
 /// A CA and a serving certificate it signed, PEM-encoded.
@@ -147,11 +174,20 @@ pub fn run(args: &CertsArgs) -> Result<Vec<PathBuf>, CertError> {
     if !(1..=3650).contains(&args.days) {
         return Err(CertError::Days(args.days));
     }
-    let ca_key = args.out.join(CA_KEY);
-    if !args.force && ca_key.exists() {
-        return Err(CertError::Exists(ca_key));
+    if !args.force {
+        // Any of them, not only ca.key: the docs advise deleting ca.key once installed,
+        // and a re-run must not then swap the CA the cluster trusts without a word.
+        let present = [CA_CERT, CA_KEY, TLS_CERT, TLS_KEY, CA_BUNDLE]
+            .iter()
+            .map(|name| args.out.join(name))
+            .find(|path| path.symlink_metadata().is_ok());
+        if let Some(path) = present {
+            return Err(CertError::Exists(path));
+        }
     }
-    let names = service_names(&args.service, &args.namespace);
+    let mut names = service_names(&args.service, &args.namespace);
+    names.extend(args.dns_names.iter().cloned());
+    names.extend(args.ips.iter().map(IpAddr::to_string));
     let generated = generate(&names[2], &names, args.days)?;
     create_dir(&args.out, 0o755)?;
     let bundle = base64::engine::general_purpose::STANDARD.encode(&generated.ca_cert) + "\n";
@@ -273,25 +309,89 @@ mod tests {
             namespace: "n".into(),
             out: out.path().to_path_buf(),
             days: 0,
+            ips: Vec::new(),
+            dns_names: Vec::new(),
             force: false,
         };
         assert!(matches!(run(&args), Err(CertError::Days(0))));
     }
 
     #[test]
-    fn an_existing_ca_is_not_replaced_without_force() {
+    fn an_existing_ca_is_not_replaced_without_force_even_after_ca_key_was_deleted() {
         let out = tempfile::tempdir().expect("tempdir");
         let mut args = CertsArgs {
             service: "s".into(),
             namespace: "n".into(),
             out: out.path().to_path_buf(),
             days: 1,
+            ips: Vec::new(),
+            dns_names: Vec::new(),
             force: false,
         };
         run(&args).expect("first run");
+        let ca = std::fs::read(out.path().join(CA_CERT)).expect("ca.crt");
         assert!(matches!(run(&args), Err(CertError::Exists(_))));
+        // As the docs advise once the install works.
+        std::fs::remove_file(out.path().join(CA_KEY)).expect("remove ca.key");
+        let refused = run(&args).expect_err("ca.crt and tls.* are still there");
+        assert!(refused.to_string().contains("--force"), "{refused}");
+        assert_eq!(std::fs::read(out.path().join(CA_CERT)).expect("ca.crt"), ca);
         args.force = true;
         run(&args).expect("forced run");
+        assert_ne!(std::fs::read(out.path().join(CA_CERT)).expect("ca.crt"), ca);
+    }
+
+    #[test]
+    fn ip_and_dns_flags_become_subject_alternative_names() {
+        use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+        let out = tempfile::tempdir().expect("tempdir");
+        let args = CertsArgs {
+            service: "s".into(),
+            namespace: "n".into(),
+            out: out.path().to_path_buf(),
+            days: 1,
+            ips: vec![
+                "192.168.49.1".parse().expect("ip"),
+                "::1".parse().expect("ip"),
+            ],
+            dns_names: vec!["host.minikube.internal".into()],
+            force: false,
+        };
+        run(&args).expect("run");
+        let pem = std::fs::read(out.path().join(TLS_CERT)).expect("tls.crt");
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).expect("pem");
+        let (_, cert) = X509Certificate::from_der(&pem.contents).expect("der");
+        let san = cert
+            .subject_alternative_name()
+            .expect("extension")
+            .expect("a SAN");
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => (*d).to_string(),
+                GeneralName::IPAddress(ip) => format!("ip:{ip:?}"),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert!(names.contains(&"s.n.svc".to_string()), "{names:?}");
+        assert!(
+            names.contains(&"host.minikube.internal".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"ip:[192, 168, 49, 1]".to_string()),
+            "{names:?}"
+        );
+        assert_eq!(names.iter().filter(|n| n.starts_with("ip:")).count(), 2);
+    }
+
+    #[test]
+    fn a_dns_flag_that_is_no_dns_name_is_refused() {
+        assert!(parse_dns_name("host.minikube.internal").is_ok());
+        let refused = parse_dns_name("192.168.49.1:8443").expect_err("not a name");
+        assert!(refused.contains("--ip"), "{refused}");
     }
 
     #[test]

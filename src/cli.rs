@@ -49,8 +49,9 @@ pub struct MutateArgs {
     /// Policy file; the embedded default policy when left out.
     #[arg(long, env = "CI_POD_WEBHOOK_POLICY")]
     pub policy: Option<PathBuf>,
-    /// Labels of the request's namespace, as k=v,k=v. Without this flag the namespace
-    /// counts as opted in with no class label, as in `serve` without a cluster.
+    /// Labels of the request's namespace, as k=v,k=v; include the opt-in label
+    /// (ci.skao.int/pod-policy=enabled) or nothing is changed. Without this flag the
+    /// namespace counts as opted in with no class label, as in `serve` without a cluster.
     #[arg(long, value_name = "K=V,...", value_parser = parse_labels)]
     pub namespace_labels: Option<Labels>,
     /// For a Pod or List: the requesting user (e.g. system:serviceaccount:gitlab:runner).
@@ -59,7 +60,8 @@ pub struct MutateArgs {
     /// For a Pod or List: the request namespace (default: the pod's, else "default").
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Explain for a person: the class chosen and why, and every change.
+    /// Explain for a person: the class chosen and why, every change, and every value
+    /// kept. With or without it, a denial exits with status 3.
     #[arg(long)]
     pub explain: bool,
     /// AdmissionReview, Pod (as `kubectl get pod NAME -o json` prints it) or List of

@@ -1,5 +1,8 @@
 //! Human-readable explanations for `mutate --explain` and `check-policy`: which class
-//! was chosen and why, and each change as before → after, named by container.
+//! was chosen and why, each change as before → after, named by container, and each
+//! value the pod set that the class would have set otherwise (class requests and limits
+//! only fill gaps; only `max` lowers a value), so that nobody expects a class change to
+//! reach pods whose runner already sets resources.
 
 use std::fmt::Write as _;
 
@@ -7,8 +10,9 @@ use json_patch::PatchOperation;
 use serde_json::Value;
 
 use crate::admission::Review;
-use crate::mutate::{Change, Decision};
-use crate::policy::{DockerMode, Policy, RunnerClass, SocketMount};
+use crate::mutate::{Change, Decision, OverrideRecord};
+use crate::policy::{DockerMode, Limit, Policy, ResourceName, Role, RunnerClass, SocketMount};
+use crate::quantity::Quantity;
 
 /// Explains one decision. `pod` is the request's object, to name containers.
 pub fn render(
@@ -58,6 +62,13 @@ pub fn render(
                 let _ = writeln!(s, "changes:   {}", m.patch.len());
                 for change in &m.patch.changes {
                     let _ = writeln!(s, "  {}", describe(change, pod));
+                }
+            }
+            let kept = kept(m.chosen.class, pod, &m.patch.changes, &m.overrides);
+            if !kept.is_empty() {
+                let _ = writeln!(s, "kept:      {}", kept.len());
+                for line in &kept {
+                    let _ = writeln!(s, "  {line}");
                 }
             }
             if !m.warnings.is_empty() {
@@ -116,6 +127,66 @@ fn describe(change: &Change, pod: &Value) -> String {
         show(change.before.as_ref()),
         show(after)
     )
+}
+
+/// The requests and limits the pod set itself where the class names another value: the
+/// webhook keeps them (within `max`), and says so rather than leave the reader to
+/// believe the class value applies.
+fn kept(
+    class: &RunnerClass,
+    pod: &Value,
+    changes: &[Change],
+    overrides: &[OverrideRecord],
+) -> Vec<String> {
+    let changed: Vec<String> = changes.iter().map(|c| c.op.path().to_string()).collect();
+    let overridden = |section: &str, resource: ResourceName| {
+        let singular = section.trim_end_matches('s');
+        let name = format!("{resource}-{singular}");
+        overrides.iter().any(|o| o.kind.as_str() == name)
+    };
+    let mut lines = Vec::new();
+    for list in ["initContainers", "containers"] {
+        let containers = pod
+            .pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array);
+        for (index, container) in containers.into_iter().flatten().enumerate() {
+            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+            let Some(role) = Role::of_container(name) else {
+                continue;
+            };
+            let wanted = class.resources(role);
+            let requests = wanted.requests.iter().map(|(r, q)| ("requests", *r, *q));
+            let limits = wanted.limits.iter().filter_map(|(r, l)| match l {
+                Limit::Set(q) => Some(("limits", *r, *q)),
+                Limit::Unlimited => None,
+            });
+            for (section, resource, class_value) in requests.chain(limits) {
+                let key = resource.as_str();
+                let path = format!("/spec/{list}/{index}/resources/{section}/{key}");
+                let text = match pod.pointer(&path) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(Value::Number(n)) => n.to_string(),
+                    _ => continue, // none: filled in, shown as a change
+                };
+                let is_build = role == Role::Build && list == "containers";
+                if changed.contains(&path)
+                    || (is_build && overridden(section, resource))
+                    || Quantity::parse(&text).is_ok_and(|q| q == class_value)
+                {
+                    continue;
+                }
+                let ceiling = class
+                    .max
+                    .get(&resource)
+                    .map(|m| format!(", within the class max {m}"))
+                    .unwrap_or_default();
+                lines.push(format!(
+                    "spec.{list}[{name}].resources.{section}.{key}: kept {text}: set by the pod{ceiling}; class value {class_value} applies only where a pod sets none"
+                ));
+            }
+        }
+    }
+    lines
 }
 
 pub fn docker_summary(policy: &Policy) -> String {

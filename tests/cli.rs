@@ -428,3 +428,112 @@ fn a_pod_list_and_pods_already_changed_by_the_webhook_read_too() {
         stderr(&out)
     );
 }
+
+#[test]
+fn mutate_exits_3_on_a_denial_with_or_without_explain_and_0_when_allowed() {
+    let denied = r#"{"metadata":{"name":"j","annotations":{"ci.skao.int/cpu-limit":"lots"}},"spec":{"containers":[{"name":"build"},{"name":"helper"}]}}"#;
+    for args in [&["mutate"][..], &["mutate", "--explain"][..]] {
+        let out = run(args, Some(denied));
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stdout(&out).is_empty(),
+            "{args:?}: the answer is still printed"
+        );
+    }
+    let allowed = fixture("job-pod-review.json");
+    let out = run(
+        &["mutate", "--explain", allowed.to_str().expect("utf-8")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_class_label_without_the_opt_in_label_is_not_dropped_silently() {
+    let path = fixture("job-pod-review.json");
+    let path = path.to_str().expect("utf-8");
+    let out = run(
+        &[
+            "mutate",
+            "--explain",
+            "--namespace-labels",
+            "ci.skao.int/runner-class=k8srunner-xlarge",
+            path,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("skipped (namespace not opted in)"));
+    let note = stderr(&out);
+    assert!(
+        note.contains("no ci.skao.int/pod-policy=enabled")
+            && note
+                .contains("the class label ci.skao.int/runner-class=k8srunner-xlarge is not used"),
+        "{note}"
+    );
+
+    let out = run(
+        &[
+            "mutate",
+            "--explain",
+            "--namespace-labels",
+            "ci.skao.int/pod-policy=enabled,ci.skao.int/runner-class=k8srunner-xlarge",
+            path,
+        ],
+        None,
+    );
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(
+            "class:     k8srunner-xlarge (namespace label ci.skao.int/runner-class=k8srunner-xlarge)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// docs/policy.md's table: a class value fills gaps, only `max` lowers a pod's own value.
+#[test]
+fn explain_names_each_value_the_pod_set_and_only_max_lowers_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = |requests: &str, max: &str| {
+        let path = dir.path().join(format!("policy-{requests}-{max}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "defaultClass: a\nclasses:\n  a:\n    build: {{ requests: {{ memory: {requests} }} }}\n    max: {{ memory: {max} }}\n"
+            ),
+        )
+        .expect("write");
+        path
+    };
+    // The fixture's build container requests 4Gi of memory.
+    let pod = fixture("job-pod-review.json");
+    let explain = |policy: &std::path::Path| {
+        let out = run(
+            &[
+                "mutate",
+                "--explain",
+                "--policy",
+                policy.to_str().expect("utf-8"),
+                pod.to_str().expect("utf-8"),
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    for requests in ["3Gi", "6Gi"] {
+        let text = explain(&policy(requests, "16Gi"));
+        let kept = format!(
+            "spec.containers[build].resources.requests.memory: kept 4Gi: set by the pod, within the class max 16Gi; class value {requests} applies only where a pod sets none"
+        );
+        assert!(text.contains(&kept), "missing {kept:?} in:\n{text}");
+    }
+    let text = explain(&policy("2Gi", "3Gi"));
+    assert!(
+        text.contains("spec.containers[build].resources.requests.memory: 4Gi → 3Gi"),
+        "{text}"
+    );
+    assert!(!text.contains("kept 4Gi"), "{text}");
+}

@@ -24,11 +24,16 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use super::{MutateArgs, load_policy};
+use super::{Labels, MutateArgs, load_policy};
 use crate::admission;
 use crate::explain;
-use crate::mutate::{self, Decision, NamespaceFacts};
+use crate::mutate::{self, Decision, NamespaceFacts, SkipReason};
 use crate::policy::Policy;
+
+/// Exit status of `mutate` when the policy denies the pod (for a List: any item), the
+/// answer printed all the same, so that a CI job can gate on it; 1 stays "could not run",
+/// 2 "bad arguments".
+pub const EXIT_DENIED: u8 = 3;
 
 pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let policy = load_policy(args.policy.as_deref())?;
@@ -38,34 +43,44 @@ pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCod
         Some(labels) => NamespaceFacts::Labels(&labels.0),
         None => NamespaceFacts::TrustSelector,
     };
-    match document.get("kind").and_then(Value::as_str) {
+    let denied = match document.get("kind").and_then(Value::as_str) {
         Some(kind @ ("List" | "PodList")) => {
             let kind = kind.to_string();
             let Some(Value::Array(items)) = document.get("items") else {
                 bail!("the input is a {kind} without an items list");
             };
-            list(&policy, facts, items, args, out)?;
+            list(&policy, facts, items, args, out)?
         }
         _ => {
             let review = as_review(document, args)?;
-            one(&policy, facts, &review, args.explain, out)?;
+            one(&policy, facts, &review, args, out)?
         }
-    }
-    Ok(ExitCode::SUCCESS)
+    };
+    Ok(if denied {
+        ExitCode::from(EXIT_DENIED)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// One review: the AdmissionReview response as JSON, or the explanation.
+/// One review: the AdmissionReview response as JSON, or the explanation. True when the
+/// pod is denied.
 fn one(
     policy: &Policy,
     facts: NamespaceFacts<'_>,
     review: &Value,
-    explain: bool,
+    args: &MutateArgs,
     out: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let body = serde_json::to_vec(review)?;
     let parsed = admission::parse(&body).context("the input is not a usable AdmissionReview")?;
     let decision = mutate::decide(policy, facts, &parsed.request).context("cannot read the pod")?;
-    if explain {
+    if let (Decision::Skip(SkipReason::NamespaceNotOptedIn), Some(labels)) =
+        (&decision, &args.namespace_labels)
+    {
+        eprintln!("{}", not_opted_in_note(policy, labels));
+    }
+    if args.explain {
         let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
         out.write_all(explain::render(policy, &parsed, pod, &decision).as_bytes())?;
     } else {
@@ -74,7 +89,24 @@ fn one(
         serde_json::to_writer_pretty(&mut *out, &response)?;
         writeln!(out)?;
     }
-    Ok(())
+    Ok(matches!(decision, Decision::Deny { .. }))
+}
+
+/// Why `--namespace-labels` left the pod alone: without the opt-in label the policy does
+/// not apply, and a class label beside it is not used either.
+fn not_opted_in_note(policy: &Policy, labels: &Labels) -> String {
+    let opt_in = format!("{}={}", policy.keys.opt_in, crate::policy::OPT_IN_VALUE);
+    let mut note = format!(
+        "note: --namespace-labels has no {opt_in}, so the namespace is not opted in and the pod is left unchanged"
+    );
+    if let Some(class) = labels.0.get(&policy.keys.runner_class) {
+        note.push_str(&format!(
+            " (the class label {}={class} is not used either)",
+            policy.keys.runner_class
+        ));
+    }
+    note.push_str(&format!("; to preview the policy, add {opt_in}"));
+    note
 }
 
 /// What became of one item of a List, for the summary table.
@@ -92,7 +124,7 @@ fn list(
     items: &[Value],
     args: &MutateArgs,
     out: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let mut rows = Vec::with_capacity(items.len());
     for (index, item) in items.iter().enumerate() {
         let row = match item_review(item, args) {
@@ -121,8 +153,11 @@ fn list(
     }
     writeln!(out, "---")?;
     table(&rows, out)?;
-    Ok(())
+    Ok(rows.iter().any(|r| r.result == DENIED))
 }
+
+/// The RESULT cell of a denied item.
+const DENIED: &str = "DENIED";
 
 fn row(review: &admission::Review<'_>, decision: &Decision<'_>) -> Row {
     let namespace = review.namespace();
@@ -139,7 +174,7 @@ fn row(review: &admission::Review<'_>, decision: &Decision<'_>) -> Row {
             pod: pod(p),
             class: chosen.class.name.clone(),
             changes: "-".into(),
-            result: "DENIED".into(),
+            result: DENIED.into(),
         },
         Decision::Allow(m) => Row {
             pod: pod(&m.pod),

@@ -1,7 +1,7 @@
 //! The pure core: one AdmissionRequest and the facts about its namespace in, one
 //! decision out. No I/O, no clock, no globals, so every behaviour is a unit test.
 //!
-//! Order of work (DESIGN.md section 3): skip what is not ours, choose the runner class
+//! Order of work (docs/behaviour.md): skip what is not ours, choose the runner class
 //! from trusted facts, read the job author's override annotations, then compute the
 //! changes as targeted patch operations.
 

@@ -21,7 +21,7 @@ use crate::quantity::Quantity;
 
 pub use names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
 
-/// The embedded default policy: section 1 of DESIGN.md, the SKAO runner classes.
+/// The embedded default policy: the SKAO runner classes.
 pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
 
 /// A validated policy, ready for the core.

@@ -42,7 +42,7 @@ fn q(s: &str) -> Quantity {
 
 #[test]
 fn embedded_default_policy_reproduces_the_design_table() {
-    // DESIGN.md section 1: class → (CPU limit, memory limit, GPUs default, GPUs max).
+    // The SKAO classes: class → (CPU limit, memory limit, GPUs default, GPUs max).
     type Row = (
         &'static str,
         Option<&'static str>,
@@ -188,9 +188,30 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
             2,
         ),
         (
-            "defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n  a: { max: { cpu: null, memory: null } }\n",
-            "duplicate mapping key: a",
+            "defaultClass: a\nclasses:\n  a: {}\n  a: {}\n",
+            "duplicate key `a`: a key may appear once in a mapping; remove or merge the repeated one",
             4,
+        ),
+        (
+            "defaultClass: a\ndefaultClass: a\nclasses:\n  a: {}\n",
+            "duplicate key `defaultClass`",
+            2,
+        ),
+        // A tab that starts a line was reported at the end of the line before.
+        (
+            "defaultClass: a\n\tclasses:\n  a: {}\n",
+            "a tab character: YAML indents with spaces only",
+            2,
+        ),
+        (
+            "defaultClass: a\nclasses:\n  a:\n\tbuild: {}\n",
+            "a tab character",
+            4,
+        ),
+        (
+            "defaultClass: a\nclasses:\n  a:\n    build:\n      requests:\n\t\tcpu: \"1\"\n",
+            "a tab character",
+            6,
         ),
         (
             "defaultClass: b\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
@@ -304,6 +325,29 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
             "{hit:?} should point at line {line}"
         );
     }
+}
+
+#[test]
+fn a_duplicate_key_is_explained_without_the_library_hint() {
+    let found = problems("defaultClass: a\nclasses:\n  a: {}\n  a: {}\n");
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(!found[0].contains("DuplicateKeyPolicy"), "{found:?}");
+}
+
+#[test]
+fn a_tab_is_located_on_its_own_line_and_column() {
+    // The library puts this one at the end of line 1 (1:15), the line before the tab.
+    let found = problems("defaultClass: a\n\tclasses:\n  a: {}\n");
+    assert!(
+        found[0].starts_with("policy.yaml:2:1: a tab character"),
+        "{found:?}"
+    );
+    // A line of only a tab is blank to YAML; the tab at fault is the next one.
+    let found = problems("defaultClass: a\nclasses:\n  a:\n    build: {}\n\t\n  \tb: {}\n");
+    assert!(
+        found[0].starts_with("policy.yaml:6:3: a tab character"),
+        "{found:?}"
+    );
 }
 
 #[test]

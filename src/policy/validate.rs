@@ -21,7 +21,7 @@ const DEFAULT_TLS_VOLUME: &str = "ci-dind-certs";
 const DEFAULT_GPU_RESOURCE: &str = "nvidia.com/gpu";
 
 pub(super) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-    let raw: RawPolicy = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, origin))?;
+    let raw: RawPolicy = serde_saphyr::from_str(text).map_err(|e| yaml_error(&e, text, origin))?;
     let mut v = Validator {
         origin,
         problems: Vec::new(),
@@ -36,21 +36,54 @@ pub(super) fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
 
 /// Turns a YAML/serde error into a located problem. The library appends
 /// " at line L, column C" to its message; the location goes in front instead.
-fn yaml_error(e: &serde_saphyr::Error, origin: &str) -> PolicyError {
+///
+/// Reading stops at the first such error (serde-saphyr reports one per parse: a YAML
+/// syntax error leaves nothing to read on, and serde gives up at the first unknown key,
+/// wrong type or duplicate key), so it is one problem; the checks of `Validator` below,
+/// which run on a file that parsed, report all theirs at once.
+fn yaml_error(e: &serde_saphyr::Error, text: &str, origin: &str) -> PolicyError {
     let mut options = serde_saphyr::RenderOptions::default();
     options.snippets = serde_saphyr::SnippetMode::Off;
     let rendered = e.render_with_options(options);
-    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-    let message = match rendered.rfind(" at line ") {
+    let (mut line, mut column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let mut message = match rendered.rfind(" at line ") {
         Some(i) if line > 0 => rendered[..i].to_string(),
         _ => rendered,
     };
+    if let serde_saphyr::Error::DuplicateMappingKey { key, .. } = e.without_snippet() {
+        // The library's own text ends in a hint about its Options, meant for programmers.
+        let key = key.as_deref().map_or(String::new(), |k| format!(" `{k}`"));
+        message = format!(
+            "duplicate key{key}: a key may appear once in a mapping; remove or merge the repeated one"
+        );
+    } else if message.starts_with("tab") || message.contains(" tab") {
+        // The scanner can report a tab at the end of the line before it (a tab that
+        // starts a line ends the plain scalar on the previous one): point at the tab.
+        if let Some((tab_line, tab_column)) = first_tab_from_line(text, line) {
+            (line, column) = (tab_line, tab_column);
+        }
+        message = format!(
+            "a tab character: YAML indents with spaces only; replace it with spaces ({message})"
+        );
+    }
     PolicyError::Invalid(vec![Problem {
         origin: origin.to_string(),
         line,
         column,
         message,
     }])
+}
+
+/// Line and column (both from 1) of the first tab at or after the start of `line`.
+fn first_tab_from_line(text: &str, line: u64) -> Option<(u64, u64)> {
+    let first = usize::try_from(line.max(1) - 1).ok()?;
+    text.split('\n')
+        .enumerate()
+        .skip(first)
+        .find_map(|(index, content)| {
+            let column = content.chars().position(|c| c == '\t')?;
+            Some((index as u64 + 1, column as u64 + 1))
+        })
 }
 
 struct Validator<'a> {

@@ -108,6 +108,7 @@ pub async fn watch<F>(
                 }
                 Err(error) => {
                     counters.failure.inc();
+                    let error = one_line(&error.to_string());
                     tracing::warn!(what, files, %error, "refused a changed file; the last good one stays in force");
                 }
             },
@@ -117,6 +118,17 @@ pub async fn watch<F>(
             }
         }
     }
+}
+
+/// A refusal as one log line: a policy with several problems lists one per line, and a
+/// line break would split the text log's one line per event (and its grep).
+fn one_line(error: &str) -> String {
+    let lines: Vec<&str> = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join("; ")
 }
 
 fn read_all(paths: &[PathBuf]) -> io::Result<Vec<Vec<u8>>> {
@@ -142,6 +154,23 @@ fn digest(contents: &[Vec<u8>]) -> Digest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_refused_policy_with_several_problems_is_logged_on_one_line() {
+        let text = "defaultClass: nope\nclasses:\n  a:\n    gpu: { count: 0 }\n";
+        let error = crate::policy::Policy::parse(text, "policy.yaml").expect_err("invalid");
+        let logged = one_line(&error.to_string());
+        assert!(!logged.contains('\n'), "{logged}");
+        assert!(
+            logged.contains("policy.yaml:1:15: defaultClass"),
+            "{logged}"
+        );
+        assert!(
+            logged.contains("policy.yaml:4:19: classes.a.gpu.count"),
+            "{logged}"
+        );
+        assert!(logged.contains("; policy.yaml:"), "{logged}");
+    }
 
     #[tokio::test]
     async fn only_changed_content_is_reported_and_unreadable_files_once() {
