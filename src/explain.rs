@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::admission::Review;
 use crate::mutate::{Change, Decision, OverrideRecord};
-use crate::policy::{DockerMode, Limit, Policy, ResourceName, Role, RunnerClass, SocketMount};
+use crate::policy::{ContainerList, DockerMode, Limit, Policy, ResourceName, Role, RunnerClass, SocketMount};
 use crate::quantity::Quantity;
 
 /// Explains one decision. `pod` is the request's object, to name containers.
@@ -145,15 +145,16 @@ fn kept(
         overrides.iter().any(|o| o.kind.as_str() == name)
     };
     let mut lines = Vec::new();
-    for list in ["initContainers", "containers"] {
+    for (list, kind) in [
+        ("initContainers", ContainerList::InitContainers),
+        ("containers", ContainerList::Containers),
+    ] {
         let containers = pod
             .pointer(&format!("/spec/{list}"))
             .and_then(Value::as_array);
         for (index, container) in containers.into_iter().flatten().enumerate() {
             let name = container.get("name").and_then(Value::as_str).unwrap_or("");
-            let Some(role) = Role::of_container(name) else {
-                continue;
-            };
+            let role = Role::of(kind, name);
             let wanted = class.resources(role);
             let requests = wanted.requests.iter().map(|(r, q)| ("requests", *r, *q));
             let limits = wanted.limits.iter().filter_map(|(r, l)| match l {
