@@ -1,8 +1,8 @@
 //! Requests and limits for every container of a job pod: fill in the role's class values
 //! where a container has none, lower what is above the class ceiling (or the pod-level
 //! limit), apply the job's overrides to `build`, keep request ≤ limit, and hold GPUs to
-//! the class (`gpus.rs`). Pod-level `spec.resources` is planned first (`pod_level.rs`): where it is
-//! set, it is the budget the containers must fit.
+//! the class (`gpus.rs`). Pod-level `spec.resources` is planned first (`pod_level.rs`):
+//! where it is set, it is the budget the containers must fit.
 
 use serde_json::{Map, Value};
 
