@@ -7,6 +7,7 @@
 
 mod class;
 mod docker;
+mod gpus;
 mod nvidia;
 mod overrides;
 mod patch;
