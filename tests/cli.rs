@@ -537,3 +537,49 @@ fn explain_names_each_value_the_pod_set_and_only_max_lowers_it() {
     );
     assert!(!text.contains("kept 4Gi"), "{text}");
 }
+
+#[test]
+fn explain_names_the_match_block_and_the_runner_token_that_chose_the_class() {
+    let mut pod: Value =
+        serde_json::from_str(&fixture_text("gitlab-runner-16.5-job-pod.json")).expect("JSON");
+    pod["metadata"]["name"] = "runner-todo0002-project-1-concurrent-0-abcdefgh".into();
+    pod["metadata"]["labels"]["pod"] = "runner-todo0002-project-1-concurrent-0".into();
+    let policy =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/policies/ska-techops.yaml");
+    let out = run(
+        &[
+            "mutate",
+            "--explain",
+            "--policy",
+            policy.to_str().expect("utf-8"),
+            "-",
+        ],
+        Some(&pod.to_string()),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("class:     k8srunner-large (match[0] (block 1 of 3): runner token todo0002 (pod name \"runner-todo0002-project-1-concurrent-0-abcdefgh\", label pod agrees))"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_policy_refuses_a_shared_socket_directory_and_suggests_file_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(
+        &path,
+        "defaultClass: a\ndocker: { socketPath: /var/run/docker-for-gitlab.sock }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+    )
+    .expect("write");
+    let out = run(&["check-policy", path.to_str().expect("utf-8")], None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{}:2:", path.display()))
+            && err.contains("\"/var/run/docker-for-gitlab.sock\" is in /var/run, a directory other programs share")
+            && err.contains("Add `mount: file`"),
+        "{err}"
+    );
+}

@@ -361,3 +361,30 @@ async fn a_second_serve_that_cannot_start_leaves_the_running_ones_certificate_al
         serde_json::from_str(include_str!("fixtures/job-pod-review.json")).expect("fixture");
     conn.review(&review).await;
 }
+
+#[test]
+fn serve_refuses_to_start_on_a_policy_that_mounts_a_shared_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        "defaultClass: a\ndocker: { socketPath: /run/docker.sock }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+    )
+    .expect("write");
+    let (code, stderr) = failed_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--policy",
+            policy.to_str().expect("utf-8"),
+        ],
+        &dir.path().join("certs"),
+    );
+    assert!(code.is_some_and(|c| c != 0), "exit {code:?}");
+    assert!(
+        stderr.contains("\"/run/docker.sock\" is in /run, a directory other programs share"),
+        "{stderr}"
+    );
+}

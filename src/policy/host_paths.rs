@@ -382,6 +382,11 @@ mod tests {
             error.contains("is not the path of a socket file"),
             "{error}"
         );
+        let error = policy("{ mode: tcp, mount: file }").expect_err("mount without socket");
+        assert!(
+            error.contains("docker.mount: applies to mode: socket only"),
+            "{error}"
+        );
         let error = policy("{ mount: socket }").expect_err("unknown mount");
         assert!(
             error.contains("unknown variant `socket`, expected one of directory, file"),

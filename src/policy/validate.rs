@@ -285,6 +285,11 @@ impl Validator<'_> {
             }
             Some(RawDockerMode::Off) => DockerMode::Off,
         };
+        if let Some(m) = &raw.mount
+            && !matches!(mode, DockerMode::Socket { .. })
+        {
+            self.problem(m, "docker.mount: applies to mode: socket only; remove it");
+        }
         Docker { mode, containers }
     }
 
