@@ -5,7 +5,7 @@
 #
 # What it checks:
 #  1. Every kustomization renders with `kubectl kustomize`: base, each overlay,
-#     node-docker, and base and both certificate overlays combined with each component.
+#     node-docker, doctor, and base and both certificate overlays combined with each component.
 #     The self-managed overlay renders from a temporary copy of manifests/ holding
 #     throwaway openssl certificates (its real certs/ directory is git-ignored).
 #  2. Every rendered core object validates in strict mode (unknown fields are errors)

@@ -19,7 +19,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::admission::{Outcome, Summary};
-use crate::mutate::{OverrideKind, OverrideResult};
+use crate::mutate::{OverrideKind, OverrideResult, RefusedChange};
 use crate::policy::Policy;
 pub use histogram::LatencyHistogram;
 
@@ -52,6 +52,12 @@ struct OverrideLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    change: &'static str,
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -65,6 +71,8 @@ pub struct Metrics {
     durations: [LatencyHistogram; Outcome::ALL.len()],
     /// `overrides_total`, indexed by [`OverrideKind`] then [`OverrideResult`].
     overrides: [[Counter; OVERRIDE_RESULTS.len()]; OverrideKind::ALL.len()],
+    /// `refused_changes_total`, indexed by [`RefusedChange`].
+    refused: [Counter; RefusedChange::ALL.len()],
     pub policy_reloads: ReloadCounters,
     pub certificate_reloads: ReloadCounters,
     /// Reviews being handled right now.
@@ -119,6 +127,12 @@ impl Metrics {
             "Override annotations seen, by annotation and result",
             overrides.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "refused_changes",
+            "Policy changes the API server would refuse (Pod Security, missing RuntimeClass), by change and what the webhook did instead",
+            refused.clone(),
+        );
         let policy_reloads = ReloadCounters::register(
             registry,
             "policy_reloads",
@@ -147,6 +161,12 @@ impl Metrics {
                         r#override: kind.as_str(),
                         result: result.as_str(),
                     })
+                })
+            }),
+            refused: RefusedChange::ALL.map(|change| {
+                refused.get_or_create_owned(&RefusedLabels {
+                    change: change.as_str(),
+                    action: change.action(),
                 })
             }),
             requests,
@@ -224,6 +244,9 @@ impl Metrics {
         for (kind, result) in &summary.overrides {
             self.overrides[*kind as usize][*result as usize].inc();
         }
+        for change in &summary.refused {
+            self.refused[*change as usize].inc();
+        }
     }
 
     /// Records one unreadable request (HTTP 4xx).
@@ -299,6 +322,9 @@ mod tests {
         for (i, result) in OVERRIDE_RESULTS.iter().enumerate() {
             assert_eq!(*result as usize, i);
         }
+        for (i, change) in RefusedChange::ALL.iter().enumerate() {
+            assert_eq!(*change as usize, i);
+        }
     }
 
     #[test]
@@ -312,6 +338,8 @@ mod tests {
             r#"ci_pod_webhook_requests_total{class="k8srunner",outcome="mutated"} 0"#,
             r#"ci_pod_webhook_overrides_total{override="cpu-limit",result="clamped"} 0"#,
             r#"ci_pod_webhook_policy_reloads_total{result="failure"} 0"#,
+            r#"ci_pod_webhook_refused_changes_total{change="docker-socket",action="skipped"} 0"#,
+            r#"ci_pod_webhook_refused_changes_total{change="runtime-class",action="denied"} 0"#,
             r#"ci_pod_webhook_certificate_reloads_total{result="success"} 0"#,
             r#"ci_pod_webhook_build_info{version=""#,
             r#"ci_pod_webhook_request_duration_seconds_bucket{le="0.00005",outcome="denied"} 0"#,
