@@ -1,4 +1,5 @@
-//! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`.
+//! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`,
+//! `doctor`.
 //!
 //! Arguments are parsed once into typed values by clap; each command then runs and
 //! returns an exit code. Errors travel up as `anyhow` chains and `main` prints them.
@@ -45,6 +46,8 @@ pub enum Command {
     DefaultPolicy,
     /// Make a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
+    /// Check, read-only, that the cluster is ready and the install healthy.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +102,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs(args) => run_certs(&args, &mut stdout.lock()),
+        Command::Doctor(args) => crate::doctor::run(&args, &mut stdout.lock()),
     }
 }
 

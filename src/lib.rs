@@ -11,11 +11,13 @@
 //! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
 //! - [`metrics`]: the Prometheus metrics value;
 //! - [`certs`]: development and self-managed certificates;
+//! - [`doctor`]: read-only checks of a cluster and an install;
 //! - [`cli`]: the command line.
 
 pub mod admission;
 pub mod certs;
 pub mod cli;
+pub mod doctor;
 pub mod explain;
 pub mod metrics;
 pub mod mutate;
