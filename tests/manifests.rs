@@ -1,7 +1,8 @@
 //! The manifests agree with the binary and the policy: the webhook's namespaceSelector
 //! uses the policy's opt-in label, Service and container ports match what `serve`
 //! listens on, the probe paths exist on the admin server, the ConfigMap holds the
-//! embedded policy, and the node Docker daemon puts its socket where the policy looks.
+//! embedded policy, the node Docker daemon puts its socket where the policy looks, and
+//! the doctor's ClusterRole grants exactly the reads it makes.
 //! (`scripts/validate-manifests.sh` renders and schema-checks them; this ties them to
 //! the code.)
 
@@ -265,5 +266,69 @@ fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
         tolerations
             .iter()
             .any(|t| t["key"] == "nvidia.com/gpu" && t["operator"] == "Exists")
+    );
+}
+
+#[test]
+fn the_doctor_cluster_role_reads_exactly_the_objects_the_doctor_fetches() {
+    use ci_pod_webhook::doctor::Names;
+    let names = Names::default();
+    let role = object("doctor/clusterrole.yaml", "ClusterRole");
+    let rules = role["rules"].as_array().expect("rules");
+    let allows = |group: &str, resource: &str, verb: &str, name: Option<&str>| {
+        rules.iter().any(|r| {
+            let has = |key: &str, want: &str| {
+                r[key]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|v| v == want))
+            };
+            has("apiGroups", group)
+                && has("resources", resource)
+                && has("verbs", verb)
+                && match name {
+                    None => r.get("resourceNames").is_none(),
+                    Some(n) => r.get("resourceNames").is_none() || has("resourceNames", n),
+                }
+        })
+    };
+    for rule in rules {
+        for verb in rule["verbs"].as_array().expect("verbs") {
+            assert!(verb == "get" || verb == "list", "read-only: {rule}");
+        }
+    }
+    assert!(allows("", "nodes", "list", None));
+    assert!(allows("", "namespaces", "list", None));
+    assert!(allows("node.k8s.io", "runtimeclasses", "list", None));
+    for (group, resource, name) in [
+        (
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            &names.webhook_configuration,
+        ),
+        ("", "configmaps", &names.policy_config_map),
+        ("", "secrets", &names.tls_secret),
+        ("apps", "deployments", &names.deployment),
+        ("apps", "daemonsets", &names.docker_daemon_set),
+    ] {
+        assert!(
+            allows(group, resource, "get", Some(name)),
+            "get {resource}/{name}"
+        );
+    }
+    // The same names as the manifests the doctor checks.
+    assert_eq!(
+        object("base/deployment.yaml", "Deployment")["metadata"]["name"],
+        json!(names.deployment)
+    );
+    assert_eq!(
+        object("node-docker/daemonset.yaml", "DaemonSet")["metadata"]["name"],
+        json!(names.docker_daemon_set)
+    );
+    assert_eq!(
+        object(
+            "base/mutatingwebhookconfiguration.yaml",
+            "MutatingWebhookConfiguration"
+        )["metadata"]["name"],
+        json!(names.webhook_configuration)
     );
 }
