@@ -5,7 +5,7 @@
 #
 # What it checks:
 #  1. Every kustomization renders with `kubectl kustomize`: base, each overlay,
-#     node-docker, and base and both certificate overlays combined with each component.
+#     node-docker, doctor, and base and both certificate overlays combined with each component.
 #     The self-managed overlay renders from a temporary copy of manifests/ holding
 #     throwaway openssl certificates (its real certs/ directory is git-ignored).
 #  2. Every rendered core object validates in strict mode (unknown fields are errors)
@@ -143,6 +143,7 @@ targets=(
   "overlays/self-managed|overlays/self-managed|1.30 latest"
   "overlays/monitoring|overlays/monitoring|1.26 1.30 latest"
   "node-docker|node-docker|1.26 1.30 latest"
+  "doctor|doctor|1.26 1.30 latest"
 )
 for resource in base overlays/cert-manager overlays/self-managed; do
   short=${resource##*/}
@@ -462,8 +463,10 @@ def check_deployment(where, objs):
     role = one(objs, "ClusterRole", "ci-pod-webhook", where)
     if role:
         check(role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
-                                 "verbs": ["get", "list", "watch"]}], where,
-              "ClusterRole grants namespaces get/list/watch and nothing more")
+                                 "verbs": ["get", "list", "watch"]},
+                                {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"],
+                                 "verbs": ["list", "watch"]}], where,
+              "ClusterRole grants namespaces get/list/watch, runtimeclasses list/watch, nothing more")
 
 
 def check_tls_source(where, objs, name, mwc):
@@ -699,6 +702,19 @@ def check_node_docker(where, objs):
           "tolerates the GPU taint with operator Exists and no effect")
 
 
+def check_doctor(where, objs):
+    check([o["kind"] for o in objs] == ["ClusterRole"], where, "the doctor ships one ClusterRole and nothing else")
+    role = one(objs, "ClusterRole", "ci-pod-webhook-doctor", where)
+    if not role:
+        return
+    for rule in role["rules"]:
+        check(set(rule["verbs"]) <= {"get", "list"}, where, f"read-only verbs, got {rule['verbs']}")
+        check("*" not in rule["resources"] and "*" not in rule["apiGroups"], where, "no wildcards")
+        if "secrets" in rule["resources"]:
+            check(rule.get("resourceNames") == ["ci-pod-webhook-tls"], where,
+                  "secrets only by name: ci-pod-webhook-tls")
+
+
 total_objects = 0
 for line in open(plan_file):
     name, path, versions = line.rstrip("\n").split("\t")
@@ -723,6 +739,8 @@ for line in open(plan_file):
         if "network-policy" in name:
             check("NetworkPolicy" in kinds, name, "NetworkPolicy expected")
             check_network_policy(name, objs, filled="filled in" in name)
+        if name == "doctor":
+            check_doctor(name, objs)
     except (KeyError, ValueError, TypeError, IndexError) as e:
         # A manifest shaped unlike the checks expect (a missing field, two containers
         # where one was expected): report it like any other failure.

@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::mutate::view::Object;
 use crate::mutate::{
-    self, AdmissionRequest, Decision, NamespaceFacts, ObjectError, OverrideKind, OverrideRecord,
-    OverrideResult, SkipReason,
+    self, AdmissionRequest, Decision, Facts, ObjectError, OverrideKind, OverrideRecord,
+    OverrideResult, RefusedChange, SkipReason,
 };
 use crate::policy::Policy;
 
@@ -197,6 +197,8 @@ pub struct Summary {
     pub skip_reason: Option<SkipReason>,
     pub patch_operations: usize,
     pub overrides: Vec<(OverrideKind, OverrideResult)>,
+    /// Changes left out or denied because the API server would refuse them.
+    pub refused: Vec<RefusedChange>,
 }
 
 /// The encoded AdmissionReview response and its summary.
@@ -207,12 +209,12 @@ pub struct Answer {
 }
 
 /// Decides and encodes the response to a readable review.
-pub fn answer(
+pub fn answer<'f>(
     policy: &Policy,
-    namespace: NamespaceFacts<'_>,
+    facts: impl Into<Facts<'f>>,
     review: &Review<'_>,
 ) -> Result<Answer, AdmissionError> {
-    let decision = mutate::decide(policy, namespace, &review.request)?;
+    let decision = mutate::decide(policy, facts, &review.request)?;
     Ok(encode(policy, review, &decision))
 }
 
@@ -228,6 +230,7 @@ pub fn encode(policy: &Policy, review: &Review<'_>, decision: &Decision<'_>) -> 
         skip_reason: None,
         patch_operations: 0,
         overrides: Vec::new(),
+        refused: Vec::new(),
     };
     let mut response = ResponseOut {
         uid: &request.uid,
@@ -245,8 +248,10 @@ pub fn encode(policy: &Policy, review: &Review<'_>, decision: &Decision<'_>) -> 
             pod,
             message,
             overrides,
+            refused,
         } => {
             summary.outcome = Outcome::Denied;
+            summary.refused.extend(*refused);
             summary.class = Some(chosen.class.name.clone());
             summary.pod.clone_from(pod);
             summary.overrides = override_results(overrides);
@@ -265,6 +270,7 @@ pub fn encode(policy: &Policy, review: &Review<'_>, decision: &Decision<'_>) -> 
             summary.class = Some(m.chosen.class.name.clone());
             summary.pod.clone_from(&m.pod);
             summary.overrides = override_results(&m.overrides);
+            summary.refused.clone_from(&m.refused);
             summary.patch_operations = m.patch.len();
             summary.outcome = if m.patch.is_empty() {
                 Outcome::Unchanged

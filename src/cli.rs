@@ -1,5 +1,5 @@
-//! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`.
-//! (`mutate`, with its input forms, is in `cli/mutate.rs`.)
+//! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`,
+//! `doctor`. (`mutate`, with its input forms, is in `cli/mutate.rs`.)
 //!
 //! Arguments are parsed once into typed values by clap; each command then runs and
 //! returns an exit code. Errors travel up as `anyhow` chains and `main` prints them.
@@ -42,6 +42,8 @@ pub enum Command {
     DefaultPolicy,
     /// Make a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
+    /// Check, read-only, that the cluster is ready and the install healthy.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +103,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs(args) => run_certs(&args, &mut stdout.lock()),
+        Command::Doctor(args) => crate::doctor::run(&args, &mut stdout.lock()),
     }
 }
 

@@ -11,7 +11,9 @@ use serde_json::Value;
 
 use crate::admission::Review;
 use crate::mutate::{Change, Decision, OverrideRecord};
-use crate::policy::{ContainerList, DockerMode, Limit, Policy, ResourceName, Role, RunnerClass, SocketMount};
+use crate::policy::{
+    ContainerList, DockerMode, Limit, Policy, ResourceName, Role, RunnerClass, SocketMount,
+};
 use crate::quantity::Quantity;
 
 /// Explains one decision. `pod` is the request's object, to name containers.

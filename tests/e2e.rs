@@ -7,6 +7,8 @@
 //! `KUBEBUILDER_ASSETS=DIR cargo test --test e2e --test e2e_http1 --test e2e_webhook_down -- --ignored`
 //! (docs/e2e.md; `.ci/run` does it on every run).
 
+#[path = "e2e/admissible.rs"]
+mod admissible;
 #[path = "e2e/admission.rs"]
 mod admission;
 #[path = "e2e/expect.rs"]

@@ -344,3 +344,67 @@ fn the_network_policy_admits_the_webhook_port_only_from_an_ip_block_an_admin_mus
     );
     assert_eq!(rules.len(), 2, "nothing else is admitted");
 }
+
+#[test]
+fn the_doctor_cluster_role_reads_exactly_the_objects_the_doctor_fetches() {
+    use ci_pod_webhook::doctor::Names;
+    let names = Names::default();
+    let role = object("doctor/clusterrole.yaml", "ClusterRole");
+    let rules = role["rules"].as_array().expect("rules");
+    let allows = |group: &str, resource: &str, verb: &str, name: Option<&str>| {
+        rules.iter().any(|r| {
+            let has = |key: &str, want: &str| {
+                r[key]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|v| v == want))
+            };
+            has("apiGroups", group)
+                && has("resources", resource)
+                && has("verbs", verb)
+                && match name {
+                    None => r.get("resourceNames").is_none(),
+                    Some(n) => r.get("resourceNames").is_none() || has("resourceNames", n),
+                }
+        })
+    };
+    for rule in rules {
+        for verb in rule["verbs"].as_array().expect("verbs") {
+            assert!(verb == "get" || verb == "list", "read-only: {rule}");
+        }
+    }
+    assert!(allows("", "nodes", "list", None));
+    assert!(allows("", "namespaces", "list", None));
+    assert!(allows("node.k8s.io", "runtimeclasses", "list", None));
+    for (group, resource, name) in [
+        (
+            "admissionregistration.k8s.io",
+            "mutatingwebhookconfigurations",
+            &names.webhook_configuration,
+        ),
+        ("", "configmaps", &names.policy_config_map),
+        ("", "secrets", &names.tls_secret),
+        ("apps", "deployments", &names.deployment),
+        ("apps", "daemonsets", &names.docker_daemon_set),
+    ] {
+        assert!(
+            allows(group, resource, "get", Some(name)),
+            "get {resource}/{name}"
+        );
+    }
+    // The same names as the manifests the doctor checks.
+    assert_eq!(
+        object("base/deployment.yaml", "Deployment")["metadata"]["name"],
+        json!(names.deployment)
+    );
+    assert_eq!(
+        object("node-docker/daemonset.yaml", "DaemonSet")["metadata"]["name"],
+        json!(names.docker_daemon_set)
+    );
+    assert_eq!(
+        object(
+            "base/mutatingwebhookconfiguration.yaml",
+            "MutatingWebhookConfiguration"
+        )["metadata"]["name"],
+        json!(names.webhook_configuration)
+    );
+}

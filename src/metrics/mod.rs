@@ -20,7 +20,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::admission::{Outcome, Summary};
-use crate::mutate::{OverrideKind, OverrideResult};
+use crate::mutate::{OverrideKind, OverrideResult, RefusedChange};
 use crate::policy::Policy;
 use crate::server::peers::Refused;
 pub use histogram::LatencyHistogram;
@@ -59,6 +59,12 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    change: &'static str,
+    action: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
 }
@@ -72,6 +78,8 @@ pub struct Metrics {
     durations: [LatencyHistogram; Outcome::ALL.len()],
     /// `overrides_total`, indexed by [`OverrideKind`] then [`OverrideResult`].
     overrides: [[Counter; OVERRIDE_RESULTS.len()]; OverrideKind::ALL.len()],
+    /// `refused_changes_total`, indexed by [`RefusedChange`].
+    refused_changes: [Counter; RefusedChange::ALL.len()],
     pub policy_reloads: ReloadCounters,
     pub certificate_reloads: ReloadCounters,
     /// Reviews being handled right now.
@@ -128,6 +136,12 @@ impl Metrics {
             "Override annotations seen, by annotation and result",
             overrides.clone(),
         );
+        let refused_changes = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "refused_changes",
+            "Policy changes the API server would refuse (Pod Security, missing RuntimeClass), by change and what the webhook did instead",
+            refused_changes.clone(),
+        );
         let policy_reloads = ReloadCounters::register(
             registry,
             "policy_reloads",
@@ -164,6 +178,12 @@ impl Metrics {
                         r#override: kind.as_str(),
                         result: result.as_str(),
                     })
+                })
+            }),
+            refused_changes: RefusedChange::ALL.map(|change| {
+                refused_changes.get_or_create_owned(&RefusedLabels {
+                    change: change.as_str(),
+                    action: change.action(),
                 })
             }),
             requests,
@@ -245,6 +265,9 @@ impl Metrics {
         self.durations[summary.outcome as usize].observe(elapsed);
         for (kind, result) in &summary.overrides {
             self.overrides[*kind as usize][*result as usize].inc();
+        }
+        for change in &summary.refused {
+            self.refused_changes[*change as usize].inc();
         }
     }
 
@@ -329,6 +352,9 @@ mod tests {
         for (i, reason) in Refused::ALL.iter().enumerate() {
             assert_eq!(*reason as usize, i);
         }
+        for (i, change) in RefusedChange::ALL.iter().enumerate() {
+            assert_eq!(*change as usize, i);
+        }
     }
 
     #[test]
@@ -342,6 +368,8 @@ mod tests {
             r#"ci_pod_webhook_requests_total{class="k8srunner",outcome="mutated"} 0"#,
             r#"ci_pod_webhook_overrides_total{override="cpu-limit",result="clamped"} 0"#,
             r#"ci_pod_webhook_policy_reloads_total{result="failure"} 0"#,
+            r#"ci_pod_webhook_refused_changes_total{change="docker-socket",action="skipped"} 0"#,
+            r#"ci_pod_webhook_refused_changes_total{change="runtime-class",action="denied"} 0"#,
             r#"ci_pod_webhook_certificate_reloads_total{result="success"} 0"#,
             r#"ci_pod_webhook_build_info{version=""#,
             r#"ci_pod_webhook_connections_refused_total{reason="address_handshakes"} 0"#,

@@ -3,8 +3,10 @@
 //!
 //! Order of work (docs/behaviour.md): skip what is not ours, choose the runner class
 //! from trusted facts, read the job author's override annotations, then compute the
-//! changes as targeted patch operations.
+//! changes as targeted patch operations, leaving out (or denying) any the API server
+//! would refuse (see [`admissible`]).
 
+pub mod admissible;
 mod class;
 mod docker;
 mod gpus;
@@ -20,6 +22,7 @@ use std::collections::BTreeMap;
 
 use crate::policy::{OPT_IN_VALUE, Policy, RunnerClass};
 
+pub use admissible::RuntimeClassFacts;
 pub use class::ClassReason;
 pub use overrides::{OverrideKind, OverrideRecord, OverrideResult};
 pub use patch::{Change, Patch};
@@ -51,6 +54,54 @@ impl NamespaceFacts<'_> {
         match self {
             NamespaceFacts::TrustSelector => None,
             NamespaceFacts::Labels(labels) => labels.get(key).map(String::as_str),
+        }
+    }
+}
+
+/// Everything the core knows about the cluster around one request. A bare
+/// [`NamespaceFacts`] converts into it with the RuntimeClasses unknown.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub namespace: NamespaceFacts<'a>,
+    pub runtime_classes: RuntimeClassFacts<'a>,
+}
+
+impl<'a> From<NamespaceFacts<'a>> for Facts<'a> {
+    fn from(namespace: NamespaceFacts<'a>) -> Self {
+        Facts {
+            namespace,
+            runtime_classes: RuntimeClassFacts::Unknown,
+        }
+    }
+}
+
+/// A change the policy asks for that the API server would refuse, and what the webhook
+/// did instead (see [`admissible`]). Counted in the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusedChange {
+    /// Socket mode's hostPath volume in a namespace whose Pod Security level refuses
+    /// it: the Docker change was skipped.
+    DockerSocket,
+    /// A GPU class's RuntimeClass that does not exist: the pod was denied.
+    RuntimeClass,
+}
+
+impl RefusedChange {
+    pub const ALL: [RefusedChange; 2] = [RefusedChange::DockerSocket, RefusedChange::RuntimeClass];
+
+    /// The `change` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedChange::DockerSocket => "docker-socket",
+            RefusedChange::RuntimeClass => "runtime-class",
+        }
+    }
+
+    /// The `action` metric label: what the webhook did instead.
+    pub fn action(self) -> &'static str {
+        match self {
+            RefusedChange::DockerSocket => "skipped",
+            RefusedChange::RuntimeClass => "denied",
         }
     }
 }
@@ -92,6 +143,8 @@ pub enum Decision<'p> {
         pod: String,
         message: String,
         overrides: Vec<OverrideRecord>,
+        /// Set when the denial is for a change the API server would refuse.
+        refused: Option<RefusedChange>,
     },
     /// Allowed, with the changes (possibly none).
     Allow(Mutation<'p>),
@@ -105,6 +158,8 @@ pub struct Mutation<'p> {
     pub patch: Patch,
     pub warnings: Vec<String>,
     pub overrides: Vec<OverrideRecord>,
+    /// Changes left out because the API server would refuse them.
+    pub refused: Vec<RefusedChange>,
 }
 
 /// A request the core cannot read: answered with HTTP 400, not with a decision.
@@ -131,11 +186,12 @@ pub(crate) fn is_pod_create(
 }
 
 /// Decides what to do with one AdmissionRequest.
-pub fn decide<'p>(
+pub fn decide<'p, 'f>(
     policy: &'p Policy,
-    namespace: NamespaceFacts<'_>,
+    facts: impl Into<Facts<'f>>,
     request: &AdmissionRequest<'_>,
 ) -> Result<Decision<'p>, ObjectError> {
+    let facts = facts.into();
     if !is_pod_create(
         &request.kind,
         &request.operation,
@@ -143,16 +199,16 @@ pub fn decide<'p>(
     ) {
         return Ok(Decision::Skip(SkipReason::NotPodCreate));
     }
-    if !opted_in(policy, namespace) {
+    if !opted_in(policy, facts.namespace) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
     }
     if let Some(pod) = &request.pod {
-        return decide_pod(policy, namespace, request, pod);
+        return decide_pod(policy, facts, request, pod);
     }
     let raw = request.object.ok_or(ObjectError::Missing)?;
     let view::Object(pod) = serde_json::from_str::<view::Object<Pod<'_>>>(raw.get())
         .map_err(|e| ObjectError::Invalid(e.to_string()))?;
-    decide_pod(policy, namespace, request, &pod)
+    decide_pod(policy, facts, request, &pod)
 }
 
 /// Whether the policy applies in the namespace at all (its opt-in label).
@@ -166,10 +222,11 @@ pub fn opted_in(policy: &Policy, namespace: NamespaceFacts<'_>) -> bool {
 /// The decision for a pod CREATE in an opted-in namespace.
 pub fn decide_pod<'p>(
     policy: &'p Policy,
-    namespace: NamespaceFacts<'_>,
+    facts: Facts<'_>,
     request: &AdmissionRequest<'_>,
     pod: &Pod<'_>,
 ) -> Result<Decision<'p>, ObjectError> {
+    let namespace = facts.namespace;
     let annotations = pod.meta().annotations.as_ref();
     if annotations.is_some_and(|a| a.get(MIRROR_POD_ANNOTATION).is_some()) {
         return Ok(Decision::Skip(SkipReason::MirrorPod));
@@ -189,6 +246,16 @@ pub fn decide_pod<'p>(
                 "the pod has {containers} containers and init containers; ci-pod-webhook applies its policy to at most {MAX_CONTAINERS} (a GitLab job pod has build, helper and one container per service)"
             ),
             overrides: Vec::new(),
+            refused: None,
+        });
+    }
+    if let Some(name) = admissible::missing_runtime_class(chosen.class, facts.runtime_classes) {
+        return Ok(Decision::Deny {
+            pod: pod_name(pod),
+            message: admissible::missing_runtime_class_message(chosen.class, name),
+            chosen,
+            overrides: Vec::new(),
+            refused: Some(RefusedChange::RuntimeClass),
         });
     }
     let overrides = match overrides::read(policy, chosen.class, pod) {
@@ -199,6 +266,7 @@ pub fn decide_pod<'p>(
                 pod: pod_name(pod),
                 message: denied.message,
                 overrides: denied.records,
+                refused: None,
             });
         }
     };
@@ -219,11 +287,20 @@ pub fn decide_pod<'p>(
             pod: pod_name(pod),
             message,
             overrides: overrides.records,
+            refused: None,
         });
     }
     scheduling::apply(chosen.class, pod, &mut patch, &mut warnings);
+    let mut refused = Vec::new();
     if !overrides.docker_disabled {
-        docker::apply(policy, pod, &mut patch, &mut warnings);
+        admissible::docker(
+            policy,
+            namespace,
+            pod,
+            &mut patch,
+            &mut warnings,
+            &mut refused,
+        );
     }
     nvidia::apply(pod, &mut patch, &mut warnings);
     Ok(Decision::Allow(Mutation {
@@ -232,6 +309,7 @@ pub fn decide_pod<'p>(
         patch,
         warnings,
         overrides: overrides.records,
+        refused,
     }))
 }
 

@@ -16,6 +16,7 @@ use super::namespaces::Namespaces;
 use super::{Listeners, Server, signal};
 use crate::certs;
 use crate::namespaces::NamespaceSource;
+use crate::runtime_classes::RuntimeClasses;
 
 /// Exit code after a second signal cut the drain short (128 + SIGINT, as shells do).
 const ABORTED: u8 = 130;
@@ -45,9 +46,11 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let listeners = Listeners::bind(args.listen, args.admin_listen).await?;
         let (tls_cert, tls_key, dev_ca, _cert_dir_lock) = certificate(args)?;
         let source = NamespaceSource::start(args.kube, stop_watch.clone()).await?;
+        let runtime_classes = RuntimeClasses::start(args.kube, &stop_watch).await;
         let _stop_watch = stop_watch.drop_guard();
         let namespaces = Namespaces::Source(source);
-        let settings = args.settings(tls_cert, tls_key, namespaces);
+        let mut settings = args.settings(tls_cert, tls_key, namespaces);
+        settings.runtime_classes = runtime_classes;
         let server = Server::with_listeners(settings, listeners).await?;
         let active = server.policy();
         tracing::info!(

@@ -120,6 +120,7 @@ impl ServeArgs {
             client_ca: self.client_ca.clone(),
             policy: self.policy.clone(),
             namespaces,
+            runtime_classes: crate::runtime_classes::RuntimeClasses::unknown(),
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
                 max_buffered_bytes: self.max_buffered_bytes,

@@ -34,6 +34,8 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{self, Metrics};
 use crate::policy::{Policy, PolicyError};
 use namespaces::Namespaces;
+
+use crate::runtime_classes::RuntimeClasses;
 use reload::Watched;
 use tls::{CertStore, ClientCaStore, TlsError};
 use webhook::Webhook;
@@ -50,6 +52,8 @@ pub struct Settings {
     /// `None`: the embedded default policy.
     pub policy: Option<PathBuf>,
     pub namespaces: Namespaces,
+    /// The cluster's RuntimeClass names (unknown without a cluster).
+    pub runtime_classes: RuntimeClasses,
     pub limits: Limits,
     /// How often the certificate and policy files are checked for changes.
     pub reload_interval: Duration,
@@ -126,6 +130,7 @@ impl Settings {
             client_ca: None,
             policy: None,
             namespaces: Namespaces::default(),
+            runtime_classes: RuntimeClasses::unknown(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
@@ -241,13 +246,16 @@ impl Server {
                 (parse_policy(&text[0], path)?, Some(watched))
             }
         };
-        let webhook = Arc::new(Webhook::new(
-            policy,
-            settings.namespaces.clone(),
-            metrics.clone(),
-            settings.limits.max_body_bytes,
-            settings.limits.max_buffered_bytes,
-        ));
+        let webhook = Arc::new(
+            Webhook::new(
+                policy,
+                settings.namespaces.clone(),
+                metrics.clone(),
+                settings.limits.max_body_bytes,
+                settings.limits.max_buffered_bytes,
+            )
+            .with_runtime_classes(settings.runtime_classes.clone()),
+        );
 
         let Listeners {
             webhook: webhook_listener,

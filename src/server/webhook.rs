@@ -30,6 +30,7 @@ use crate::admission::{self, AdmissionError};
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
 use crate::mutate;
 use crate::policy::Policy;
+use crate::runtime_classes::RuntimeClasses;
 
 pub const MUTATE_PATH: &str = "/mutate";
 
@@ -38,6 +39,7 @@ pub const MUTATE_PATH: &str = "/mutate";
 pub struct Webhook {
     policy: ArcSwap<ActivePolicy>,
     namespaces: Namespaces,
+    runtime_classes: RuntimeClasses,
     metrics: Metrics,
     max_body_bytes: usize,
     budget: BodyBudget,
@@ -72,10 +74,18 @@ impl Webhook {
         Webhook {
             policy: ArcSwap::from_pointee(active),
             namespaces,
+            runtime_classes: RuntimeClasses::unknown(),
             metrics,
             max_body_bytes,
             budget,
         }
+    }
+
+    /// Checks GPU pods against the cluster's RuntimeClasses (unknown by default).
+    #[must_use]
+    pub fn with_runtime_classes(mut self, runtime_classes: RuntimeClasses) -> Self {
+        self.runtime_classes = runtime_classes;
+        self
     }
 
     /// Puts `policy` in force for every review that starts from now on.
@@ -221,7 +231,12 @@ async fn review(
         Some(labels) => labels,
         None => webhook.namespaces.labels(review.namespace()).await,
     };
-    let answer = admission::answer(&active.policy, labels.as_facts(), &review)?;
+    let runtime_classes = webhook.runtime_classes.current();
+    let facts = mutate::Facts {
+        namespace: labels.as_facts(),
+        runtime_classes: RuntimeClasses::facts(runtime_classes.as_ref()),
+    };
+    let answer = admission::answer(&active.policy, facts, &review)?;
     let elapsed = started.elapsed();
     let summary = &answer.summary;
     webhook

@@ -1,0 +1,302 @@
+//! `ci-pod-webhook doctor`: is this cluster ready for the webhook, and is the install
+//! healthy? Read-only, in the spirit of `linkerd check`: one line per check (✔, ‼
+//! warning, ✘ failure with a hint and the fixing command), grouped; exit code 1 on any
+//! failure; `-o json` for scripts.
+//!
+//! The shell ([`run`]) connects like kubectl and fetches every object once
+//! ([`fetch::Snapshot`]); the checks are plain functions over the fetched objects
+//! ([`checks`]), so each is a table test without a cluster. `--pre` runs only what makes
+//! sense before installing: the policy, the nodes of each class, GPUs and RuntimeClasses,
+//! namespaces and their Pod Security levels.
+
+pub mod certificate;
+pub mod fetch;
+pub mod install;
+pub mod namespaces;
+pub mod placement;
+pub mod report;
+pub mod selector;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use time::OffsetDateTime;
+
+pub use fetch::{Names, Snapshot};
+pub use report::{Check, Report, Status};
+
+use crate::policy::Policy;
+
+const POLICY_GROUP: &str = "policy";
+const API_GROUP: &str = "kubernetes API";
+/// Bounds each request, so an unreachable API server fails the run instead of hanging.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Only the checks that make sense before installing (policy, nodes, GPUs,
+    /// RuntimeClasses, namespaces).
+    #[arg(long)]
+    pub pre: bool,
+    /// Check this policy file instead of the one in the cluster's ConfigMap.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The webhook's namespace.
+    #[arg(long, default_value = "ci-pod-webhook", value_name = "NAMESPACE")]
+    pub namespace: String,
+    /// The node Docker daemon's namespace (its DaemonSet is `ci-dind`).
+    #[arg(long, default_value = "ci-dind", value_name = "NAMESPACE")]
+    pub docker_namespace: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+/// What the checks are run with, besides the fetched objects.
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub names: &'a Names,
+    /// `--policy FILE`, read instead of the ConfigMap.
+    pub policy_file: Option<&'a Path>,
+    pub pre: bool,
+    pub now: OffsetDateTime,
+}
+
+/// Runs the doctor and writes its report; exit code 1 if any check failed.
+pub fn run(args: &DoctorArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let names = Names {
+        namespace: args.namespace.clone(),
+        docker_namespace: args.docker_namespace.clone(),
+        ..Names::default()
+    };
+    let report = runtime.block_on(async {
+        let client = connect(args).await?;
+        let mut report = Report::default();
+        match client.apiserver_version().await {
+            Ok(info) => report.checks.push(Check::ok(
+                API_GROUP,
+                format!("can reach the Kubernetes API ({})", info.git_version),
+            )),
+            Err(error) => {
+                report.checks.push(
+                    Check::failure(
+                        API_GROUP,
+                        format!("cannot reach the Kubernetes API: {error}"),
+                    )
+                    .fix("check the kubeconfig and context (kubectl cluster-info)"),
+                );
+                return Ok::<_, anyhow::Error>(report);
+            }
+        }
+        let snapshot = Snapshot::fetch(&client, &names, args.pre).await;
+        let inputs = Inputs {
+            names: &names,
+            policy_file: args.policy.as_deref(),
+            pre: args.pre,
+            now: OffsetDateTime::now_utc(),
+        };
+        report.checks.extend(checks(&inputs, &snapshot).checks);
+        Ok(report)
+    })?;
+    match args.output {
+        Output::Text => out.write_all(report.text().as_bytes())?,
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report.json())?;
+            writeln!(out)?;
+        }
+    }
+    Ok(if report.failed() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A client as kubectl would make it: `--kubeconfig`, else $KUBECONFIG or
+/// ~/.kube/config, else the in-cluster service account; `--context` picks the context.
+async fn connect(args: &DoctorArgs) -> anyhow::Result<kube::Client> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read --kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| format!("cannot use --kubeconfig {}", path.display()))?
+        }
+        (None, Some(context)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("cannot use --context {context}"))?,
+        (None, None) => kube::Config::infer().await.context(
+            "no kubeconfig ($KUBECONFIG, ~/.kube/config) and not inside a cluster: pass --kubeconfig FILE",
+        )?,
+    };
+    config.connect_timeout = Some(REQUEST_TIMEOUT);
+    config.read_timeout = Some(REQUEST_TIMEOUT);
+    kube::Client::try_from(config).context("cannot build a Kubernetes client")
+}
+
+/// The policy the other checks use, and the check that says where it came from.
+fn policy(inputs: &Inputs<'_>, snapshot: &Snapshot) -> (Check, Option<Policy>) {
+    let names = inputs.names;
+    let where_ = format!("ConfigMap {}/{}", names.namespace, names.policy_config_map);
+    let parsed = match (inputs.policy_file, &snapshot.policy_text) {
+        (Some(path), _) => Policy::load(path).map_err(|e| (path.display().to_string(), e)),
+        (None, Ok(Some(text))) => Policy::parse(text, &where_).map_err(|e| (where_.clone(), e)),
+        (None, Ok(None)) if inputs.pre => {
+            let policy = Policy::embedded();
+            let check = Check::ok(
+                POLICY_GROUP,
+                format!(
+                    "no {where_} yet: checking the embedded default policy (hash {}), which manifests/base installs",
+                    policy.hash
+                ),
+            )
+            .hint("pass --policy FILE to check the policy you will install");
+            return (check, Some(policy));
+        }
+        (None, Ok(None)) => {
+            let check = Check::failure(
+                POLICY_GROUP,
+                format!("{where_} (key {}) not found", names.policy_key),
+            )
+            .hint("the webhook cannot start without its policy; the checks below use the embedded default")
+            .fix("kubectl apply -k <your overlay> (docs/deploy.md)");
+            return (check, Some(Policy::embedded()));
+        }
+        (None, Err(error)) => {
+            let check = Check::failure(POLICY_GROUP, format!("cannot read {where_}: {error}"))
+                .hint("the checks below use the embedded default policy")
+                .fix("kubectl apply -k manifests/doctor, and bind its ClusterRole to you (docs/doctor.md), or pass --policy FILE");
+            return (check, Some(Policy::embedded()));
+        }
+    };
+    match parsed {
+        Ok(policy) => {
+            let check = Check::ok(
+                POLICY_GROUP,
+                format!(
+                    "policy {} is valid (hash {}, {} classes, prefix {})",
+                    policy.origin,
+                    policy.hash,
+                    policy.classes.len(),
+                    policy.prefix
+                ),
+            );
+            (check, Some(policy))
+        }
+        Err((origin, error)) => {
+            let problems = error.to_string().replace('\n', "; ");
+            let check = Check::failure(POLICY_GROUP, format!("policy {origin} is invalid: {problems}"))
+                .hint("the webhook refuses it and keeps the last good policy; the checks that need a policy are skipped")
+                .fix(format!("ci-pod-webhook check-policy FILE, then update the {where_}"));
+            (check, None)
+        }
+    }
+}
+
+/// Every check over one snapshot of the cluster.
+pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
+    let names = inputs.names;
+    let (policy_check, policy) = policy(inputs, snapshot);
+    let mut checks = vec![policy_check];
+    let Some(policy) = policy else {
+        return Report { checks };
+    };
+    let empty = Vec::new();
+    let nodes = match &snapshot.nodes {
+        Ok(nodes) => {
+            let runtime_classes = snapshot.runtime_classes.as_deref().map_err(String::as_str);
+            checks.extend(placement::classes(&policy, nodes, runtime_classes));
+            nodes
+        }
+        Err(error) => {
+            checks.push(
+                Check::failure(placement::GROUP, format!("cannot list nodes: {error}"))
+                    .fix("kubectl apply -k manifests/doctor, and bind its ClusterRole to you (docs/doctor.md)"),
+            );
+            &empty
+        }
+    };
+    let namespaces = snapshot.namespaces.as_deref().map_err(String::as_str);
+    checks.extend(namespaces::namespaces(&policy, namespaces));
+    if inputs.pre {
+        return Report { checks };
+    }
+    let configuration = snapshot.webhook_configuration.as_ref().map(Option::as_ref);
+    checks.extend(install::configuration(
+        &policy,
+        &names.webhook_configuration,
+        configuration.map_err(String::as_str),
+        namespaces.unwrap_or_default(),
+    ));
+    let entry = configuration.ok().flatten().and_then(install::job_entry);
+    let service = entry.and_then(|e| e.client_config.service.as_ref());
+    let host = service.map_or_else(
+        || format!("{}.{}.svc", names.deployment, names.namespace),
+        |s| format!("{}.{}.svc", s.name, s.namespace),
+    );
+    let ca_bundle = entry
+        .and_then(|e| e.client_config.ca_bundle.as_ref())
+        .map(|b| b.0.as_slice());
+    checks.extend(certificate::certificate(
+        &format!("{}/{}", names.namespace, names.tls_secret),
+        snapshot
+            .tls_secret
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(String::as_str),
+        ca_bundle,
+        &host,
+        inputs.now,
+    ));
+    checks.extend(install::deployment(
+        &format!("{}/{}", names.namespace, names.deployment),
+        snapshot
+            .deployment
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(String::as_str),
+    ));
+    if snapshot.nodes.is_ok() {
+        checks.extend(placement::docker_daemon(
+            &policy,
+            nodes,
+            snapshot
+                .daemon_set
+                .as_ref()
+                .map(Option::as_ref)
+                .map_err(String::as_str),
+            &format!("{}/{}", names.docker_namespace, names.docker_daemon_set),
+        ));
+    }
+    Report { checks }
+}
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,114 @@
+//! The whole run over fetched objects: which groups run, and how the policy is found.
+
+use super::*;
+
+fn unread() -> String {
+    "not read".to_string()
+}
+
+fn snapshot(policy_text: Fetched<Option<String>>) -> Snapshot {
+    Snapshot {
+        nodes: Ok(Vec::new()),
+        runtime_classes: Ok(Vec::new()),
+        namespaces: Ok(Vec::new()),
+        policy_text,
+        webhook_configuration: Ok(None),
+        tls_secret: Ok(None),
+        deployment: Ok(None),
+        daemon_set: Ok(None),
+    }
+}
+
+use fetch::Fetched;
+
+fn groups(report: &Report) -> Vec<&str> {
+    let mut groups: Vec<&str> = report.checks.iter().map(|c| c.group.as_str()).collect();
+    groups.dedup();
+    groups
+}
+
+fn inputs<'a>(names: &'a Names, pre: bool, policy_file: Option<&'a Path>) -> Inputs<'a> {
+    Inputs {
+        names,
+        policy_file,
+        pre,
+        now: OffsetDateTime::now_utc(),
+    }
+}
+
+#[test]
+fn pre_checks_only_what_exists_before_an_install() {
+    let names = Names::default();
+    let report = checks(&inputs(&names, true, None), &snapshot(Ok(None)));
+    assert_eq!(groups(&report), ["policy", "runner classes", "namespaces"]);
+    assert_eq!(report.checks[0].status, Status::Ok);
+    assert!(report.checks[0].message.contains("embedded default policy"));
+}
+
+#[test]
+fn a_full_run_checks_the_install_too() {
+    let names = Names::default();
+    let report = checks(
+        &inputs(&names, false, None),
+        &snapshot(Ok(Some(crate::policy::DEFAULT_POLICY_YAML.into()))),
+    );
+    assert_eq!(
+        groups(&report),
+        [
+            "policy",
+            "runner classes",
+            "namespaces",
+            "webhook",
+            "certificate",
+            "webhook",
+            "node Docker daemon"
+        ]
+    );
+    assert_eq!(
+        report.checks[0].message.split(" is valid").next(),
+        Some("policy ConfigMap ci-pod-webhook/ci-pod-webhook-policy")
+    );
+    assert!(report.failed());
+}
+
+#[test]
+fn an_invalid_policy_fails_and_skips_the_checks_that_need_it() {
+    let names = Names::default();
+    let report = checks(
+        &inputs(&names, false, None),
+        &snapshot(Ok(Some("prefix: [".into()))),
+    );
+    assert_eq!(report.checks.len(), 1);
+    assert_eq!(report.checks[0].status, Status::Failure);
+    assert!(
+        report.checks[0]
+            .message
+            .starts_with("policy ConfigMap ci-pod-webhook/ci-pod-webhook-policy is invalid: ")
+    );
+    assert!(!report.checks[0].message.contains('\n'));
+}
+
+#[test]
+fn an_unreadable_or_missing_policy_config_map_fails_but_the_checks_go_on() {
+    let names = Names::default();
+    for text in [Err(unread()), Ok(None)] {
+        let report = checks(&inputs(&names, false, None), &snapshot(text));
+        assert_eq!(report.checks[0].status, Status::Failure);
+        assert!(report.checks.len() > 1);
+    }
+}
+
+#[test]
+fn a_policy_file_is_checked_instead_of_the_config_map() {
+    let names = Names::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, crate::policy::DEFAULT_POLICY_YAML).expect("write");
+    let report = checks(&inputs(&names, true, Some(&path)), &snapshot(Err(unread())));
+    assert_eq!(report.checks[0].status, Status::Ok);
+    assert!(
+        report.checks[0].message.contains("policy.yaml is valid"),
+        "{:?}",
+        report.checks[0]
+    );
+}

@@ -1,0 +1,403 @@
+//! Changes the API server would refuse: the webhook must never turn a pod it could
+//! admit into one that is refused after the patch (under `failurePolicy: Ignore` too,
+//! since the refusal comes from later admission steps, not from the webhook).
+//!
+//! Two facts about the cluster decide it, both passed in so the core stays pure:
+//! - **Pod Security Admission.** A namespace labelled
+//!   `pod-security.kubernetes.io/enforce=baseline` or `restricted` refuses hostPath
+//!   volumes (at every `enforce-version`: hostPath has been outside `baseline` since the
+//!   first version of the standards). Socket mode adds one, so there the Docker change
+//!   is *skipped* with a warning: the rest of the job works, and only a job that uses
+//!   Docker fails, saying it cannot reach a daemon. `privileged`, or no label (the
+//!   cluster-wide default, which a webhook cannot see), keeps the change. An unreadable
+//!   level counts as `restricted`, as Pod Security Admission itself does.
+//! - **RuntimeClasses.** A GPU class whose `runtimeClassName` names a RuntimeClass the
+//!   cluster lacks makes the API server refuse the pod (`RuntimeClass "nvidia" not
+//!   found`). The pod is *denied* with a message for the admin: dropping the runtime
+//!   class instead would let the pod run on a GPU node without the NVIDIA runtime, where
+//!   the job may pass without ever seeing a GPU.
+//!
+//! Unknown facts (no cluster access, a watch not yet synced) change nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::docker;
+use super::patch::Patch;
+use super::view::Pod;
+use super::{NamespaceFacts, RefusedChange};
+use crate::policy::{DockerMode, Policy, RunnerClass};
+
+/// The namespace label Pod Security Admission enforces.
+pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+
+/// A Pod Security Standards level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PodSecurityLevel {
+    Privileged,
+    Baseline,
+    Restricted,
+}
+
+impl PodSecurityLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PodSecurityLevel::Privileged => "privileged",
+            PodSecurityLevel::Baseline => "baseline",
+            PodSecurityLevel::Restricted => "restricted",
+        }
+    }
+
+    /// Whether pods at this level may have hostPath volumes.
+    pub fn allows_host_path(self) -> bool {
+        self == PodSecurityLevel::Privileged
+    }
+}
+
+/// The level a namespace's labels enforce; `None` when the label is absent (the
+/// cluster's default applies, which is `privileged` unless an AdmissionConfiguration
+/// says otherwise). A value Pod Security Admission cannot parse counts as `restricted`,
+/// as it does.
+pub fn enforced_level(labels: &BTreeMap<String, String>) -> Option<PodSecurityLevel> {
+    labels
+        .get(POD_SECURITY_ENFORCE)
+        .map(|value| match value.as_str() {
+            "privileged" => PodSecurityLevel::Privileged,
+            "baseline" => PodSecurityLevel::Baseline,
+            _ => PodSecurityLevel::Restricted,
+        })
+}
+
+/// Which RuntimeClasses exist in the cluster.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum RuntimeClassFacts<'a> {
+    /// Not known (no cluster access, or the watch has not listed them yet).
+    #[default]
+    Unknown,
+    /// The names of every RuntimeClass in the cluster.
+    Known(&'a BTreeSet<String>),
+}
+
+impl<'a> From<Option<&'a BTreeSet<String>>> for RuntimeClassFacts<'a> {
+    fn from(names: Option<&'a BTreeSet<String>>) -> Self {
+        names.map_or(RuntimeClassFacts::Unknown, RuntimeClassFacts::Known)
+    }
+}
+
+/// The runtime class `class` needs and the cluster is known to lack.
+pub(super) fn missing_runtime_class<'c>(
+    class: &'c RunnerClass,
+    runtime_classes: RuntimeClassFacts<'_>,
+) -> Option<&'c str> {
+    let want = class.gpu.as_ref()?.runtime_class_name.as_deref()?;
+    match runtime_classes {
+        RuntimeClassFacts::Known(names) if !names.contains(want) => Some(want),
+        _ => None,
+    }
+}
+
+/// The admin-facing denial for a missing RuntimeClass.
+pub(super) fn missing_runtime_class_message(class: &RunnerClass, name: &str) -> String {
+    format!(
+        "class {class} needs RuntimeClass {name:?} (gpu.runtimeClassName in the policy), \
+         which does not exist in this cluster, so the API server would refuse the pod; \
+         an admin must create it (the NVIDIA GPU Operator does) or remove runtimeClassName \
+         from class {class} (run `ci-pod-webhook doctor` to check)",
+        class = class.name
+    )
+}
+
+/// Applies the Docker change unless the namespace's Pod Security level would refuse
+/// the hostPath volume it adds; then nothing of it is applied and a warning says why.
+pub(super) fn docker(
+    policy: &Policy,
+    namespace: NamespaceFacts<'_>,
+    pod: &Pod<'_>,
+    patch: &mut Patch,
+    warnings: &mut Vec<String>,
+    refused: &mut Vec<RefusedChange>,
+) {
+    let level = match namespace {
+        NamespaceFacts::Labels(labels)
+            if matches!(policy.docker.mode, DockerMode::Socket { .. }) =>
+        {
+            enforced_level(labels).filter(|l| !l.allows_host_path())
+        }
+        _ => None,
+    };
+    let Some(level) = level else {
+        docker::apply(policy, pod, patch, warnings);
+        return;
+    };
+    let mut wanted = Patch::default();
+    docker::apply(policy, pod, &mut wanted, &mut Vec::new());
+    if wanted.is_empty() {
+        return;
+    }
+    refused.push(RefusedChange::DockerSocket);
+    warnings.push(format!(
+        "Docker not configured: the namespace enforces Pod Security {level:?}, which refuses \
+         the hostPath volume of the node Docker socket; an admin can label the namespace \
+         {POD_SECURITY_ENFORCE}=privileged or set docker.mode: tcp in the policy",
+        level = level.as_str()
+    ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission;
+    use crate::mutate::{Decision, Facts, decide};
+    use serde_json::{Value, json};
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_enforced_level_is_read_as_pod_security_admission_reads_it() {
+        for (value, want) in [
+            (Some("privileged"), Some(PodSecurityLevel::Privileged)),
+            (Some("baseline"), Some(PodSecurityLevel::Baseline)),
+            (Some("restricted"), Some(PodSecurityLevel::Restricted)),
+            (Some("Baseline"), Some(PodSecurityLevel::Restricted)),
+            (Some(""), Some(PodSecurityLevel::Restricted)),
+            (None, None),
+        ] {
+            let map = value.map_or_else(BTreeMap::new, |v| labels(&[(POD_SECURITY_ENFORCE, v)]));
+            assert_eq!(enforced_level(&map), want, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn only_privileged_allows_host_path() {
+        assert!(PodSecurityLevel::Privileged.allows_host_path());
+        assert!(!PodSecurityLevel::Baseline.allows_host_path());
+        assert!(!PodSecurityLevel::Restricted.allows_host_path());
+    }
+
+    const FIXTURE: &str = include_str!("../../tests/fixtures/gitlab-runner-17.9-job-pod.json");
+
+    fn review(pod: &Value) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "u",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "ci",
+                "operation": "CREATE",
+                "userInfo": {"username": "system:serviceaccount:ci:runner"},
+                "object": pod,
+            }
+        }))
+        .expect("json")
+    }
+
+    fn namespace(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut map = labels(extra);
+        map.insert("ci.skao.int/pod-policy".into(), "enabled".into());
+        map
+    }
+
+    /// The patched pod, the warnings and the refused changes; panics on a denial.
+    fn allowed(
+        policy: &Policy,
+        facts: Facts<'_>,
+        pod: &Value,
+    ) -> (Value, Vec<String>, Vec<RefusedChange>) {
+        let body = review(pod);
+        let parsed = admission::parse(&body).expect("review");
+        match decide(policy, facts, &parsed.request).expect("readable") {
+            Decision::Allow(m) => {
+                let mut patched = pod.clone();
+                json_patch::patch(&mut patched, &m.patch.operations()).expect("patch applies");
+                (patched, m.warnings, m.refused)
+            }
+            other => panic!("expected an allowed pod, got {other:?}"),
+        }
+    }
+
+    fn job_pod() -> Value {
+        serde_json::from_str(FIXTURE).expect("fixture")
+    }
+
+    fn build_env(pod: &Value) -> Vec<String> {
+        pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .map(|env| {
+                env.iter()
+                    .filter_map(|e| e["name"].as_str())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// hostPath volumes of the node daemon's socket directory (the fixture also mounts
+    /// the node's /var/run/docker.sock, which is not ours).
+    fn host_paths(pod: &Value) -> usize {
+        pod["spec"]["volumes"].as_array().map_or(0, |v| {
+            v.iter()
+                .filter(|v| {
+                    v["hostPath"]["path"]
+                        .as_str()
+                        .is_some_and(|p| p.starts_with("/var/run/ci-dind"))
+                })
+                .count()
+        })
+    }
+
+    #[test]
+    fn a_namespace_enforcing_baseline_or_restricted_gets_no_docker_socket() {
+        let policy = Policy::embedded();
+        for level in ["baseline", "restricted", "nonsense"] {
+            let labels = namespace(&[
+                (POD_SECURITY_ENFORCE, level),
+                ("pod-security.kubernetes.io/enforce-version", "v1.30"),
+            ]);
+            let (pod, warnings, refused) =
+                allowed(&policy, NamespaceFacts::Labels(&labels).into(), &job_pod());
+            assert_eq!(host_paths(&pod), 0, "{level}: {pod:#}");
+            assert!(
+                !build_env(&pod).contains(&"DOCKER_HOST".to_string()),
+                "{level}"
+            );
+            assert_eq!(refused, [RefusedChange::DockerSocket], "{level}");
+            let expected = if level == "baseline" {
+                "baseline"
+            } else {
+                "restricted"
+            };
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.contains(&format!("Pod Security \"{expected}\""))
+                        && w.contains("enforce=privileged")),
+                "{level}: {warnings:?}"
+            );
+            // The rest of the policy still applies.
+            assert!(
+                pod["spec"]["containers"][0]["resources"]["limits"]["cpu"].is_string(),
+                "{level}"
+            );
+        }
+    }
+
+    #[test]
+    fn privileged_unlabelled_or_unknown_namespaces_get_the_docker_socket() {
+        let policy = Policy::embedded();
+        let privileged = namespace(&[(POD_SECURITY_ENFORCE, "privileged")]);
+        let unlabelled = namespace(&[]);
+        for facts in [
+            NamespaceFacts::Labels(&privileged),
+            NamespaceFacts::Labels(&unlabelled),
+            NamespaceFacts::TrustSelector,
+        ] {
+            let (pod, _, refused) = allowed(&policy, facts.into(), &job_pod());
+            assert_eq!(host_paths(&pod), 1, "{facts:?}");
+            assert!(build_env(&pod).contains(&"DOCKER_HOST".to_string()));
+            assert!(refused.is_empty());
+        }
+    }
+
+    #[test]
+    fn tcp_mode_needs_no_host_path_and_is_kept_under_baseline() {
+        let text = crate::policy::DEFAULT_POLICY_YAML.replace("  mode: socket", "  mode: tcp");
+        let policy = Policy::parse(&text, "tcp.yaml").expect("tcp policy");
+        let labels = namespace(&[(POD_SECURITY_ENFORCE, "baseline")]);
+        let (pod, warnings, refused) =
+            allowed(&policy, NamespaceFacts::Labels(&labels).into(), &job_pod());
+        assert!(
+            build_env(&pod).contains(&"DOCKER_HOST".to_string()),
+            "{warnings:?}"
+        );
+        assert!(refused.is_empty());
+    }
+
+    #[test]
+    fn a_pod_that_brings_its_own_docker_host_gets_no_warning_under_baseline() {
+        let policy = Policy::embedded();
+        let labels = namespace(&[(POD_SECURITY_ENFORCE, "baseline")]);
+        let mut pod = job_pod();
+        pod["spec"]["containers"][0]["env"] =
+            json!([{"name": "DOCKER_HOST", "value": "tcp://docker:2375"}]);
+        let (_, warnings, refused) = allowed(&policy, NamespaceFacts::Labels(&labels).into(), &pod);
+        assert!(refused.is_empty());
+        assert!(
+            !warnings.iter().any(|w| w.contains("Pod Security")),
+            "{warnings:?}"
+        );
+    }
+
+    fn gpu_namespace() -> BTreeMap<String, String> {
+        namespace(&[("ci.skao.int/runner-class", "k8srunner-gpu-v100")])
+    }
+
+    #[test]
+    fn a_gpu_class_whose_runtime_class_is_missing_is_denied_with_the_fix() {
+        let policy = Policy::embedded();
+        let labels = gpu_namespace();
+        let names = BTreeSet::from(["kata".to_string()]);
+        let facts = Facts {
+            namespace: NamespaceFacts::Labels(&labels),
+            runtime_classes: RuntimeClassFacts::Known(&names),
+        };
+        let body = review(&job_pod());
+        let parsed = admission::parse(&body).expect("review");
+        let decision = decide(&policy, facts, &parsed.request).expect("readable");
+        let Decision::Deny {
+            message,
+            refused,
+            chosen,
+            ..
+        } = &decision
+        else {
+            panic!("expected a denial, got {decision:?}");
+        };
+        assert_eq!(chosen.class.name, "k8srunner-gpu-v100");
+        assert_eq!(*refused, Some(RefusedChange::RuntimeClass));
+        assert!(
+            message.contains("RuntimeClass \"nvidia\"") && message.contains("doctor"),
+            "{message}"
+        );
+        let answer = admission::encode(&policy, &parsed, &decision);
+        assert_eq!(answer.summary.refused, [RefusedChange::RuntimeClass]);
+    }
+
+    #[test]
+    fn a_gpu_class_gets_its_runtime_class_when_it_exists_or_nothing_is_known() {
+        let policy = Policy::embedded();
+        let labels = gpu_namespace();
+        let names = BTreeSet::from(["nvidia".to_string()]);
+        for runtime_classes in [RuntimeClassFacts::Known(&names), RuntimeClassFacts::Unknown] {
+            let facts = Facts {
+                namespace: NamespaceFacts::Labels(&labels),
+                runtime_classes,
+            };
+            let (pod, _, refused) = allowed(&policy, facts, &job_pod());
+            assert_eq!(
+                pod["spec"]["runtimeClassName"], "nvidia",
+                "{runtime_classes:?}"
+            );
+            assert!(refused.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_class_without_a_runtime_class_ignores_the_runtime_classes() {
+        let policy = Policy::embedded();
+        let labels = namespace(&[]);
+        let none = BTreeSet::new();
+        let facts = Facts {
+            namespace: NamespaceFacts::Labels(&labels),
+            runtime_classes: RuntimeClassFacts::Known(&none),
+        };
+        let (pod, _, refused) = allowed(&policy, facts, &job_pod());
+        assert!(pod["spec"].get("runtimeClassName").is_none());
+        assert!(refused.is_empty());
+    }
+}

@@ -1,0 +1,244 @@
+//! Which RuntimeClasses exist in the cluster, kept in memory by a watch.
+//!
+//! A GPU class sets `runtimeClassName` (default `nvidia`); when no such RuntimeClass
+//! exists the API server refuses the pod after the webhook patched it. Knowing the names
+//! lets the core deny such a pod with a message that says what the admin must do
+//! (see `mutate::admissible`). A review reads the names with one atomic load.
+//!
+//! Until the first full list arrives, and without cluster access (`--kube off`), the
+//! names are unknown and the core changes nothing. A watch refused by RBAC (an older
+//! ClusterRole without `runtimeclasses`) keeps them unknown and warns once per outage.
+//!
+//! The watch needs RBAC `list` and `watch` on `runtimeclasses.node.k8s.io`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use futures::StreamExt;
+use k8s_openapi::api::node::v1::RuntimeClass;
+use kube::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::mutate::RuntimeClassFacts;
+use crate::namespaces::KubeMode;
+
+/// The RuntimeClass names, when known. Cheap to clone; a watch started by
+/// [`RuntimeClasses::start`] stops when its shutdown token is cancelled or the last clone
+/// is dropped.
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeClasses {
+    names: Arc<ArcSwapOption<BTreeSet<String>>>,
+    _stop_when_dropped: Option<Arc<DropGuard>>,
+}
+
+impl RuntimeClasses {
+    /// Names never known: the core leaves runtime classes as the policy says.
+    #[must_use]
+    pub fn unknown() -> Self {
+        Self::default()
+    }
+
+    /// A fixed set of names, for tests.
+    #[must_use]
+    pub fn fixed<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let set: BTreeSet<String> = names.into_iter().map(str::to_string).collect();
+        Self {
+            names: Arc::new(ArcSwapOption::from_pointee(set)),
+            _stop_when_dropped: None,
+        }
+    }
+
+    /// Watches RuntimeClasses when `mode` is `auto` and a kubeconfig or in-cluster
+    /// config is found; unknown otherwise. Must run inside a Tokio runtime.
+    pub async fn start(mode: KubeMode, shutdown: &CancellationToken) -> Self {
+        if mode == KubeMode::Off {
+            return Self::unknown();
+        }
+        match kube::Client::try_default().await {
+            Ok(client) => Self::watch(client, shutdown),
+            // The namespace source already said there is no cluster configuration.
+            Err(_) => Self::unknown(),
+        }
+    }
+
+    /// Spawns the watch on `client`. Must run inside a Tokio runtime.
+    #[must_use]
+    pub fn watch(client: kube::Client, shutdown: &CancellationToken) -> Self {
+        let names = Arc::new(ArcSwapOption::empty());
+        let stop = shutdown.child_token();
+        let api = Api::<PartialObjectMeta<RuntimeClass>>::all(client);
+        tokio::spawn(run(api, Arc::clone(&names), stop.clone()));
+        Self {
+            names,
+            _stop_when_dropped: Some(Arc::new(stop.drop_guard())),
+        }
+    }
+
+    /// The names as they are now; `None` when unknown.
+    #[must_use]
+    pub fn current(&self) -> Option<Arc<BTreeSet<String>>> {
+        self.names.load_full()
+    }
+
+    /// The facts the core takes, borrowed from what [`Self::current`] returned.
+    pub fn facts(current: Option<&Arc<BTreeSet<String>>>) -> RuntimeClassFacts<'_> {
+        RuntimeClassFacts::from(current.map(AsRef::as_ref))
+    }
+}
+
+async fn run(
+    api: Api<PartialObjectMeta<RuntimeClass>>,
+    names: Arc<ArcSwapOption<BTreeSet<String>>>,
+    stop: CancellationToken,
+) {
+    let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut events = std::pin::pin!(events);
+    let mut mirror = Mirror::default();
+    let mut failing = false;
+    loop {
+        let next = tokio::select! {
+            () = stop.cancelled() => break,
+            next = events.next() => next,
+        };
+        match next {
+            Some(Ok(event)) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("RuntimeClass watch recovered");
+                }
+                if let Some(set) = mirror.apply(event) {
+                    tracing::debug!(runtime_classes = set.len(), "RuntimeClasses updated");
+                    names.store(Some(Arc::new(set)));
+                }
+            }
+            Some(Err(error)) => {
+                let error = format!("{:#}", anyhow::Error::new(error));
+                if std::mem::replace(&mut failing, true) {
+                    tracing::debug!(%error, "RuntimeClass watch still failing");
+                } else {
+                    tracing::warn!(
+                        %error,
+                        "cannot watch RuntimeClasses (RBAC list/watch on runtimeclasses.node.k8s.io); \
+                         GPU pods are not checked for a missing RuntimeClass until it works"
+                    );
+                }
+            }
+            None => break,
+        }
+    }
+    tracing::debug!("RuntimeClass watch stopped");
+}
+
+/// The names as the watch events build them: a relist collects into `pending` and
+/// replaces the set only when complete, so a review never sees half a list.
+#[derive(Debug, Default)]
+struct Mirror {
+    current: Option<BTreeSet<String>>,
+    pending: BTreeSet<String>,
+}
+
+impl Mirror {
+    /// Applies one event; returns the new set when it changed what reviews see.
+    fn apply(&mut self, event: Event<PartialObjectMeta<RuntimeClass>>) -> Option<BTreeSet<String>> {
+        let name =
+            |o: &PartialObjectMeta<RuntimeClass>| o.metadata.name.clone().unwrap_or_default();
+        match event {
+            Event::Init => {
+                self.pending.clear();
+                None
+            }
+            Event::InitApply(o) => {
+                self.pending.insert(name(&o));
+                None
+            }
+            Event::InitDone => {
+                self.current = Some(std::mem::take(&mut self.pending));
+                self.current.clone()
+            }
+            // The watcher starts with a list: a change before it would be a kube-runtime change.
+            Event::Apply(o) => {
+                let current = self.current.as_mut()?;
+                current.insert(name(&o)).then(|| current.clone())
+            }
+            Event::Delete(o) => {
+                let current = self.current.as_mut()?;
+                current.remove(&name(&o)).then(|| current.clone())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::ObjectMeta;
+
+    fn object(name: &str) -> PartialObjectMeta<RuntimeClass> {
+        PartialObjectMeta {
+            types: None,
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..ObjectMeta::default()
+            },
+            _phantom: std::marker::PhantomData,
+        }
+    }
+
+    fn set(names: &[&str]) -> Option<BTreeSet<String>> {
+        Some(names.iter().map(|n| (*n).to_string()).collect())
+    }
+
+    #[test]
+    fn a_list_is_seen_only_when_complete_and_replaces_the_old_one() {
+        let mut mirror = Mirror::default();
+        assert_eq!(mirror.apply(Event::Init), None);
+        assert_eq!(mirror.apply(Event::InitApply(object("nvidia"))), None);
+        assert_eq!(mirror.apply(Event::InitDone), set(&["nvidia"]));
+        // A relist after the watch expired: the old names stay until it is complete.
+        assert_eq!(mirror.apply(Event::Init), None);
+        assert_eq!(mirror.current, set(&["nvidia"]));
+        assert_eq!(mirror.apply(Event::InitApply(object("kata"))), None);
+        assert_eq!(mirror.apply(Event::InitDone), set(&["kata"]));
+    }
+
+    #[test]
+    fn an_empty_list_is_known_and_empty() {
+        let mut mirror = Mirror::default();
+        mirror.apply(Event::Init);
+        assert_eq!(mirror.apply(Event::InitDone), set(&[]));
+    }
+
+    #[test]
+    fn added_and_deleted_classes_change_the_set() {
+        let mut mirror = Mirror::default();
+        mirror.apply(Event::Init);
+        mirror.apply(Event::InitDone);
+        assert_eq!(
+            mirror.apply(Event::Apply(object("nvidia"))),
+            set(&["nvidia"])
+        );
+        // A modification of a known class changes nothing reviews see.
+        assert_eq!(mirror.apply(Event::Apply(object("nvidia"))), None);
+        assert_eq!(mirror.apply(Event::Delete(object("nvidia"))), set(&[]));
+        assert_eq!(mirror.apply(Event::Delete(object("nvidia"))), None);
+    }
+
+    #[test]
+    fn without_a_watch_the_names_are_unknown() {
+        let classes = RuntimeClasses::unknown();
+        assert!(classes.current().is_none());
+        assert!(matches!(
+            RuntimeClasses::facts(classes.current().as_ref()),
+            RuntimeClassFacts::Unknown
+        ));
+        let fixed = RuntimeClasses::fixed(["nvidia"]);
+        let current = fixed.current();
+        assert!(matches!(
+            RuntimeClasses::facts(current.as_ref()),
+            RuntimeClassFacts::Known(names) if names.contains("nvidia")
+        ));
+    }
+}
