@@ -23,7 +23,7 @@ async fn reviews_arrive_over_http1_as_from_a_service_webhook() {
         .expect("the pod is created");
 
     assert_eq!(annotations(&stored)["ci.skao.int/class"], "k8srunner");
-    let reviews = webhook.reviews_in(&ns.name);
+    let reviews = webhook.reviews(&ns.name, 1).await;
     assert_eq!(reviews.len(), 1, "{reviews:?}");
     assert_eq!(reviews[0]["outcome"], "mutated");
     assert_eq!(reviews[0]["span"]["http"], "HTTP/1.1", "{}", reviews[0]);

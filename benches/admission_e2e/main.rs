@@ -8,7 +8,8 @@
 //! time:
 //!
 //! - phase 1: `none` (no webhook is called), `ours` (ci-pod-webhook, 5-operation patch),
-//!   `minimal` (the one-operation webhook);
+//!   `minimal` (the one-operation webhook), `minimal-5ops` (the minimal server answering
+//!   with ci-pod-webhook's five operations: the API server's cost of our patch's shape);
 //! - phase 2: `none` again and `ours-nopatch`: the stored, already-patched pod sent again,
 //!   so ci-pod-webhook is called and answers without a patch.
 //!
@@ -36,6 +37,7 @@ use support::*;
 
 const FIXTURE: &str = "gitlab-runner-17.9-job-pod.json";
 const MINIMAL_HOOK: &str = "minimal.bench.e2e";
+const SHAPE_HOOK: &str = "ours-shape.bench.e2e";
 const OUR_HOOK: &str = "pods.ci-pod-webhook.ci.skao.int";
 const WARM_UP: usize = 20;
 
@@ -76,7 +78,11 @@ async fn run(pods: usize, http2: bool) {
     let floor = cp
         .namespace("bench-minimal", &[("bench.e2e/minimal", "true")])
         .await;
-    wait_until_minimal_called(&floor, &pod).await;
+    let shaped = cp
+        .namespace("bench-minimal-5ops", &[("bench.e2e/ours-shape", "true")])
+        .await;
+    wait_until_minimal_called(&floor, &pod, "bench.e2e/minimal").await;
+    wait_until_minimal_called(&shaped, &pod, "ci.skao.int/class").await;
     let stored = mutated
         .create_pod(&renamed(&pod, "template"))
         .await
@@ -98,6 +104,7 @@ async fn run(pods: usize, http2: bool) {
         way("none", &none, &pod),
         way("ours", &mutated, &pod),
         way("minimal", &floor, &pod),
+        way("minimal-5ops", &shaped, &pod),
     ];
     let (api1, our1) = measure(&client, ours, &mut phase1, pods, "p1").await;
     let mut phase2 = [
@@ -274,7 +281,7 @@ fn report(ways: &[Way], api: &BTreeMap<String, (f64, f64)>, ours: &BTreeMap<Stri
             .filter(|(_, count)| *count > 0.0)
             .map(|(sum, count)| (sum / count * 1000.0, *count))
     };
-    for hook in [OUR_HOOK, MINIMAL_HOOK] {
+    for hook in [OUR_HOOK, MINIMAL_HOOK, SHAPE_HOOK] {
         if let Some((ms, count)) = mean(api, hook) {
             println!(
                 "API server, webhook {hook}: mean {ms:.3} ms over {count} calls (call + patch)"
@@ -292,18 +299,24 @@ fn report(ways: &[Way], api: &BTreeMap<String, (f64, f64)>, ours: &BTreeMap<Stri
 /// `bench.e2e/minimal=true` only.
 async fn register_minimal(cp: &ControlPlane, minimal: &minimal::Minimal) {
     let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&minimal.ca_pem);
-    let configuration: MutatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": "bench-minimal"},
-        "webhooks": [{
-            "name": MINIMAL_HOOK,
+    let hook = |name: &str, path: &str, label: &str| {
+        json!({
+            "name": name,
             "admissionReviewVersions": ["v1"],
-            "clientConfig": {"url": format!("https://127.0.0.1:{}/mutate", minimal.port), "caBundle": ca_bundle},
+            "clientConfig": {"url": format!("https://127.0.0.1:{}{path}", minimal.port), "caBundle": ca_bundle},
             "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
-            "namespaceSelector": {"matchLabels": {"bench.e2e/minimal": "true"}},
+            "namespaceSelector": {"matchLabels": {label: "true"}},
             "failurePolicy": "Fail",
             "sideEffects": "None",
             "timeoutSeconds": 3,
-        }],
+        })
+    };
+    let configuration: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "bench-minimal"},
+        "webhooks": [
+            hook(MINIMAL_HOOK, "/mutate", "bench.e2e/minimal"),
+            hook(SHAPE_HOOK, "/ours-shape", "bench.e2e/ours-shape"),
+        ],
     }))
     .expect("configuration");
     Api::<MutatingWebhookConfiguration>::all(cp.client().await)
@@ -312,11 +325,11 @@ async fn register_minimal(cp: &ControlPlane, minimal: &minimal::Minimal) {
         .expect("register the minimal webhook");
 }
 
-async fn wait_until_minimal_called(ns: &TestNamespace, pod: &Value) {
+async fn wait_until_minimal_called(ns: &TestNamespace, pod: &Value, annotation: &str) {
     let start = Instant::now();
     loop {
         if let Ok(stored) = ns.dry_run_pod(pod).await
-            && annotations(&stored).contains_key("bench.e2e/minimal")
+            && annotations(&stored).contains_key(annotation)
         {
             return;
         }

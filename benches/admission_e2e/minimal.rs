@@ -1,5 +1,9 @@
 //! The floor: a webhook that answers every pod with one `add` of an annotation, the
 //! least an API server can be asked to apply. TLS and HTTP/1.1 or HTTP/2 as ours.
+//!
+//! On `/ours-shape` it answers with the patch ci-pod-webhook gives the 17.9 fixture
+//! instead (the same five operations, byte for byte but for the policy hash), so the
+//! API server's cost of our patch's shape can be told apart from our server's time.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +23,15 @@ use tokio_rustls::TlsAcceptor;
 /// The one operation: the fixture pods all carry annotations, so the map exists.
 const PATCH: &str =
     r#"[{"op":"add","path":"/metadata/annotations/bench.e2e~1minimal","value":"1"}]"#;
+
+/// ci-pod-webhook's patch for the 17.9 fixture in an opted-in namespace (k8srunner).
+const OURS_SHAPE: &str = concat!(
+    r#"[{"op":"add","path":"/metadata/annotations/ci.skao.int~1class","value":"k8srunner"},"#,
+    r#"{"op":"add","path":"/metadata/annotations/ci.skao.int~1policy","value":"e34313aff848"},"#,
+    r#"{"op":"add","path":"/spec/containers/0/volumeMounts/-","value":{"mountPath":"/var/run/ci-dind","name":"ci-dind","readOnly":true}},"#,
+    r#"{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"DOCKER_HOST","value":"unix:///var/run/ci-dind/docker.sock"}},"#,
+    r#"{"op":"add","path":"/spec/volumes/-","value":{"hostPath":{"path":"/var/run/ci-dind","type":"DirectoryOrCreate"},"name":"ci-dind"}}]"#,
+);
 
 #[derive(Deserialize)]
 struct Review {
@@ -82,11 +95,16 @@ pub async fn start() -> Minimal {
 }
 
 async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let shape = if request.uri().path() == "/ours-shape" {
+        OURS_SHAPE
+    } else {
+        PATCH
+    };
     let body = request.into_body().collect().await?.to_bytes();
     let uid = serde_json::from_slice::<Review>(&body)
         .map(|r| r.request.uid)
         .unwrap_or_default();
-    let patch = base64::engine::general_purpose::STANDARD.encode(PATCH);
+    let patch = base64::engine::general_purpose::STANDARD.encode(shape);
     let response = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",

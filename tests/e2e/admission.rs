@@ -86,7 +86,7 @@ async fn a_runner_17_9_job_pod_is_stored_with_its_class_docker_host_and_audit_an
         stored["spec"]["nodeSelector"]["node-role.skatelescope.org/ci-worker"],
         "true"
     );
-    let reviews = webhook.reviews_in(&ns.name);
+    let reviews = webhook.reviews(&ns.name, 1).await;
     assert_eq!(reviews.len(), 1, "one review: {reviews:?}");
     assert_eq!(reviews[0]["outcome"], "mutated");
     // The API server offers HTTP/2 to a loopback url webhook, and ours takes it.
@@ -229,7 +229,7 @@ async fn recreating_a_stored_patched_pod_changes_nothing() {
         "the stored spec is unchanged"
     );
     assert_eq!(annotations(&second), annotations(&first));
-    let reviews = webhook.reviews_in(&ns.name);
+    let reviews = webhook.reviews(&ns.name, 2).await;
     assert_eq!(reviews.len(), 2, "{reviews:?}");
     assert_eq!(reviews[1]["outcome"], "unchanged", "{}", reviews[1]);
     assert_eq!(reviews[1]["patch_operations"], 0, "{}", reviews[1]);

@@ -59,7 +59,10 @@ where
     for _ in 0..3 {
         match start().await {
             Ok(started) => return started,
-            Err(error) if error.contains("address already in use") => last = error,
+            // Go says "address already in use", Rust "Address already in use".
+            Err(error) if error.to_lowercase().contains("address already in use") => {
+                last = error;
+            }
             Err(error) => panic!("{what} did not start: {error}"),
         }
     }

@@ -60,6 +60,19 @@ impl Webhook {
             .collect()
     }
 
+    /// The review lines of `namespace` once at least `at_least` are written (the server
+    /// logs through a background writer, so a line may trail the answer a little).
+    pub async fn reviews(&self, namespace: &str, at_least: usize) -> Vec<Value> {
+        let start = Instant::now();
+        loop {
+            let lines = self.reviews_in(namespace);
+            if lines.len() >= at_least || start.elapsed() > PATIENCE {
+                return lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// The admin port's `/metrics` text.
     pub async fn metrics(&self) -> String {
         match process::http_get(self.admin_port, "/metrics").await {
@@ -259,10 +272,7 @@ impl ControlPlane {
     /// A new webhook configuration takes the API server about a second to use: dry-run
     /// a job pod in an opted-in namespace until it comes back mutated.
     async fn wait_until_called(&'static self) {
-        let probe = match self.probe_namespace().await {
-            Some(namespace) => namespace,
-            None => return,
-        };
+        let probe = self.probe_namespace().await;
         let pod = job_pod("gitlab-runner-17.9-job-pod.json");
         let start = Instant::now();
         loop {
@@ -281,22 +291,22 @@ impl ControlPlane {
         }
     }
 
-    async fn probe_namespace(&'static self) -> Option<super::TestNamespace> {
-        let client = self.client().await;
-        let exists = Api::<k8s_openapi::api::core::v1::Namespace>::all(client)
+    /// The opted-in namespace of [`Self::wait_until_called`], made on first use.
+    async fn probe_namespace(&'static self) -> super::TestNamespace {
+        let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client().await);
+        let exists = namespaces
             .get_opt(PROBE_NAMESPACE)
             .await
             .expect("get the probe namespace")
             .is_some();
-        let namespace = if exists {
+        if exists {
             super::TestNamespace {
                 name: PROBE_NAMESPACE.to_string(),
                 cp: self,
             }
         } else {
             self.namespace(PROBE_NAMESPACE, &[OPT_IN]).await
-        };
-        Some(namespace)
+        }
     }
 }
 
