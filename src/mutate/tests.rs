@@ -9,7 +9,15 @@ use serde_json::{Value, json};
 use super::*;
 use crate::admission;
 
+mod gpu_workloads;
+mod limits_env;
+
 static DEFAULT: LazyLock<Policy> = LazyLock::new(Policy::embedded);
+/// The default policy without `limitsEnv`, for tests that look at Docker's variables.
+static NO_LIMITS_ENV: LazyLock<Policy> = LazyLock::new(|| Policy {
+    limits_env: None,
+    ..Policy::embedded()
+});
 
 fn policy_from(yaml: &str) -> Policy {
     Policy::parse(yaml, "test-policy.yaml").expect("test policy is valid")
@@ -1125,7 +1133,7 @@ fn socket_mode_mounts_the_daemon_directory_and_sets_docker_host() {
         json!([{"name": "docker", "hostPath": {"path": "/var/run/docker.sock", "type": ""}}]);
     pod["spec"]["containers"][0]["volumeMounts"] =
         json!([{"name": "docker", "mountPath": "/var/run/docker.sock"}]);
-    let out = run(&pod);
+    let out = run_with(&NO_LIMITS_ENV, &Req::default(), &pod);
     let pod = out.pod();
     assert_eq!(
         pod["spec"]["volumes"],
@@ -1156,7 +1164,7 @@ fn an_existing_docker_host_or_the_opt_out_is_respected() {
     let mut pod = job_pod();
     pod["spec"]["containers"][0]["env"] =
         json!([{"name": "DOCKER_HOST", "value": "tcp://docker:2375"}]);
-    let out = run(&pod);
+    let out = run_with(&NO_LIMITS_ENV, &Req::default(), &pod);
     assert_eq!(env(out.pod(), "build").len(), 1);
     assert!(out.pod()["spec"].get("volumes").is_none());
 
@@ -1225,7 +1233,7 @@ fn a_conflicting_volume_name_or_mount_path_skips_docker_with_a_warning() {
 #[test]
 fn tcp_mode_puts_node_ip_before_docker_host() {
     let policy = policy_from(
-        "defaultClass: a\ndocker: { mode: tcp, tcp: { port: 2376, tls: { secretName: dind-client } } }\nclasses:\n  a: {}\n",
+        "defaultClass: a\ndocker: { mode: tcp, tcp: { port: 2376, tls: { secretName: dind-client } } }\nlimitsEnv: { enabled: false }\nclasses:\n  a: {}\n",
     );
     let out = run_with(&policy, &Req::default(), &job_pod());
     let names: Vec<&str> = env(out.pod(), "build").iter().map(|(n, _)| *n).collect();
@@ -1255,7 +1263,9 @@ fn tcp_mode_puts_node_ip_before_docker_host() {
     let mut pod = job_pod();
     pod["spec"]["containers"][0]["env"] =
         json!([{"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]);
-    let plain = policy_from("defaultClass: a\ndocker: { mode: tcp }\nclasses:\n  a: {}\n");
+    let plain = policy_from(
+        "defaultClass: a\ndocker: { mode: tcp }\nlimitsEnv: { enabled: false }\nclasses:\n  a: {}\n",
+    );
     let names: Vec<String> = env(run_with(&plain, &Req::default(), &pod).pod(), "build")
         .iter()
         .map(|(n, _)| n.to_string())
@@ -1273,7 +1283,9 @@ fn tcp_mode_puts_node_ip_before_docker_host() {
 
 #[test]
 fn docker_mode_off_changes_nothing_about_docker() {
-    let policy = policy_from("defaultClass: a\ndocker: { mode: off }\nclasses:\n  a: {}\n");
+    let policy = policy_from(
+        "defaultClass: a\ndocker: { mode: off }\nlimitsEnv: { enabled: false }\nclasses:\n  a: {}\n",
+    );
     let out = run_with(&policy, &Req::default(), &job_pod());
     assert_eq!(env(out.pod(), "build").len(), 1);
 }
