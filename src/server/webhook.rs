@@ -205,7 +205,14 @@ async fn mutate_gpu_workloads(State(webhook): State<Arc<Webhook>>, request: Requ
 async fn handle(webhook: &Webhook, entry: Entry, request: Request) -> Response {
     let started = Instant::now();
     let _in_flight = GaugeGuard::new(&webhook.metrics.in_flight);
-    let span = tracing::info_span!("review", uid = Empty, namespace = Empty);
+    // The HTTP version shows which protocol the API server chose: HTTP/1.1 for a
+    // `service` webhook, HTTP/2 (when offered) for a `url` one.
+    let span = tracing::info_span!(
+        "review",
+        uid = Empty,
+        namespace = Empty,
+        http = ?request.version()
+    );
     let (parts, body) = request.into_parts();
     match review(webhook, entry, &parts.headers, body, &span, started).await {
         Ok(response) => response,
