@@ -84,8 +84,13 @@ async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
     // A GPU pod: stored with the placement and the GPU request, bound to the GPU node.
     let before = reviews_answered(webhook).await;
     let stored = ns.create_pod(&gpu_pod("trainer")).await.expect("GPU pod");
-    assert_eq!(stored["spec"]["nodeSelector"], json!({"nvidia.com/gpu": "true"}));
-    let tolerations = stored["spec"]["tolerations"].as_array().expect("tolerations");
+    assert_eq!(
+        stored["spec"]["nodeSelector"],
+        json!({"nvidia.com/gpu": "true"})
+    );
+    let tolerations = stored["spec"]["tolerations"]
+        .as_array()
+        .expect("tolerations");
     assert!(
         tolerations.contains(&json!({"key": "nvidia.com/gpu", "operator": "Exists"})),
         "{tolerations:?}"
@@ -97,7 +102,11 @@ async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
         resources["requests"]["cpu"], "1",
         "CPU untouched (the API server defaults the request to the limit)"
     );
-    assert!(annotations(&stored).keys().all(|k| !k.starts_with("ci.skao.int/")));
+    assert!(
+        annotations(&stored)
+            .keys()
+            .all(|k| !k.starts_with("ci.skao.int/"))
+    );
     assert_eq!(ns.wait_for_binding("trainer").await, GPU_NODE);
     let after_gpu = reviews_answered(webhook).await;
     assert!(after_gpu > before, "the GPU pod was reviewed");

@@ -60,7 +60,9 @@ fn cases() -> Vec<Case> {
                 assert_eq!(pod.expect("allowed")["spec"]["runtimeClassName"], "nvidia");
                 assert_eq!(
                     response["warnings"],
-                    json!(["runtimeClassName \"runc\" replaced by nvidia (class gpu-workloads needs it for GPUs)"])
+                    json!([
+                        "runtimeClassName \"runc\" replaced by nvidia (class gpu-workloads needs it for GPUs)"
+                    ])
                 );
             },
         },
@@ -69,7 +71,8 @@ fn cases() -> Vec<Case> {
             namespace: "integration-dp-7",
             labels: &[],
             edit: |pod| {
-                pod["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] = json!("2");
+                pod["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] =
+                    json!("2");
             },
             check: |response, pod| {
                 assert!(pod.is_none());
@@ -90,7 +93,11 @@ fn cases() -> Vec<Case> {
             check: |response, pod| {
                 assert_eq!(response["allowed"], true);
                 assert!(response.get("patch (decoded)").is_none());
-                assert!(pod.expect("allowed")["spec"].get("runtimeClassName").is_none());
+                assert!(
+                    pod.expect("allowed")["spec"]
+                        .get("runtimeClassName")
+                        .is_none()
+                );
             },
         },
     ]
@@ -168,7 +175,11 @@ fn gpu_workload_golden_cases_match_their_reviewed_expectations() {
             .replace("@POLICY_HASH@", &policy.hash);
         let expected: Value = serde_json::from_str(&expected).expect("golden JSON");
         if expected != actual {
-            failures.push(format!("{}: output differs from {}", case.name, path.display()));
+            failures.push(format!(
+                "{}: output differs from {}",
+                case.name,
+                path.display()
+            ));
         }
     }
     assert!(

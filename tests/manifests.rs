@@ -77,7 +77,11 @@ fn the_webhook_selects_opted_in_namespaces_by_the_policy_label() {
         "MutatingWebhookConfiguration",
     );
     let hooks = config["webhooks"].as_array().expect("webhooks");
-    assert_eq!(hooks.len(), 2, "the job-pod entry and the GPU workloads entry");
+    assert_eq!(
+        hooks.len(),
+        2,
+        "the job-pod entry and the GPU workloads entry"
+    );
     let hook = &hooks[0];
     let expressions = hook["namespaceSelector"]["matchExpressions"]
         .as_array()
@@ -271,7 +275,10 @@ fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
 #[test]
 fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
     let policy = Policy::embedded();
-    let gpu = policy.gpu_workloads.as_ref().expect("the default policy places GPU workloads");
+    let gpu = policy
+        .gpu_workloads
+        .as_ref()
+        .expect("the default policy places GPU workloads");
     let own_namespace = object("base/namespace.yaml", "Namespace")["metadata"]["name"].clone();
     let config = object(
         "base/mutatingwebhookconfiguration.yaml",
@@ -292,8 +299,18 @@ fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
         json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}]}),
         "no opt-in label: namespaces matched by name carry none"
     );
-    for key in ["rules", "failurePolicy", "sideEffects", "reinvocationPolicy", "timeoutSeconds", "matchPolicy"] {
-        assert_eq!(hook[key], config["webhooks"][0][key], "{key} as the job-pod entry");
+    for key in [
+        "rules",
+        "failurePolicy",
+        "sideEffects",
+        "reinvocationPolicy",
+        "timeoutSeconds",
+        "matchPolicy",
+    ] {
+        assert_eq!(
+            hook[key], config["webhooks"][0][key],
+            "{key} as the job-pod entry"
+        );
     }
     let conditions = hook["matchConditions"].to_string();
     assert!(

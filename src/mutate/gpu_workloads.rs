@@ -54,7 +54,8 @@ pub(super) fn decide<'p>(
         let fact = match selected {
             Selected::Name(glob) => format!("namespace {namespace} matches {}", glob.as_str()),
             Selected::Labels => {
-                let labels: Vec<String> = g.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let labels: Vec<String> =
+                    g.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 format!("namespace labels {}", labels.join(","))
             }
         };

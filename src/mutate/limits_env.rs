@@ -34,16 +34,17 @@ pub(super) fn apply(
     let Some((index, build)) = containers.iter().enumerate().find(|(_, c)| c.name == BUILD) else {
         return;
     };
-    let field = |resource: &str, divisor: &str| {
-        json!({"resourceFieldRef": {"containerName": BUILD, "resource": resource, "divisor": divisor}})
-    };
+    let field = |resource: &str, divisor: &str| json!({"resourceFieldRef": {"containerName": BUILD, "resource": resource, "divisor": divisor}});
     let gpus = class
         .gpu
         .as_ref()
         .and_then(|g| limit_after(build, patch, index, &g.resource));
     let wanted = [
         (&names.class, Some(json!({"value": class.name}))),
-        (&names.cpus, Some(json!({"valueFrom": field("limits.cpu", "1")}))),
+        (
+            &names.cpus,
+            Some(json!({"valueFrom": field("limits.cpu", "1")})),
+        ),
         (
             &names.cpu_millicores,
             Some(json!({"valueFrom": field("limits.cpu", "1m")})),
@@ -104,7 +105,14 @@ fn limit_after(
     let index = index.to_string();
     let resources = pointer(&["spec", "containers", &index, "resources"]);
     let limits = pointer(&["spec", "containers", &index, "resources", "limits"]);
-    let key = pointer(&["spec", "containers", &index, "resources", "limits", resource]);
+    let key = pointer(&[
+        "spec",
+        "containers",
+        &index,
+        "resources",
+        "limits",
+        resource,
+    ]);
     let text = |v: &Value| v.as_str().map(str::to_string);
     let limits_now = container.resources.as_ref().and_then(|r| r.limits.as_ref());
     let mut value = limits_now.and_then(|l| l.get(resource)).map(str::to_string);
@@ -112,7 +120,11 @@ fn limit_after(
         use json_patch::PatchOperation::{Add, Remove, Replace};
         match &change.op {
             Add(op) if op.path == resources => {
-                value = op.value.get("limits").and_then(|l| l.get(resource)).and_then(text);
+                value = op
+                    .value
+                    .get("limits")
+                    .and_then(|l| l.get(resource))
+                    .and_then(text);
             }
             Add(op) if op.path == limits => value = op.value.get(resource).and_then(text),
             Add(op) if op.path == key => value = text(&op.value),

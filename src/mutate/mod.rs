@@ -150,7 +150,11 @@ pub fn decide<'p>(
     ) {
         return Ok(Decision::Skip(SkipReason::NotPodCreate));
     }
-    if !in_scope(policy, request.namespace.as_deref().unwrap_or(""), namespace) {
+    if !in_scope(
+        policy,
+        request.namespace.as_deref().unwrap_or(""),
+        namespace,
+    ) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
     }
     if let Some(pod) = &request.pod {

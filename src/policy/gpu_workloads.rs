@@ -256,7 +256,12 @@ mod tests {
         .expect("valid");
         let g = policy.gpu_workloads.expect("on");
         assert_eq!(g.names, [glob("ci-*"), glob("integration-*")]);
-        assert_eq!(g.labels.get("ci.skao.int/gpu-workloads").map(String::as_str), Some("enabled"));
+        assert_eq!(
+            g.labels
+                .get("ci.skao.int/gpu-workloads")
+                .map(String::as_str),
+            Some("enabled")
+        );
         assert_eq!(g.resource, "nvidia.com/gpu");
         assert_eq!(g.placement.name, GPU_WORKLOADS_CLASS);
         assert_eq!(g.placement.node_selector.len(), 1);
@@ -271,13 +276,34 @@ mod tests {
     #[test]
     fn mistakes_are_named_with_their_line() {
         for (section, expected) in [
-            ("  namespaces: {}\n", "p.yaml:5:15: gpuWorkloads.namespaces: give names"),
-            ("  namespaces: { names: [CI-*] }\n", "gpuWorkloads.namespaces.names: \"CI-*\" is not a namespace name pattern"),
-            ("  namespaces: { labels: { \"a b\": c } }\n", "gpuWorkloads.namespaces.labels: \"a b\" is not a valid label key"),
-            ("  namespaces: { names: [x] }\n  resource: gpu\n", "gpuWorkloads.resource: \"gpu\" is not an extended resource name"),
-            ("  namespaces: { names: [x] }\n  runtimeClassName: NVIDIA\n", "gpuWorkloads.runtimeClassName: \"NVIDIA\" is not a valid RuntimeClass name"),
-            ("  namespaces: { names: [x] }\n  tolerations: [ { operator: Equal } ]\n", "gpuWorkloads.tolerations[0]: an empty key needs operator Exists"),
-            ("  namespaces: { names: [x] }\n  nodeSelectors: {}\n", "unknown field"),
+            (
+                "  namespaces: {}\n",
+                "p.yaml:5:15: gpuWorkloads.namespaces: give names",
+            ),
+            (
+                "  namespaces: { names: [CI-*] }\n",
+                "gpuWorkloads.namespaces.names: \"CI-*\" is not a namespace name pattern",
+            ),
+            (
+                "  namespaces: { labels: { \"a b\": c } }\n",
+                "gpuWorkloads.namespaces.labels: \"a b\" is not a valid label key",
+            ),
+            (
+                "  namespaces: { names: [x] }\n  resource: gpu\n",
+                "gpuWorkloads.resource: \"gpu\" is not an extended resource name",
+            ),
+            (
+                "  namespaces: { names: [x] }\n  runtimeClassName: NVIDIA\n",
+                "gpuWorkloads.runtimeClassName: \"NVIDIA\" is not a valid RuntimeClass name",
+            ),
+            (
+                "  namespaces: { names: [x] }\n  tolerations: [ { operator: Equal } ]\n",
+                "gpuWorkloads.tolerations[0]: an empty key needs operator Exists",
+            ),
+            (
+                "  namespaces: { names: [x] }\n  nodeSelectors: {}\n",
+                "unknown field",
+            ),
         ] {
             let err = parse(section).expect_err(section);
             assert!(err.contains(expected), "{section}: {err}");
@@ -288,7 +314,12 @@ mod tests {
         )
         .expect_err("class name taken")
         .to_string();
-        assert!(taken.contains("p.yaml:3:3: classes: \"gpu-workloads\" is the name gpuWorkloads pods go by"), "{taken}");
+        assert!(
+            taken.contains(
+                "p.yaml:3:3: classes: \"gpu-workloads\" is the name gpuWorkloads pods go by"
+            ),
+            "{taken}"
+        );
     }
 
     #[test]

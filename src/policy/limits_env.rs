@@ -59,7 +59,12 @@ impl Default for LimitsEnv {
 /// Prefixes GitLab reserves for its own variables: a job would see a lie or lose one.
 const RESERVED_PREFIXES: [&str; 2] = ["CI_", "GITLAB_"];
 /// Variables the webhook sets for Docker.
-const DOCKER_NAMES: [&str; 4] = ["DOCKER_HOST", "NODE_IP", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH"];
+const DOCKER_NAMES: [&str; 4] = [
+    "DOCKER_HOST",
+    "NODE_IP",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+];
 
 impl Validator<'_> {
     pub(super) fn limits_env(&mut self, raw: Option<RawLimitsEnv>) -> Option<LimitsEnv> {
@@ -77,7 +82,10 @@ impl Validator<'_> {
             if let Err(message) = check_name(&value) {
                 v.problem(&given, format!("{what}: {message}"));
             } else if seen.contains(&value) {
-                v.problem(&given, format!("{what}: {value} is already used by another limitsEnv variable"));
+                v.problem(
+                    &given,
+                    format!("{what}: {value} is already used by another limitsEnv variable"),
+                );
             }
             seen.push(value.clone());
             Some(value)
@@ -85,7 +93,12 @@ impl Validator<'_> {
         let env = LimitsEnv {
             class: name(self, "class", raw.class, defaults.class),
             cpus: name(self, "cpus", raw.cpus, defaults.cpus),
-            cpu_millicores: name(self, "cpuMillicores", raw.cpu_millicores, defaults.cpu_millicores),
+            cpu_millicores: name(
+                self,
+                "cpuMillicores",
+                raw.cpu_millicores,
+                defaults.cpu_millicores,
+            ),
             memory_bytes: name(self, "memoryBytes", raw.memory_bytes, defaults.memory_bytes),
             gpus: name(self, "gpus", raw.gpus, defaults.gpus),
         };

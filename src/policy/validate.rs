@@ -104,7 +104,10 @@ impl Validator<'_> {
         }
         let gpu_workloads = raw.gpu_workloads.map(|g| self.gpu_workloads(g));
         let taken = raw.classes.value.0.iter().map(|(name, _)| name);
-        if let Some(name) = taken.filter(|_| gpu_workloads.is_some()).find(|n| n.value == GPU_WORKLOADS_CLASS) {
+        if let Some(name) = taken
+            .filter(|_| gpu_workloads.is_some())
+            .find(|n| n.value == GPU_WORKLOADS_CLASS)
+        {
             self.problem(
                 name,
                 format!("classes: {GPU_WORKLOADS_CLASS:?} is the name gpuWorkloads pods go by in metrics and logs; give the runner class another name"),
@@ -611,7 +614,11 @@ impl Validator<'_> {
         out
     }
 
-    pub(super) fn tolerations(&mut self, what: &str, raw: &[Spanned<RawToleration>]) -> Vec<Toleration> {
+    pub(super) fn tolerations(
+        &mut self,
+        what: &str,
+        raw: &[Spanned<RawToleration>],
+    ) -> Vec<Toleration> {
         let mut out = Vec::new();
         for (i, t) in raw.iter().enumerate() {
             match toleration(&t.value) {

@@ -196,7 +196,10 @@ impl Server {
                         path: path.display().to_string(),
                         source,
                     })?;
-                (in_namespace(parse_policy(&text[0], path)?, own), Some(watched))
+                (
+                    in_namespace(parse_policy(&text[0], path)?, own),
+                    Some(watched),
+                )
             }
         };
         let webhook = Arc::new(Webhook::new(

@@ -252,9 +252,9 @@ async fn review(
     let mut peeked = None;
     let review = admission::parse_with(&bytes, |namespace| {
         peeked = webhook.namespaces.peek(namespace);
-        peeked.as_ref().is_none_or(|labels| {
-            mutate::in_scope(&active.policy, namespace, entry.facts(labels))
-        })
+        peeked
+            .as_ref()
+            .is_none_or(|labels| mutate::in_scope(&active.policy, namespace, entry.facts(labels)))
     })?;
     span.record("uid", review.uid());
     span.record("namespace", review.namespace());

@@ -96,7 +96,10 @@ fn a_gpu_pod_in_an_unlabelled_ci_namespace_gets_the_gpu_placement() {
         "gpuWorkloads: not a job pod, asks for a GPU; namespace ci-ska-tango-1234 matches ci-*"
     );
     let pod = out.pod();
-    assert_eq!(pod["spec"]["nodeSelector"], json!({"nvidia.com/gpu": "true"}));
+    assert_eq!(
+        pod["spec"]["nodeSelector"],
+        json!({"nvidia.com/gpu": "true"})
+    );
     assert_eq!(
         pod["spec"]["tolerations"],
         json!([{"key": "nvidia.com/gpu", "operator": "Exists"}])
@@ -172,9 +175,11 @@ fn a_gpu_count_that_is_not_a_whole_number_is_denied() {
         pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = json!(bad);
         let out = run_with(&DEFAULT, &ci_namespace(), &pod);
         assert!(
-            out.denial().starts_with(
-                "spec.containers[cuda].resources.limits.nvidia.com/gpu: "
-            ) && out.denial().ends_with("is not a whole number of devices (such as 1)"),
+            out.denial()
+                .starts_with("spec.containers[cuda].resources.limits.nvidia.com/gpu: ")
+                && out
+                    .denial()
+                    .ends_with("is not a whole number of devices (such as 1)"),
             "{bad}: {}",
             out.denial()
         );
@@ -234,10 +239,18 @@ fn namespaces_are_selected_by_name_glob_or_by_labels() {
     let Out::Allow { reason, .. } = &out else {
         unreachable!()
     };
-    assert!(reason.to_string().ends_with("namespace labels ci.skao.int/gpu-workloads=enabled"));
+    assert!(
+        reason
+            .to_string()
+            .ends_with("namespace labels ci.skao.int/gpu-workloads=enabled")
+    );
     // Neither: not ours at all (skipped before the pod is read).
     assert!(matches!(
-        run_with(&DEFAULT, &in_namespace("dp-shared", Some(BTreeMap::new())), &gpu_pod()),
+        run_with(
+            &DEFAULT,
+            &in_namespace("dp-shared", Some(BTreeMap::new())),
+            &gpu_pod()
+        ),
         Out::Skip(SkipReason::NamespaceNotOptedIn)
     ));
     // Opted in for job pods, but not a GPU workloads namespace: not a job pod.
@@ -250,7 +263,12 @@ fn namespaces_are_selected_by_name_glob_or_by_labels() {
         run_facts(&DEFAULT, "dp-shared", NamespaceFacts::NameOnly, &gpu_pod()),
         Out::Skip(SkipReason::NamespaceNotOptedIn)
     ));
-    let out = run_facts(&DEFAULT, "integration-7", NamespaceFacts::NameOnly, &gpu_pod());
+    let out = run_facts(
+        &DEFAULT,
+        "integration-7",
+        NamespaceFacts::NameOnly,
+        &gpu_pod(),
+    );
     assert_eq!(out.class(), "gpu-workloads");
 }
 
@@ -260,14 +278,27 @@ fn system_namespaces_and_the_webhook_namespace_are_never_selected() {
         "defaultClass: a\nclasses:\n  a: {}\ngpuWorkloads:\n  namespaces: { names: ['*'] }\n  nodeSelector: { gpu: 'yes' }\n",
     );
     assert_eq!(
-        run_with(&policy, &in_namespace("anything", Some(BTreeMap::new())), &gpu_pod()).class(),
+        run_with(
+            &policy,
+            &in_namespace("anything", Some(BTreeMap::new())),
+            &gpu_pod()
+        )
+        .class(),
         "gpu-workloads"
     );
     policy.set_webhook_namespace("ci-pod-webhook");
-    for ns in ["kube-system", "kube-public", "kube-node-lease", "ci-pod-webhook"] {
+    for ns in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "ci-pod-webhook",
+    ] {
         let req = in_namespace(ns, Some(BTreeMap::new()));
         assert!(
-            matches!(run_with(&policy, &req, &gpu_pod()), Out::Skip(SkipReason::NamespaceNotOptedIn)),
+            matches!(
+                run_with(&policy, &req, &gpu_pod()),
+                Out::Skip(SkipReason::NamespaceNotOptedIn)
+            ),
             "{ns}"
         );
     }

@@ -33,9 +33,7 @@ fn build_learns_its_class_and_limits_from_the_downward_api() {
         var(pod, "JOB_RUNNER_CLASS"),
         &json!({"name": "JOB_RUNNER_CLASS", "value": "k8srunner"})
     );
-    let field = |resource: &str, divisor: &str| {
-        json!({"resourceFieldRef": {"containerName": "build", "resource": resource, "divisor": divisor}})
-    };
+    let field = |resource: &str, divisor: &str| json!({"resourceFieldRef": {"containerName": "build", "resource": resource, "divisor": divisor}});
     assert_eq!(var(pod, "JOB_CPUS")["valueFrom"], field("limits.cpu", "1"));
     assert_eq!(
         var(pod, "JOB_CPU_MILLICORES")["valueFrom"],
@@ -55,7 +53,10 @@ fn build_learns_its_class_and_limits_from_the_downward_api() {
 fn gpu_classes_also_get_the_gpu_count_the_patch_leaves() {
     let pod = with_runner(job_pod(), "ska-k8srunner-dp-gpu-a100");
     let out = run(&pod);
-    assert_eq!(var(out.pod(), "JOB_GPUS"), &json!({"name": "JOB_GPUS", "value": "1"}));
+    assert_eq!(
+        var(out.pod(), "JOB_GPUS"),
+        &json!({"name": "JOB_GPUS", "value": "1"})
+    );
     // The override, and an existing limit (lowered to the ceiling), are what count.
     let out = run(&annotate(pod.clone(), &[("ci.skao.int/gpus", "3")]));
     assert_eq!(var(out.pod(), "JOB_GPUS")["value"], "3");
@@ -76,13 +77,21 @@ fn a_variable_the_pod_sets_is_never_replaced() {
     ]);
     let out = run(&pod);
     let patched = out.pod();
-    assert_eq!(var(patched, "JOB_CPUS"), &json!({"name": "JOB_CPUS", "value": "2"}));
+    assert_eq!(
+        var(patched, "JOB_CPUS"),
+        &json!({"name": "JOB_CPUS", "value": "2"})
+    );
     assert_eq!(
         names(patched, "build")
             .iter()
             .filter(|n| n.starts_with("JOB_"))
             .collect::<Vec<_>>(),
-        [&"JOB_CPUS", &"JOB_RUNNER_CLASS", &"JOB_CPU_MILLICORES", &"JOB_MEMORY_BYTES"]
+        [
+            &"JOB_CPUS",
+            &"JOB_RUNNER_CLASS",
+            &"JOB_CPU_MILLICORES",
+            &"JOB_MEMORY_BYTES"
+        ]
     );
 }
 
@@ -153,12 +162,30 @@ fn a_build_container_without_env_gets_one_list_with_docker_and_limits() {
 #[test]
 fn limit_names_must_be_shell_names_outside_gitlab_and_docker_ones() {
     for (names, expected) in [
-        ("{ cpus: CI_JOB_CPUS }", "starts with CI_, which GitLab reserves"),
-        ("{ cpus: GITLAB_CPUS }", "starts with GITLAB_, which GitLab reserves"),
-        ("{ cpus: 1CPUS }", "is not a variable name a shell can expand"),
-        ("{ cpus: JOB-CPUS }", "is not a variable name a shell can expand"),
-        ("{ cpus: DOCKER_HOST }", "is set by the webhook's docker section"),
-        ("{ cpus: X, gpus: X }", "X is already used by another limitsEnv variable"),
+        (
+            "{ cpus: CI_JOB_CPUS }",
+            "starts with CI_, which GitLab reserves",
+        ),
+        (
+            "{ cpus: GITLAB_CPUS }",
+            "starts with GITLAB_, which GitLab reserves",
+        ),
+        (
+            "{ cpus: 1CPUS }",
+            "is not a variable name a shell can expand",
+        ),
+        (
+            "{ cpus: JOB-CPUS }",
+            "is not a variable name a shell can expand",
+        ),
+        (
+            "{ cpus: DOCKER_HOST }",
+            "is set by the webhook's docker section",
+        ),
+        (
+            "{ cpus: X, gpus: X }",
+            "X is already used by another limitsEnv variable",
+        ),
         ("{ cpu: X }", "unknown field"),
     ] {
         let yaml = format!("defaultClass: a\nclasses:\n  a: {{}}\nlimitsEnv: {names}\n");
