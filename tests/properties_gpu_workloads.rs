@@ -144,9 +144,12 @@ fn run(pod: &Value) -> Out {
     }
 }
 
+/// One container's GPU limit and request.
+type Counts = (Option<Quantity>, Option<Quantity>);
+
 /// Every container's GPU (limit, request), parsed; `Err` for a value that is not a whole
 /// non-negative number.
-fn gpus(pod: &Value) -> Vec<Result<(Option<Quantity>, Option<Quantity>), ()>> {
+fn gpus(pod: &Value) -> Vec<Result<Counts, ()>> {
     let read = |v: &Value| -> Result<Option<Quantity>, ()> {
         let text = match v {
             Value::Null => return Ok(None),
