@@ -5,15 +5,18 @@
 #
 # What it checks:
 #  1. Every kustomization renders with `kubectl kustomize`: base, each overlay,
-#     node-docker, doctor, and base and both certificate overlays combined with each component.
+#     node-docker, doctor, and base and both certificate overlays combined with each component
+#     (and with the two 1.26-1.29 components together, the form that runs there).
 #     The self-managed overlay renders from a temporary copy of manifests/ holding
 #     throwaway openssl certificates (its real certs/ directory is git-ignored).
 #  2. Every rendered core object validates in strict mode (unknown fields are errors)
 #     against the Kubernetes OpenAPI schemas shipped by PyPI's kubernetes-validate: 1.30
 #     for everything; also 1.26 (the oldest version ci-pod-webhook supports) for what
-#     runs there, i.e. everything except the base's preStop `sleep` action (>= 1.29) and
-#     the match-conditions component (>= 1.30, GA); and the newest schema the package
-#     ships, to catch removed APIs.
+#     runs there, i.e. with components/prestop-busybox-sleep (the base's preStop `sleep`
+#     action needs >= 1.29) and components/gpu-workloads-without-match-conditions (the
+#     base's GPU workloads entry has matchConditions, GA in 1.30), and never the
+#     match-conditions component (>= 1.30); and the newest schema the package ships, to
+#     catch removed APIs.
 #  3. Custom resources, which are not in those schemas, validate against the pydantic
 #     models that PyPI's cloudcoil packages generate from the CRDs: cert-manager 1.17
 #     (Certificate, Issuer) and prometheus-operator 0.80 (ServiceMonitor,
@@ -23,8 +26,8 @@
 #     webhook port admits only ipBlocks; shipped with its placeholder, valid once filled),
 #     certificate names,
 #     policy file identical to src/policy/default-policy.yaml, node daemon socket and
-#     node selector matching the policy, matchConditions CEL evaluated against sample
-#     pods, every PromQL expression parsed and naming only metrics the webhook and the
+#     node selector matching the policy, matchConditions CEL of both webhook entries
+#     evaluated against sample pods, every PromQL expression parsed and naming only metrics the webhook and the
 #     API server export, and a caBundle that verifies the serving certificate.
 #
 # Needs bash, python3 (>= 3.10, with venv), openssl and kubectl with its built-in
@@ -128,14 +131,20 @@ echo >> "$certs/ca-bundle.b64"
 # ---- what to render, and against which Kubernetes versions ------------------------
 # name|kustomization dir (relative to the copy's manifests/)|versions
 variants=$work/manifests/.variants
-combine() {  # combine NAME RESOURCE COMPONENT
-  mkdir -p "$variants/$1"
-  printf '%s\n' \
-    'apiVersion: kustomize.config.k8s.io/v1beta1' \
-    'kind: Kustomization' \
-    'resources:' "  - ../../$2" \
-    'components:' "  - ../../components/$3" \
-    > "$variants/$1/kustomization.yaml"
+combine() {  # combine NAME RESOURCE COMPONENT...
+  local name=$1 resource=$2
+  shift 2
+  mkdir -p "$variants/$name"
+  {
+    printf '%s\n' \
+      'apiVersion: kustomize.config.k8s.io/v1beta1' \
+      'kind: Kustomization' \
+      'resources:' "  - ../../$resource" \
+      'components:'
+    for component in "$@"; do
+      printf '  - ../../components/%s\n' "$component"
+    done
+  } > "$variants/$name/kustomization.yaml"
 }
 targets=(
   "base|base|1.30 latest"
@@ -150,7 +159,12 @@ for resource in base overlays/cert-manager overlays/self-managed; do
   combine "$short+match-conditions" "$resource" match-conditions
   targets+=("$resource + components/match-conditions|.variants/$short+match-conditions|1.30 latest")
   combine "$short+prestop-busybox-sleep" "$resource" prestop-busybox-sleep
-  targets+=("$resource + components/prestop-busybox-sleep|.variants/$short+prestop-busybox-sleep|1.26 1.30 latest")
+  targets+=("$resource + components/prestop-busybox-sleep|.variants/$short+prestop-busybox-sleep|1.30 latest")
+  combine "$short+gpu-workloads-without-match-conditions" "$resource" gpu-workloads-without-match-conditions
+  targets+=("$resource + components/gpu-workloads-without-match-conditions|.variants/$short+gpu-workloads-without-match-conditions|1.30 latest")
+  # What runs on Kubernetes 1.26-1.29.
+  combine "$short+kubernetes-1.26" "$resource" prestop-busybox-sleep gpu-workloads-without-match-conditions
+  targets+=("$resource + components/prestop-busybox-sleep + components/gpu-workloads-without-match-conditions|.variants/$short+kubernetes-1.26|1.26 1.30 latest")
   combine "$short+network-policy" "$resource" network-policy
   targets+=("$resource + components/network-policy|.variants/$short+network-policy|1.30 latest")
 done
@@ -256,6 +270,8 @@ POLICY = yaml.safe_load(open(policy_file))
 POLICY_TEXT = open(policy_file).read()
 
 WEBHOOK = "pods.ci-pod-webhook.ci.skao.int"
+GPU_WEBHOOK = "gpu-workloads.ci-pod-webhook.ci.skao.int"
+SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
 NAMESPACE = "ci-pod-webhook"
 SERVICE = "ci-pod-webhook"
 SANS = [SERVICE, f"{SERVICE}.{NAMESPACE}", f"{SERVICE}.{NAMESPACE}.svc",
@@ -369,21 +385,33 @@ def check_webhook(where, objs):
     mwc = one(objs, "MutatingWebhookConfiguration", "ci-pod-webhook", where)
     if not mwc:
         return
-    check(len(mwc["webhooks"]) == 1, where, "one webhook expected")
+    names = [w["name"] for w in mwc["webhooks"]]
+    check(names == [WEBHOOK, GPU_WEBHOOK], where, f"webhooks {names}, expected [{WEBHOOK}, {GPU_WEBHOOK}]")
+    for w, path in zip(mwc["webhooks"], ["/mutate", "/mutate/gpu-workloads"]):
+        expect = {
+            "failurePolicy": "Ignore", "sideEffects": "None",
+            "reinvocationPolicy": "IfNeeded", "matchPolicy": "Equivalent",
+            "admissionReviewVersions": ["v1"],
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                       "resources": ["pods"], "scope": "Namespaced"}],
+        }
+        for key, value in expect.items():
+            check(w.get(key) == value, where, f"webhook {w['name']} {key} is {w.get(key)!r}, expected {value!r}")
+        check(0 < w.get("timeoutSeconds", 10) <= 5, where, "timeoutSeconds must be at most 5")
+        svc = w["clientConfig"].get("service", {})
+        check(svc == {"name": SERVICE, "namespace": NAMESPACE, "path": path, "port": 443},
+              where, f"clientConfig.service of {w['name']} is {svc}")
+    if len(mwc["webhooks"]) > 1:
+        gpu = mwc["webhooks"][1]
+        exprs = gpu.get("namespaceSelector", {}).get("matchExpressions", [])
+        only = exprs[0] if len(exprs) == 1 else {}
+        check(only.get("key") == "kubernetes.io/metadata.name" and only.get("operator") == "NotIn"
+              and set(only.get("values", [])) == SYSTEM_NAMESPACES | {NAMESPACE}, where,
+              "the GPU workloads entry selects every namespace but the system ones and the webhook's own")
+        legacy = "gpu-workloads-without-match-conditions" in where or "kubernetes-1.26" in where
+        check(bool(gpu.get("matchConditions")) != legacy, where,
+              "the GPU workloads entry has matchConditions exactly when the 1.26-1.29 component is not used")
     w = mwc["webhooks"][0]
-    expect = {
-        "name": WEBHOOK, "failurePolicy": "Ignore", "sideEffects": "None",
-        "reinvocationPolicy": "IfNeeded", "matchPolicy": "Equivalent",
-        "admissionReviewVersions": ["v1"],
-        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                   "resources": ["pods"], "scope": "Namespaced"}],
-    }
-    for key, value in expect.items():
-        check(w.get(key) == value, where, f"webhook {key} is {w.get(key)!r}, expected {value!r}")
-    check(0 < w.get("timeoutSeconds", 10) <= 5, where, "timeoutSeconds must be at most 5")
-    svc = w["clientConfig"].get("service", {})
-    check(svc == {"name": SERVICE, "namespace": NAMESPACE, "path": "/mutate", "port": 443},
-          where, f"clientConfig.service is {svc}")
     exprs = w.get("namespaceSelector", {}).get("matchExpressions", [])
     prefix = POLICY["prefix"]
     check({"key": f"{prefix}/pod-policy", "operator": "In", "values": ["enabled"]} in exprs,
@@ -549,6 +577,63 @@ def check_match_conditions(where, mwc):
     text = " ".join(c["expression"] for c in conditions)
     for needle in [job["orLabel"], *job["containers"]]:
         check(f"'{needle}'" in text, where, f"matchConditions do not mention the policy's jobPods {needle!r}")
+
+
+# Sample pods for the GPU workloads entry: (description, pod, should the webhook be called)
+GPU_SAMPLE_PODS = [
+    ("Deployment pod with a GPU limit", {
+        "metadata": {"generateName": "trainer-7d9f-", "labels": {"app": "trainer"}},
+        "spec": {"containers": [{"name": "cuda", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}, True),
+    ("GPU request only, second container", {
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "a"}, {"name": "b", "resources": {"requests": {"nvidia.com/gpu": 2}}}]}}, True),
+    ("GPU in an init container", {
+        "metadata": {"name": "p"},
+        "spec": {"initContainers": [{"name": "warm", "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+                 "containers": [{"name": "app"}]}}, True),
+    ("no resources at all", {
+        "metadata": {"name": "web"}, "spec": {"containers": [{"name": "nginx"}]}}, False),
+    ("CPU and memory only", {
+        "metadata": {"name": "web"},
+        "spec": {"initContainers": [{"name": "i", "resources": {"requests": {"cpu": "1"}}}],
+                 "containers": [{"name": "nginx", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]}}, False),
+    ("empty resources", {
+        "metadata": {"name": "web"}, "spec": {"containers": [{"name": "nginx", "resources": {}}]}}, False),
+    ("mirror pod asking for a GPU", {
+        "metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "abc"}},
+        "spec": {"containers": [{"name": "cuda", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}, False),
+]
+
+
+def check_gpu_match_conditions(where, mwc):
+    hooks = mwc["webhooks"] if mwc else []
+    conditions = hooks[1].get("matchConditions") if len(hooks) > 1 else None
+    if not conditions:
+        return
+    env = celpy.Environment()
+    try:
+        programs = [(c["name"], env.program(env.compile(c["expression"]))) for c in conditions]
+    except Exception as e:
+        fail(where, f"a GPU workloads matchCondition does not compile: {e}")
+        return
+    for description, pod, expected in GPU_SAMPLE_PODS:
+        activation = {"object": celpy.json_to_cel(pod)}
+        results = {}
+        for cname, program in programs:
+            try:
+                results[cname] = bool(program.evaluate(activation))
+            except Exception as e:
+                fail(where, f"GPU matchCondition {cname} fails to evaluate on {description}: {e}")
+                results[cname] = None
+        called = all(results.values())
+        check(called == expected, where,
+              f"GPU entry, {description}: webhook {'called' if called else 'skipped'} ({results}), "
+              f"expected {'called' if expected else 'skipped'}")
+    # The resource the conditions look for must be the policy's.
+    resource = (POLICY.get("gpuWorkloads") or {}).get("resource", "nvidia.com/gpu")
+    text = " ".join(c["expression"] for c in conditions)
+    check(f"'{resource}'" in text, where,
+          f"GPU workloads matchConditions do not look for the policy's gpuWorkloads.resource {resource!r}")
 
 
 def promql_metrics(where, expr):
@@ -728,10 +813,11 @@ for line in open(plan_file):
             mwc = check_webhook(name, objs)
             check_deployment(name, objs)
             check_tls_source(name, objs, name, mwc)
-            if "match-conditions" in name:
+            if "+ components/match-conditions" in name:
                 check(bool(mwc and mwc["webhooks"][0].get("matchConditions")), name,
                       "matchConditions expected")
             check_match_conditions(name, mwc)
+            check_gpu_match_conditions(name, mwc)
         if "PrometheusRule" in kinds or name.endswith("monitoring"):
             check_monitoring(name, objs)
         if "DaemonSet" in kinds:

@@ -150,6 +150,12 @@ pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result
     }
     writeln!(out, "docker: {}", explain::docker_summary(&policy))?;
     writeln!(out, "overrides above a ceiling: {:?}", policy.on_exceed)?;
+    writeln!(
+        out,
+        "gpuWorkloads: {}",
+        explain::gpu_workloads_summary(&policy)
+    )?;
+    writeln!(out, "limitsEnv: {}", explain::limits_env_summary(&policy))?;
     writeln!(out)?;
     let rows: Vec<[String; 6]> = policy.classes.iter().map(class_row).collect();
     let header = [

@@ -215,6 +215,53 @@ pub fn docker_summary(policy: &Policy) -> String {
     }
 }
 
+pub fn gpu_workloads_summary(policy: &Policy) -> String {
+    let Some(g) = &policy.gpu_workloads else {
+        return "off".to_string();
+    };
+    let mut selectors: Vec<String> = g.names.iter().map(|n| n.as_str().to_string()).collect();
+    if !g.labels.is_empty() {
+        let labels: Vec<String> = g.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        selectors.push(format!("labels {}", labels.join(",")));
+    }
+    let runtime = g
+        .placement
+        .gpu
+        .as_ref()
+        .and_then(|gpu| gpu.runtime_class_name.as_deref())
+        .unwrap_or("-");
+    format!(
+        "pods asking for {} in namespaces {} (never {}): {} nodeSelector keys, {} tolerations, runtimeClassName {runtime}",
+        g.resource,
+        selectors.join(" | "),
+        g.never.iter().cloned().collect::<Vec<_>>().join(", "),
+        g.placement.node_selector.len(),
+        g.placement.tolerations.len(),
+    )
+}
+
+pub fn limits_env_summary(policy: &Policy) -> String {
+    let Some(env) = &policy.limits_env else {
+        return "off".to_string();
+    };
+    let names: Vec<&str> = [
+        &env.class,
+        &env.cpus,
+        &env.cpu_millicores,
+        &env.memory_bytes,
+        &env.gpus,
+    ]
+    .into_iter()
+    .flatten()
+    .map(String::as_str)
+    .collect();
+    if names.is_empty() {
+        "off (every name is null)".to_string()
+    } else {
+        format!("{} in build", names.join(", "))
+    }
+}
+
 pub fn match_summary(class: &RunnerClass) -> String {
     let blocks: Vec<String> = class
         .match_blocks

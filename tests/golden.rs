@@ -104,6 +104,15 @@ fn check_class(
             g.pod()["spec"]["nodeSelector"]["node-role.skatelescope.org/ci-worker"],
             "true"
         );
+        // limitsEnv: the class by name, the GPU count on GPU classes only.
+        let env = g.container("build")["env"].as_array().expect("env");
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e["name"] == name)
+                .map(|e| e["value"].clone())
+        };
+        assert_eq!(value("JOB_RUNNER_CLASS"), Some(json!(class)));
+        assert_eq!(value("JOB_GPUS"), gpus.map(|n| json!(n)));
         if gpus.is_some() {
             assert_eq!(g.pod()["spec"]["runtimeClassName"], "nvidia");
             assert_eq!(g.pod()["spec"]["nodeSelector"]["nvidia.com/gpu"], "true");

@@ -77,7 +77,11 @@ fn the_webhook_selects_opted_in_namespaces_by_the_policy_label() {
         "MutatingWebhookConfiguration",
     );
     let hooks = config["webhooks"].as_array().expect("webhooks");
-    assert_eq!(hooks.len(), 1);
+    assert_eq!(
+        hooks.len(),
+        2,
+        "the job-pod entry and the GPU workloads entry"
+    );
     let hook = &hooks[0];
     let expressions = hook["namespaceSelector"]["matchExpressions"]
         .as_array()
@@ -406,5 +410,62 @@ fn the_doctor_cluster_role_reads_exactly_the_objects_the_doctor_fetches() {
             "MutatingWebhookConfiguration"
         )["metadata"]["name"],
         json!(names.webhook_configuration)
+    );
+}
+
+#[test]
+fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
+    let policy = Policy::embedded();
+    let gpu = policy
+        .gpu_workloads
+        .as_ref()
+        .expect("the default policy places GPU workloads");
+    let own_namespace = object("base/namespace.yaml", "Namespace")["metadata"]["name"].clone();
+    let config = object(
+        "base/mutatingwebhookconfiguration.yaml",
+        "MutatingWebhookConfiguration",
+    );
+    let hook = &config["webhooks"][1];
+    assert_eq!(
+        hook["clientConfig"]["service"]["path"],
+        ci_pod_webhook::server::webhook::GPU_WORKLOADS_PATH
+    );
+    let mut excluded: Vec<Value> = ci_pod_webhook::policy::SYSTEM_NAMESPACES
+        .iter()
+        .map(|n| json!(n))
+        .collect();
+    excluded.push(own_namespace);
+    assert_eq!(
+        hook["namespaceSelector"],
+        json!({"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": excluded}]}),
+        "no opt-in label: namespaces matched by name carry none"
+    );
+    for key in [
+        "rules",
+        "failurePolicy",
+        "sideEffects",
+        "reinvocationPolicy",
+        "timeoutSeconds",
+        "matchPolicy",
+    ] {
+        assert_eq!(
+            hook[key], config["webhooks"][0][key],
+            "{key} as the job-pod entry"
+        );
+    }
+    let conditions = hook["matchConditions"].to_string();
+    assert!(
+        conditions.contains(&format!("'{}'", gpu.resource)),
+        "matchConditions look for the policy's resource: {conditions}"
+    );
+    // The Deployment tells the webhook its namespace, so gpuWorkloads skips it.
+    let container = webhook_container();
+    let namespace_env = container["env"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["name"] == "CI_POD_WEBHOOK_NAMESPACE"))
+        .expect("CI_POD_WEBHOOK_NAMESPACE");
+    assert_eq!(
+        namespace_env["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
     );
 }

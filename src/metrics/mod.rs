@@ -235,13 +235,15 @@ impl Metrics {
         metrics
     }
 
-    /// Looks up the `requests_total` series of `policy`'s classes, so that reviews
+    /// Looks up the `requests_total` series of `policy`'s classes (and of its GPU
+    /// workloads, which count as class `gpu-workloads`), so that reviews
     /// under this policy record without a lookup.
     pub fn policy_series(&self, policy: &Policy) -> PolicySeries {
         PolicySeries {
             classes: policy
                 .classes
                 .iter()
+                .chain(policy.gpu_workloads.as_ref().map(|g| &g.placement))
                 .map(|c| (c.name.clone(), ClassSeries::lookup(&self.requests, &c.name)))
                 .collect(),
         }

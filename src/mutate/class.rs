@@ -29,6 +29,9 @@ pub enum ClassReason {
     },
     /// Nothing else applied.
     Default,
+    /// Not a job pod: a GPU workload placed by `gpuWorkloads`; the fact that selected
+    /// its namespace.
+    GpuWorkloads { fact: String },
 }
 
 impl fmt::Display for ClassReason {
@@ -49,6 +52,9 @@ impl fmt::Display for ClassReason {
             }
             ClassReason::Default => {
                 f.write_str("defaultClass (no namespace label or match rule applied)")
+            }
+            ClassReason::GpuWorkloads { fact } => {
+                write!(f, "gpuWorkloads: not a job pod, asks for a GPU; {fact}")
             }
         }
     }

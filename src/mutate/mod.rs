@@ -4,12 +4,15 @@
 //! Order of work (docs/behaviour.md): skip what is not ours, choose the runner class
 //! from trusted facts, read the job author's override annotations, then compute the
 //! changes as targeted patch operations, leaving out (or denying) any the API server
-//! would refuse (see [`admissible`]).
+//! would refuse (see [`admissible`]). A pod that is not a job pod may still be ours
+//! as a GPU workload (`gpuWorkloads`, in `gpu_workloads`).
 
 pub mod admissible;
 mod class;
 mod docker;
+mod gpu_workloads;
 mod gpus;
+mod limits_env;
 mod nvidia;
 mod overrides;
 mod patch;
@@ -47,12 +50,16 @@ pub enum NamespaceFacts<'a> {
     TrustSelector,
     /// The namespace's labels, from the cluster.
     Labels(&'a BTreeMap<String, String>),
+    /// No cluster access and no opt-in guarantee (the GPU workloads webhook entry selects
+    /// every non-system namespace): not opted in, no labels; only the request's
+    /// namespace name is known.
+    NameOnly,
 }
 
 impl NamespaceFacts<'_> {
     fn label(&self, key: &str) -> Option<&str> {
         match self {
-            NamespaceFacts::TrustSelector => None,
+            NamespaceFacts::TrustSelector | NamespaceFacts::NameOnly => None,
             NamespaceFacts::Labels(labels) => labels.get(key).map(String::as_str),
         }
     }
@@ -113,6 +120,8 @@ pub enum SkipReason {
     NamespaceNotOptedIn,
     MirrorPod,
     NotJobPod,
+    /// Not a job pod, in a `gpuWorkloads` namespace, asking for no GPU.
+    NoGpuRequest,
 }
 
 impl SkipReason {
@@ -122,6 +131,7 @@ impl SkipReason {
             SkipReason::NamespaceNotOptedIn => "namespace not opted in",
             SkipReason::MirrorPod => "mirror pod",
             SkipReason::NotJobPod => "not a GitLab Runner job pod",
+            SkipReason::NoGpuRequest => "not a job pod and asks for no GPU",
         }
     }
 }
@@ -199,7 +209,11 @@ pub fn decide<'p, 'f>(
     ) {
         return Ok(Decision::Skip(SkipReason::NotPodCreate));
     }
-    if !opted_in(policy, facts.namespace) {
+    if !in_scope(
+        policy,
+        request.namespace.as_deref().unwrap_or(""),
+        facts.namespace,
+    ) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
     }
     if let Some(pod) = &request.pod {
@@ -211,15 +225,22 @@ pub fn decide<'p, 'f>(
     decide_pod(policy, facts, request, &pod)
 }
 
-/// Whether the policy applies in the namespace at all (its opt-in label).
+/// Whether the policy applies to job pods in the namespace (its opt-in label).
 pub fn opted_in(policy: &Policy, namespace: NamespaceFacts<'_>) -> bool {
     match namespace {
         NamespaceFacts::TrustSelector => true,
+        NamespaceFacts::NameOnly => false,
         NamespaceFacts::Labels(_) => namespace.label(&policy.keys.opt_in) == Some(OPT_IN_VALUE),
     }
 }
 
-/// The decision for a pod CREATE in an opted-in namespace.
+/// Whether the policy may apply in the namespace at all: it opted in, or `gpuWorkloads`
+/// selects it. `name` is the request's namespace.
+pub fn in_scope(policy: &Policy, name: &str, namespace: NamespaceFacts<'_>) -> bool {
+    opted_in(policy, namespace) || gpu_workloads::selects(policy, name, namespace).is_some()
+}
+
+/// The decision for a pod CREATE in a namespace [`in_scope`].
 pub fn decide_pod<'p>(
     policy: &'p Policy,
     facts: Facts<'_>,
@@ -232,7 +253,14 @@ pub fn decide_pod<'p>(
         return Ok(Decision::Skip(SkipReason::MirrorPod));
     }
     if !is_job_pod(policy, pod) {
-        return Ok(Decision::Skip(SkipReason::NotJobPod));
+        let name = request.namespace.as_deref().unwrap_or("");
+        return Ok(match gpu_workloads::selects(policy, name, namespace) {
+            Some((g, selected)) => gpu_workloads::decide(g, selected, name, pod),
+            None => Decision::Skip(SkipReason::NotJobPod),
+        });
+    }
+    if !opted_in(policy, namespace) {
+        return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
     }
     let (chosen, mut warnings) = class::choose(policy, namespace, request, pod);
     let spec = pod.spec();
@@ -303,6 +331,7 @@ pub fn decide_pod<'p>(
         );
     }
     nvidia::apply(pod, &mut patch, &mut warnings);
+    limits_env::apply(policy, chosen.class, pod, &mut patch, &mut warnings);
     Ok(Decision::Allow(Mutation {
         chosen,
         pod: pod_name(pod),

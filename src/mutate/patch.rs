@@ -99,13 +99,28 @@ impl Patch {
         }
     }
 
-    /// Appends items to the array at `parent`, or adds the array when it is missing.
+    /// Appends items to the array at `parent`, or adds the array when it is missing. Two
+    /// appends to the same missing array (Docker's variables, then the limits ones) make
+    /// one `add` of the array with all items: a second `add` would replace the first.
     pub fn append(&mut self, parent: &[&str], state: Parent, items: Vec<Value>) {
         if items.is_empty() {
             return;
         }
         match state {
-            Parent::Missing => self.add(pointer(parent), Value::Array(items)),
+            Parent::Missing => {
+                let path = pointer(parent);
+                let added = self.changes.iter_mut().find_map(|c| match &mut c.op {
+                    PatchOperation::Add(AddOperation {
+                        path: p,
+                        value: Value::Array(array),
+                    }) if *p == path => Some(array),
+                    _ => None,
+                });
+                match added {
+                    Some(array) => array.extend(items),
+                    None => self.add(path, Value::Array(items)),
+                }
+            }
             Parent::Present => {
                 for item in items {
                     let mut path = pointer(parent);
@@ -200,12 +215,17 @@ mod tests {
             vec![json!({"name": "v"})],
         );
         p.append(&["spec", "x"], Parent::Missing, vec![]);
+        p.append(
+            &["spec", "volumes"],
+            Parent::Missing,
+            vec![json!({"name": "w"})],
+        );
         let ops: Value = serde_json::from_slice(&p.to_json()).expect("json");
         assert_eq!(
             ops,
             json!([
                 {"op": "add", "path": "/spec/tolerations/-", "value": {"key": "k"}},
-                {"op": "add", "path": "/spec/volumes", "value": [{"name": "v"}]}
+                {"op": "add", "path": "/spec/volumes", "value": [{"name": "v"}, {"name": "w"}]}
             ])
         );
     }

@@ -11,6 +11,14 @@ use crate::admission;
 
 mod class;
 mod docker;
+mod gpu_workloads;
+mod limits_env;
+
+/// The default policy without `limitsEnv`, for tests that look at Docker's variables.
+static NO_LIMITS_ENV: LazyLock<Policy> = LazyLock::new(|| Policy {
+    limits_env: None,
+    ..Policy::embedded()
+});
 
 pub(super) static DEFAULT: LazyLock<Policy> = LazyLock::new(Policy::embedded);
 
@@ -1113,7 +1121,7 @@ fn socket_mode_mounts_the_daemon_directory_and_sets_docker_host() {
         json!([{"name": "docker", "hostPath": {"path": "/var/run/docker.sock", "type": ""}}]);
     pod["spec"]["containers"][0]["volumeMounts"] =
         json!([{"name": "docker", "mountPath": "/var/run/docker.sock"}]);
-    let out = run(&pod);
+    let out = run_with(&NO_LIMITS_ENV, &Req::default(), &pod);
     let pod = out.pod();
     assert_eq!(
         pod["spec"]["volumes"],
@@ -1144,7 +1152,7 @@ fn an_existing_docker_host_or_the_opt_out_is_respected() {
     let mut pod = job_pod();
     pod["spec"]["containers"][0]["env"] =
         json!([{"name": "DOCKER_HOST", "value": "tcp://docker:2375"}]);
-    let out = run(&pod);
+    let out = run_with(&NO_LIMITS_ENV, &Req::default(), &pod);
     assert_eq!(env(out.pod(), "build").len(), 1);
     assert!(out.pod()["spec"].get("volumes").is_none());
 
@@ -1213,7 +1221,7 @@ fn a_conflicting_volume_name_or_mount_path_skips_docker_with_a_warning() {
 #[test]
 fn tcp_mode_puts_node_ip_before_docker_host() {
     let policy = policy_from(
-        "defaultClass: a\ndocker: { mode: tcp, tcp: { port: 2376, tls: { secretName: dind-client } } }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+        "defaultClass: a\ndocker: { mode: tcp, tcp: { port: 2376, tls: { secretName: dind-client } } }\nlimitsEnv: { enabled: false }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
     );
     let out = run_with(&policy, &Req::default(), &job_pod());
     let names: Vec<&str> = env(out.pod(), "build").iter().map(|(n, _)| *n).collect();
@@ -1244,7 +1252,7 @@ fn tcp_mode_puts_node_ip_before_docker_host() {
     pod["spec"]["containers"][0]["env"] =
         json!([{"name": "NODE_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}}]);
     let plain = policy_from(
-        "defaultClass: a\ndocker: { mode: tcp }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+        "defaultClass: a\ndocker: { mode: tcp }\nlimitsEnv: { enabled: false }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
     );
     let names: Vec<String> = env(run_with(&plain, &Req::default(), &pod).pod(), "build")
         .iter()
@@ -1264,7 +1272,7 @@ fn tcp_mode_puts_node_ip_before_docker_host() {
 #[test]
 fn docker_mode_off_changes_nothing_about_docker() {
     let policy = policy_from(
-        "defaultClass: a\ndocker: { mode: off }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+        "defaultClass: a\ndocker: { mode: off }\nlimitsEnv: { enabled: false }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
     );
     let out = run_with(&policy, &Req::default(), &job_pod());
     assert_eq!(env(out.pod(), "build").len(), 1);

@@ -138,8 +138,10 @@ pub struct PodSpec<'a> {
 pub struct Container<'a> {
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    #[serde(default)]
-    pub env: Option<Env>,
+    #[serde(borrow, default)]
+    pub env: Option<Env<'a>>,
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
+    pub env_from: Option<Vec<EnvFromSource<'a>>>,
     #[serde(borrow, default, deserialize_with = "objects_opt")]
     pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
     #[serde(borrow, default, deserialize_with = "object_opt")]
@@ -149,13 +151,14 @@ pub struct Container<'a> {
     pub restart_policy: Option<Cow<'a, str>>,
 }
 
-/// A container's env, reduced to what the core reads: which of a few variables are
-/// set, and whether each comes from the node's IP. A CI job container carries a hundred
-/// variables; keeping them all would be most of the cost of reading a pod.
+/// A container's env, reduced to what the core reads: the names set (env is a set keyed
+/// by name), and whether each comes from the node's IP. Values are skipped: a CI job
+/// container carries a hundred variables, and copying them would be most of the cost of
+/// reading a pod; the names are borrowed from the request.
 #[derive(Debug, Default)]
-pub struct Env {
-    /// (name, defined as `valueFrom.fieldRef.fieldPath: status.hostIP`)
-    watched: Vec<(&'static str, bool)>,
+pub struct Env<'a> {
+    /// (name, defined as `valueFrom.fieldRef.fieldPath: status.hostIP`), in order.
+    vars: Vec<(Cow<'a, str>, bool)>,
     /// The variables that steer the NVIDIA container toolkit, in list order.
     pub nvidia: Vec<NvidiaVar>,
 }
@@ -185,63 +188,74 @@ pub const DOCKER_CERT_PATH: &str = "DOCKER_CERT_PATH";
 /// The downward API field of the node's IP.
 pub const HOST_IP_FIELD: &str = "status.hostIP";
 
-/// The variables [`Env`] keeps track of.
-const WATCHED_ENV: [&str; 4] = [DOCKER_HOST, NODE_IP, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH];
-
-impl Env {
-    /// Whether `name` (one of [`WATCHED_ENV`]) is set.
+impl Env<'_> {
+    /// Whether `name` is set.
     pub fn has(&self, name: &str) -> bool {
-        debug_assert!(WATCHED_ENV.contains(&name), "{name} is not watched");
-        self.watched.iter().any(|(n, _)| *n == name)
+        self.vars.iter().any(|(n, _)| n == name)
     }
 
     /// For a set variable: whether it is the node's IP from the downward API. A name
     /// given twice counts as its last entry, the one the kubelet puts in force.
     pub fn is_host_ip(&self, name: &str) -> Option<bool> {
-        debug_assert!(WATCHED_ENV.contains(&name), "{name} is not watched");
-        self.watched
+        self.vars
             .iter()
             .rev()
-            .find(|(n, _)| *n == name)
+            .find(|(n, _)| n == name)
             .map(|(_, host_ip)| *host_ip)
     }
 }
 
-impl<'de> Deserialize<'de> for Env {
+impl<'de: 'a, 'a> Deserialize<'de> for Env<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct EnvVisitor;
-        impl<'de> Visitor<'de> for EnvVisitor {
-            type Value = Env;
+        struct EnvVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for EnvVisitor<'a> {
+            type Value = Env<'a>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a list of environment variables")
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Env, A::Error> {
-                let mut env = Env::default();
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Env<'a>, A::Error> {
+                let mut env = Env {
+                    vars: Vec::with_capacity(seq.size_hint().unwrap_or(16)),
+                    nvidia: Vec::new(),
+                };
                 let mut index = 0;
                 while let Some(Object(var)) = seq.next_element::<Object<EnvVar<'de>>>()? {
                     if let Some(name) = NVIDIA_ENV.iter().find(|w| **w == var.name) {
                         env.nvidia.push(NvidiaVar {
                             index,
                             name,
-                            value: match var.value_from {
+                            value: match &var.value_from {
                                 Some(_) => None,
                                 None => Some(var.value.as_deref().unwrap_or("").to_string()),
                             },
                         });
                     }
                     index += 1;
-                    if let Some(name) = WATCHED_ENV.iter().find(|w| **w == var.name) {
-                        let host_ip = var
-                            .value_from
-                            .and_then(|v| v.field_ref)
-                            .is_some_and(|f| f.field_path == HOST_IP_FIELD);
-                        env.watched.push((name, host_ip));
-                    }
+                    let host_ip = var
+                        .value_from
+                        .and_then(|v| v.field_ref)
+                        .is_some_and(|f| f.field_path == HOST_IP_FIELD);
+                    env.vars.push((var.name, host_ip));
                 }
                 Ok(env)
             }
         }
-        d.deserialize_seq(EnvVisitor)
+        d.deserialize_seq(EnvVisitor(PhantomData))
+    }
+}
+
+/// One `envFrom` source: every key of a ConfigMap or Secret, each behind `prefix`.
+/// Which keys it holds is unknown at admission.
+#[derive(Debug, Deserialize)]
+pub struct EnvFromSource<'a> {
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    pub prefix: Option<Cow<'a, str>>,
+}
+
+impl EnvFromSource<'_> {
+    /// Whether this source may define `name`.
+    pub fn may_set(&self, name: &str) -> bool {
+        name.starts_with(self.prefix.as_deref().unwrap_or(""))
     }
 }
 

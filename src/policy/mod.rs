@@ -5,7 +5,9 @@
 //! unrepresentable (quantities parsed, requests within limits, tolerations well formed).
 //! Once a `Policy` exists, the core cannot fail because of configuration.
 
+mod gpu_workloads;
 mod host_paths;
+mod limits_env;
 mod names;
 mod raw;
 mod validate;
@@ -19,7 +21,11 @@ use sha2::{Digest, Sha256};
 
 use crate::quantity::Quantity;
 
-pub use names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
+pub use gpu_workloads::{GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, SYSTEM_NAMESPACES};
+pub use limits_env::LimitsEnv;
+pub use names::{
+    is_dns_label, is_dns_subdomain, is_extended_resource, is_label_value, is_qualified_name,
+};
 
 /// The embedded default policy: the SKAO runner classes.
 pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
@@ -35,6 +41,10 @@ pub struct Policy {
     /// Classes in file order: the first class whose match rules hold wins.
     pub classes: Vec<RunnerClass>,
     pub default_class: usize,
+    /// Placement of GPU pods that are not job pods; `None`: off.
+    pub gpu_workloads: Option<GpuWorkloads>,
+    /// Variables telling `build` its limits; `None`: off.
+    pub limits_env: Option<LimitsEnv>,
     /// Short hash of the policy source, written to each pod as `<prefix>/policy`.
     pub hash: String,
     /// Where the policy came from, for logs and messages.
@@ -286,7 +296,7 @@ pub struct Gpu {
     pub runtime_class_name: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunnerClass {
     pub name: String,
     pub description: Option<String>,
@@ -371,6 +381,15 @@ impl Policy {
         // that passed its tests; a failure would be a build defect, hence the expect.
         Policy::parse(DEFAULT_POLICY_YAML, "<embedded default policy>")
             .expect("the embedded default policy is valid")
+    }
+
+    /// Tells the policy the namespace the webhook runs in: `gpuWorkloads` never applies
+    /// there (its pods must start while the webhook is down). Called for every policy
+    /// the server puts in force.
+    pub fn set_webhook_namespace(&mut self, namespace: &str) {
+        if let Some(g) = &mut self.gpu_workloads {
+            g.never.insert(namespace.to_string());
+        }
     }
 
     pub fn class(&self, name: &str) -> Option<(usize, &RunnerClass)> {

@@ -37,6 +37,11 @@ pub fn is_qualified_name(s: &str) -> bool {
     }
 }
 
+/// An extended resource name (`nvidia.com/gpu`): domain-qualified, outside kubernetes.io.
+pub fn is_extended_resource(s: &str) -> bool {
+    is_qualified_name(s) && s.contains('/') && !s.starts_with("kubernetes.io/")
+}
+
 /// A label value: empty, or a name part.
 pub fn is_label_value(s: &str) -> bool {
     s.is_empty() || is_name_part(s)

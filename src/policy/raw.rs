@@ -25,6 +25,8 @@ pub struct RawPolicy {
     pub overrides: Option<RawOverrides>,
     pub ci_nodes: Option<RawScheduling>,
     pub classes: S<Ordered<S<String>, RawClass>>,
+    pub gpu_workloads: Option<S<super::gpu_workloads::RawGpuWorkloads>>,
+    pub limits_env: Option<super::limits_env::RawLimitsEnv>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use serde_saphyr::Spanned;
 
 use super::host_paths::{self, PathProblem};
-use super::names::{is_dns_label, is_dns_subdomain, is_label_value, is_qualified_name};
+use super::names::{
+    is_dns_label, is_dns_subdomain, is_extended_resource, is_label_value, is_qualified_name,
+};
 use super::raw::*;
 use super::*;
 
@@ -86,13 +88,14 @@ fn first_tab_from_line(text: &str, line: u64) -> Option<(u64, u64)> {
         })
 }
 
-struct Validator<'a> {
+/// Collects problems; the `gpu_workloads` and `limits_env` modules add sections to it.
+pub(super) struct Validator<'a> {
     origin: &'a str,
     problems: Vec<Problem>,
 }
 
 impl Validator<'_> {
-    fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
+    pub(super) fn problem<T>(&mut self, at: &Spanned<T>, message: impl Into<String>) {
         self.problems.push(Problem {
             origin: self.origin.to_string(),
             line: at.referenced.line(),
@@ -133,6 +136,17 @@ impl Validator<'_> {
                 "classes: at least one runner class is required",
             );
         }
+        let gpu_workloads = raw.gpu_workloads.map(|g| self.gpu_workloads(g));
+        let taken = raw.classes.value.0.iter().map(|(name, _)| name);
+        if let Some(name) = taken
+            .filter(|_| gpu_workloads.is_some())
+            .find(|n| n.value == GPU_WORKLOADS_CLASS)
+        {
+            self.problem(
+                name,
+                format!("classes: {GPU_WORKLOADS_CLASS:?} is the name gpuWorkloads pods go by in metrics and logs; give the runner class another name"),
+            );
+        }
         let classes: Vec<RunnerClass> = raw
             .classes
             .value
@@ -158,6 +172,7 @@ impl Validator<'_> {
                 0
             }
         };
+        let limits_env = self.limits_env(raw.limits_env);
         Policy {
             keys: Keys::new(&prefix),
             prefix,
@@ -166,6 +181,8 @@ impl Validator<'_> {
             on_exceed,
             classes,
             default_class,
+            gpu_workloads,
+            limits_env,
             hash: String::new(),
             origin: self.origin.to_string(),
         }
@@ -506,11 +523,7 @@ impl Validator<'_> {
         let g = &raw.value;
         let resource = match &g.resource {
             Some(r) => {
-                // Extended resources must be domain-qualified and outside kubernetes.io.
-                let ok = is_qualified_name(&r.value)
-                    && r.value.contains('/')
-                    && !r.value.starts_with("kubernetes.io/");
-                if !ok {
+                if !is_extended_resource(&r.value) {
                     self.problem(
                         r,
                         format!("{what}.resource: {:?} is not an extended resource name such as nvidia.com/gpu", r.value),
@@ -546,18 +559,10 @@ impl Validator<'_> {
             },
             None => count,
         };
-        let runtime_class_name = g.runtime_class_name.as_ref().map(|r| {
-            if !is_dns_subdomain(&r.value) {
-                self.problem(
-                    r,
-                    format!(
-                        "{what}.runtimeClassName: {:?} is not a valid RuntimeClass name",
-                        r.value
-                    ),
-                );
-            }
-            r.value.clone()
-        });
+        let runtime_class_name = g
+            .runtime_class_name
+            .as_ref()
+            .map(|r| self.runtime_class_name(&what, r));
         let selector = self.node_selector(&format!("{what}.nodeSelector"), &g.node_selector);
         let tolerations = self.tolerations(&format!("{what}.tolerations"), &g.tolerations);
         (
@@ -570,6 +575,19 @@ impl Validator<'_> {
             selector,
             tolerations,
         )
+    }
+
+    pub(super) fn runtime_class_name(&mut self, what: &str, r: &Spanned<String>) -> String {
+        if !is_dns_subdomain(&r.value) {
+            self.problem(
+                r,
+                format!(
+                    "{what}.runtimeClassName: {:?} is not a valid RuntimeClass name",
+                    r.value
+                ),
+            );
+        }
+        r.value.clone()
     }
 
     fn role(
@@ -713,7 +731,7 @@ impl Validator<'_> {
         }
     }
 
-    fn node_selector(
+    pub(super) fn node_selector(
         &mut self,
         what: &str,
         raw: &Ordered<Spanned<String>, Spanned<String>>,
@@ -737,7 +755,11 @@ impl Validator<'_> {
         out
     }
 
-    fn tolerations(&mut self, what: &str, raw: &[Spanned<RawToleration>]) -> Vec<Toleration> {
+    pub(super) fn tolerations(
+        &mut self,
+        what: &str,
+        raw: &[Spanned<RawToleration>],
+    ) -> Vec<Toleration> {
         let mut out = Vec::new();
         for (i, t) in raw.iter().enumerate() {
             match toleration(&t.value) {

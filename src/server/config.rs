@@ -65,6 +65,11 @@ pub struct ServeArgs {
     /// Where namespace labels come from.
     #[arg(long, env = "CI_POD_WEBHOOK_KUBE", value_enum, default_value_t = KubeMode::Auto)]
     pub kube: KubeMode,
+    /// The namespace the webhook runs in (the Deployment sets it from the downward API):
+    /// the policy's gpuWorkloads never applies there, nor in kube-system, kube-public and
+    /// kube-node-lease.
+    #[arg(long, env = "CI_POD_WEBHOOK_NAMESPACE", value_name = "NAMESPACE", value_parser = parse_namespace)]
+    pub webhook_namespace: Option<String>,
     /// Largest request body accepted (larger: HTTP 413).
     #[arg(long, env = "CI_POD_WEBHOOK_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = Limits::default().max_body_bytes)]
     pub max_body_bytes: usize,
@@ -121,6 +126,7 @@ impl ServeArgs {
             policy: self.policy.clone(),
             namespaces,
             runtime_classes: crate::runtime_classes::RuntimeClasses::unknown(),
+            webhook_namespace: self.webhook_namespace.clone(),
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
                 max_buffered_bytes: self.max_buffered_bytes,
@@ -139,6 +145,16 @@ fn parse_filter(text: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(text)
         .map(|_| text.to_string())
         .map_err(|e| e.to_string())
+}
+
+fn parse_namespace(text: &str) -> Result<String, String> {
+    if crate::policy::is_dns_label(text) {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a namespace name (lower-case letters, digits and -)"
+        ))
+    }
 }
 
 fn parse_positive(text: &str) -> Result<usize, String> {
@@ -222,6 +238,7 @@ mod tests {
             ["serve", "--max-handshakes-per-address", "-1"],
             ["serve", "--log-level", "info,=[bad"],
             ["serve", "--log-format", "xml"],
+            ["serve", "--webhook-namespace", "Not/A/Namespace"],
         ] {
             assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
         }

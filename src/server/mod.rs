@@ -54,6 +54,8 @@ pub struct Settings {
     pub namespaces: Namespaces,
     /// The cluster's RuntimeClass names (unknown without a cluster).
     pub runtime_classes: RuntimeClasses,
+    /// The namespace the webhook runs in: `gpuWorkloads` never applies there.
+    pub webhook_namespace: Option<String>,
     pub limits: Limits,
     /// How often the certificate and policy files are checked for changes.
     pub reload_interval: Duration,
@@ -131,6 +133,7 @@ impl Settings {
             policy: None,
             namespaces: Namespaces::default(),
             runtime_classes: RuntimeClasses::unknown(),
+            webhook_namespace: None,
             limits: Limits::default(),
             reload_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
@@ -235,15 +238,19 @@ impl Server {
             client_ca.as_ref().map(|(_, store)| store.clone()),
         )?;
 
+        let own = settings.webhook_namespace.as_deref();
         let (policy, policy_files) = match &settings.policy {
-            None => (Policy::embedded(), None),
+            None => (in_namespace(Policy::embedded(), own), None),
             Some(path) => {
                 let (watched, text) =
                     Watched::read_now(vec![path.clone()]).map_err(|source| PolicyError::Read {
                         path: path.display().to_string(),
                         source,
                     })?;
-                (parse_policy(&text[0], path)?, Some(watched))
+                (
+                    in_namespace(parse_policy(&text[0], path)?, own),
+                    Some(watched),
+                )
             }
         };
         let webhook = Arc::new(
@@ -345,6 +352,7 @@ impl Server {
         }
         if let (Some(watched), Some(path)) = (policy_files, settings.policy.clone()) {
             let webhook = webhook.clone();
+            let own = settings.webhook_namespace.clone();
             tasks.spawn(reload::watch(
                 "policy",
                 watched,
@@ -352,7 +360,7 @@ impl Server {
                 metrics.policy_reloads.clone(),
                 stop.clone(),
                 move |text| {
-                    let policy = parse_policy(&text[0], &path)?;
+                    let policy = in_namespace(parse_policy(&text[0], &path)?, own.as_deref());
                     tracing::info!(policy = %policy.origin, hash = %policy.hash, "policy in force");
                     webhook.set_policy(policy);
                     Ok(())
@@ -403,6 +411,14 @@ impl Server {
         }
         tracing::info!("stopped");
     }
+}
+
+/// `policy`, told the namespace the webhook runs in.
+fn in_namespace(mut policy: Policy, namespace: Option<&str>) -> Policy {
+    if let Some(namespace) = namespace {
+        policy.set_webhook_namespace(namespace);
+    }
+    policy
 }
 
 fn parse_policy(bytes: &[u8], path: &std::path::Path) -> Result<Policy, ServerError> {

@@ -1,4 +1,10 @@
-//! `POST /mutate`: the HTTP face of the core.
+//! `POST /mutate` and `POST /mutate/gpu-workloads`: the HTTP face of the core.
+//!
+//! Both paths answer with the same core; the path says which webhook entry sent the
+//! review, which matters only without cluster access: `/mutate` is the entry whose
+//! namespaceSelector requires the opt-in label (so the namespace counts as opted in),
+//! `/mutate/gpu-workloads` the entry that sends GPU pods from every non-system
+//! namespace (so only the namespace's name is known, and job pods are left alone).
 //!
 //! The handler reads a bounded body (its bytes held against the body budget), loads the
 //! current policy (one atomic load: a review sees one whole policy), parses the review
@@ -28,11 +34,33 @@ use super::budget::{BodyBudget, Held};
 use super::namespaces::Namespaces;
 use crate::admission::{self, AdmissionError};
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
-use crate::mutate;
+use crate::mutate::{self, NamespaceFacts};
+use crate::namespaces::NamespaceLabels;
 use crate::policy::Policy;
 use crate::runtime_classes::RuntimeClasses;
 
 pub const MUTATE_PATH: &str = "/mutate";
+/// The path of the GPU workloads webhook entry.
+pub const GPU_WORKLOADS_PATH: &str = "/mutate/gpu-workloads";
+
+/// Which webhook entry a review came through (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// Its namespaceSelector requires the opt-in label.
+    OptedIn,
+    /// Its namespaceSelector excludes only system namespaces.
+    GpuWorkloads,
+}
+
+impl Entry {
+    /// The core's namespace facts for `labels` reached through this entry.
+    fn facts(self, labels: &NamespaceLabels) -> NamespaceFacts<'_> {
+        match (self, labels.as_facts()) {
+            (Entry::GpuWorkloads, NamespaceFacts::TrustSelector) => NamespaceFacts::NameOnly,
+            (_, facts) => facts,
+        }
+    }
+}
 
 /// What the webhook needs to answer reviews; shared by every connection.
 #[derive(Debug)]
@@ -108,6 +136,10 @@ pub fn app(webhook: Arc<Webhook>, request_timeout: Duration) -> Router {
     let panics = webhook.metrics.panics.clone();
     Router::new()
         .route(MUTATE_PATH, post(mutate).fallback(wrong_method))
+        .route(
+            GPU_WORKLOADS_PATH,
+            post(mutate_gpu_workloads).fallback(wrong_method),
+        )
         .with_state(webhook)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -173,6 +205,14 @@ impl IntoResponse for Rejection {
 }
 
 async fn mutate(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
+    handle(&webhook, Entry::OptedIn, request).await
+}
+
+async fn mutate_gpu_workloads(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
+    handle(&webhook, Entry::GpuWorkloads, request).await
+}
+
+async fn handle(webhook: &Webhook, entry: Entry, request: Request) -> Response {
     let started = Instant::now();
     let _in_flight = GaugeGuard::new(&webhook.metrics.in_flight);
     // The HTTP version shows which protocol the API server chose: HTTP/1.1 for a
@@ -184,7 +224,7 @@ async fn mutate(State(webhook): State<Arc<Webhook>>, request: Request) -> Respon
         http = ?request.version()
     );
     let (parts, body) = request.into_parts();
-    match review(&webhook, &parts.headers, body, &span, started).await {
+    match review(webhook, entry, &parts.headers, body, &span, started).await {
         Ok(response) => response,
         Err(rejection) => {
             let elapsed = started.elapsed();
@@ -204,6 +244,7 @@ async fn mutate(State(webhook): State<Arc<Webhook>>, request: Request) -> Respon
 
 async fn review(
     webhook: &Webhook,
+    entry: Entry,
     headers: &HeaderMap,
     body: Body,
     span: &tracing::Span,
@@ -214,7 +255,7 @@ async fn review(
     let (bytes, _held) = read_body(body, headers, webhook.max_body_bytes, &webhook.budget).await?;
     // An owned `Arc`, not a guard: it is held across the namespace lookup's await.
     let active = webhook.policy.load_full();
-    // Read the pod in the same pass when the namespace is known to be opted in (or not
+    // Read the pod in the same pass when the namespace is known to be in scope (or not
     // known yet: reading it is then only a guess, checked again by the core). The labels
     // found are kept: `parse_with` asks only about the request's own namespace, and a
     // body that names it twice is not a review.
@@ -223,7 +264,7 @@ async fn review(
         peeked = webhook.namespaces.peek(namespace);
         peeked
             .as_ref()
-            .is_none_or(|labels| mutate::opted_in(&active.policy, labels.as_facts()))
+            .is_none_or(|labels| mutate::in_scope(&active.policy, namespace, entry.facts(labels)))
     })?;
     span.record("uid", review.uid());
     span.record("namespace", review.namespace());
@@ -233,7 +274,7 @@ async fn review(
     };
     let runtime_classes = webhook.runtime_classes.current();
     let facts = mutate::Facts {
-        namespace: labels.as_facts(),
+        namespace: entry.facts(&labels),
         runtime_classes: RuntimeClasses::facts(runtime_classes.as_ref()),
     };
     let answer = admission::answer(&active.policy, facts, &review)?;
@@ -328,7 +369,7 @@ async fn wrong_method(State(webhook): State<Arc<Webhook>>) -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
         [(header::ALLOW, "POST")],
-        "only POST is allowed on /mutate\n",
+        "only POST is allowed on the webhook paths\n",
     )
         .into_response()
 }

@@ -151,3 +151,43 @@ async fn a_panic_is_answered_with_500_and_counted() {
 async fn boom() -> &'static str {
     panic!("a bug")
 }
+
+#[tokio::test]
+async fn without_cluster_access_only_the_opt_in_entry_vouches_for_the_namespace() {
+    // No cluster (Namespaces::default): a review on /mutate counts as opted in, one on
+    // /mutate/gpu-workloads (every non-system namespace) knows only the namespace name.
+    let review = |containers: &str| {
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},"namespace":"ci-x","operation":"CREATE","userInfo":{{"username":"x"}},"object":{{"metadata":{{"name":"p"}},"spec":{{"containers":{containers}}}}}}}}}"#
+        )
+    };
+    let job = review(
+        r#"[{"name":"build","resources":{"limits":{"nvidia.com/gpu":"1"}}},{"name":"helper"}]"#,
+    );
+    let workload = review(r#"[{"name":"cuda","resources":{"limits":{"nvidia.com/gpu":"1"}}}]"#);
+    let patched = |path: &'static str, body: String| async move {
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .expect("request");
+        let (status, body) = send(request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.contains(r#""patch":"#)
+    };
+    assert!(
+        patched(MUTATE_PATH, job.clone()).await,
+        "job pod via the opt-in entry"
+    );
+    assert!(
+        !patched(GPU_WORKLOADS_PATH, job).await,
+        "a job pod via the GPU entry: its namespace may not have opted in"
+    );
+    assert!(
+        patched(GPU_WORKLOADS_PATH, workload.clone()).await,
+        "GPU workload in ci-x"
+    );
+    assert!(
+        patched(MUTATE_PATH, workload).await,
+        "the same decision on /mutate"
+    );
+}

@@ -1,0 +1,360 @@
+//! `gpuWorkloads`: GPU pods that are not job pods, in selected namespaces.
+
+use super::*;
+
+/// A Deployment-style pod (not a job pod) asking for one GPU by its limit only.
+fn gpu_pod() -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "generateName": "trainer-7d9f8-",
+            "labels": {"app": "trainer"},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "trainer-7d9f8", "uid": "u"}]
+        },
+        "spec": {
+            "containers": [{
+                "name": "cuda",
+                "image": "nvcr.io/nvidia/cuda:12",
+                "x-unknown": {"kept": true},
+                "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "2", "memory": "8Gi"}}
+            }],
+            "someFutureField": [1, 2]
+        }
+    })
+}
+
+fn in_namespace(namespace: &'static str, labels: Option<BTreeMap<String, String>>) -> Req {
+    Req {
+        namespace,
+        user: "system:serviceaccount:kube-system:replicaset-controller",
+        labels,
+        ..Req::default()
+    }
+}
+
+/// An unlabelled namespace, as a CI job creates it.
+fn ci_namespace() -> Req {
+    in_namespace("ci-ska-tango-1234", Some(BTreeMap::new()))
+}
+
+/// Runs with namespace facts that `Req` cannot express, checking idempotence too.
+fn run_facts(
+    policy: &Policy,
+    namespace: &'static str,
+    facts: NamespaceFacts<'_>,
+    pod: &Value,
+) -> Out {
+    let once = |pod: &Value| {
+        let req = Req {
+            namespace,
+            ..Req::default()
+        };
+        let body = review_bytes(&req, pod);
+        let review = admission::parse(&body).expect("valid review");
+        match decide(policy, facts, &review.request).expect("readable") {
+            Decision::Skip(r) => Out::Skip(r),
+            Decision::Deny {
+                chosen, message, ..
+            } => Out::Deny {
+                class: chosen.class.name.clone(),
+                message,
+            },
+            Decision::Allow(m) => {
+                let mut patched = pod.clone();
+                json_patch::patch(&mut patched, &m.patch.operations()).expect("patch applies");
+                Out::Allow {
+                    class: m.chosen.class.name.clone(),
+                    reason: m.chosen.reason,
+                    pod: patched,
+                    warnings: m.warnings,
+                    ops: m.patch.len(),
+                    overrides: m.overrides,
+                }
+            }
+        }
+    };
+    let out = once(pod);
+    if let Out::Allow { pod: patched, .. } = &out {
+        assert!(
+            matches!(once(patched), Out::Allow { ops: 0, .. }),
+            "second run changed the pod"
+        );
+    }
+    out
+}
+
+#[test]
+fn a_gpu_pod_in_an_unlabelled_ci_namespace_gets_the_gpu_placement() {
+    let out = run_with(&DEFAULT, &ci_namespace(), &gpu_pod());
+    assert_eq!(out.class(), "gpu-workloads");
+    let Out::Allow { reason, .. } = &out else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason.to_string(),
+        "gpuWorkloads: not a job pod, asks for a GPU; namespace ci-ska-tango-1234 matches ci-*"
+    );
+    let pod = out.pod();
+    assert_eq!(
+        pod["spec"]["nodeSelector"],
+        json!({"nvidia.com/gpu": "true"})
+    );
+    assert_eq!(
+        pod["spec"]["tolerations"],
+        json!([{"key": "nvidia.com/gpu", "operator": "Exists"}])
+    );
+    assert_eq!(pod["spec"]["runtimeClassName"], "nvidia");
+    // The request follows the limit; CPU and memory are not touched (no request added).
+    assert_eq!(
+        container(pod, "cuda")["resources"],
+        json!({"limits": {"nvidia.com/gpu": "1", "cpu": "2", "memory": "8Gi"},
+               "requests": {"nvidia.com/gpu": "1"}})
+    );
+    // Nothing of the job-pod path: no audit annotations, no Docker, no limits env.
+    assert!(pod["metadata"].get("annotations").is_none());
+    assert!(container(pod, "cuda").get("env").is_none());
+    assert!(pod["spec"].get("volumes").is_none());
+    assert_eq!(container(pod, "cuda")["x-unknown"], json!({"kept": true}));
+    assert_eq!(pod["spec"]["someFutureField"], json!([1, 2]));
+    assert!(out.warnings().is_empty());
+}
+
+#[test]
+fn a_missing_limit_is_filled_from_the_request_in_any_container() {
+    let mut pod = gpu_pod();
+    pod["spec"]["initContainers"] =
+        json!([{"name": "warm", "resources": {"requests": {"nvidia.com/gpu": 2}}}]);
+    pod["spec"]["containers"][0]["resources"] = json!({"requests": {"nvidia.com/gpu": "1"}});
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .push(json!({"name": "sidecar", "image": "busybox"}));
+    let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+    let pod = out.pod();
+    assert_eq!(
+        container(pod, "warm")["resources"],
+        json!({"requests": {"nvidia.com/gpu": 2}, "limits": {"nvidia.com/gpu": "2"}})
+    );
+    assert_eq!(
+        container(pod, "cuda")["resources"],
+        json!({"requests": {"nvidia.com/gpu": "1"}, "limits": {"nvidia.com/gpu": "1"}})
+    );
+    assert!(container(pod, "sidecar").get("resources").is_none());
+}
+
+#[test]
+fn equal_request_and_limit_are_left_as_they_are() {
+    let mut pod = gpu_pod();
+    pod["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"nvidia.com/gpu": "2"}, "requests": {"nvidia.com/gpu": 2}});
+    let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+    assert_eq!(
+        container(out.pod(), "cuda")["resources"],
+        pod["spec"]["containers"][0]["resources"]
+    );
+}
+
+#[test]
+fn a_request_different_from_the_limit_is_denied_naming_both() {
+    let mut pod = gpu_pod();
+    pod["spec"]["containers"][0]["resources"] =
+        json!({"limits": {"nvidia.com/gpu": "2"}, "requests": {"nvidia.com/gpu": "1"}});
+    let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+    assert_eq!(out.class(), "gpu-workloads");
+    assert_eq!(
+        out.denial(),
+        "spec.containers[cuda].resources: limits.nvidia.com/gpu is 2 but requests.nvidia.com/gpu is 1; Kubernetes needs the request of nvidia.com/gpu to equal its limit. Set both to the number of GPUs the container needs, or set only the limit"
+    );
+}
+
+#[test]
+fn a_gpu_count_that_is_not_a_whole_number_is_denied() {
+    for bad in ["500m", "1.5", "-1", "lots"] {
+        let mut pod = gpu_pod();
+        pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = json!(bad);
+        let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+        assert!(
+            out.denial()
+                .starts_with("spec.containers[cuda].resources.limits.nvidia.com/gpu: ")
+                && out
+                    .denial()
+                    .ends_with("is not a whole number of devices (such as 1)"),
+            "{bad}: {}",
+            out.denial()
+        );
+    }
+}
+
+#[test]
+fn pods_asking_for_no_gpu_are_skipped() {
+    let mut zero = gpu_pod();
+    zero["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = json!("0");
+    let mut cpu_only = gpu_pod();
+    cpu_only["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "1"}});
+    for pod in [zero, cpu_only] {
+        assert!(matches!(
+            run_with(&DEFAULT, &ci_namespace(), &pod),
+            Out::Skip(SkipReason::NoGpuRequest)
+        ));
+    }
+}
+
+#[test]
+fn existing_placement_is_kept_or_replaced_with_a_warning() {
+    let mut pod = gpu_pod();
+    pod["spec"]["nodeSelector"] = json!({"nvidia.com/gpu": "false", "zone": "a"});
+    pod["spec"]["tolerations"] = json!([{"key": "nvidia.com/gpu", "operator": "Exists"}]);
+    pod["spec"]["runtimeClassName"] = json!("runc");
+    let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+    let patched = out.pod();
+    assert_eq!(
+        patched["spec"]["nodeSelector"],
+        json!({"nvidia.com/gpu": "true", "zone": "a"})
+    );
+    assert_eq!(patched["spec"]["tolerations"], pod["spec"]["tolerations"]);
+    assert_eq!(patched["spec"]["runtimeClassName"], "nvidia");
+    assert_eq!(
+        out.warnings(),
+        [
+            "nodeSelector nvidia.com/gpu=\"false\" replaced by nvidia.com/gpu=true (class gpu-workloads)",
+            "runtimeClassName \"runc\" replaced by nvidia (class gpu-workloads needs it for GPUs)"
+        ]
+    );
+}
+
+#[test]
+fn namespaces_are_selected_by_name_glob_or_by_labels() {
+    // By label, in a namespace whose name matches no glob.
+    let labelled = BTreeMap::from([(
+        "ci.skao.int/gpu-workloads".to_string(),
+        "enabled".to_string(),
+    )]);
+    let out = run_with(
+        &DEFAULT,
+        &in_namespace("dp-shared", Some(labelled.clone())),
+        &gpu_pod(),
+    );
+    assert_eq!(out.class(), "gpu-workloads");
+    let Out::Allow { reason, .. } = &out else {
+        unreachable!()
+    };
+    assert!(
+        reason
+            .to_string()
+            .ends_with("namespace labels ci.skao.int/gpu-workloads=enabled")
+    );
+    // Neither: not ours at all (skipped before the pod is read).
+    assert!(matches!(
+        run_with(
+            &DEFAULT,
+            &in_namespace("dp-shared", Some(BTreeMap::new())),
+            &gpu_pod()
+        ),
+        Out::Skip(SkipReason::NamespaceNotOptedIn)
+    ));
+    // Opted in for job pods, but not a GPU workloads namespace: not a job pod.
+    assert!(matches!(
+        run_with(&DEFAULT, &in_namespace("gitlab", opted_in()), &gpu_pod()),
+        Out::Skip(SkipReason::NotJobPod)
+    ));
+    // Without cluster access only names are known: a label-selected namespace is not.
+    assert!(matches!(
+        run_facts(&DEFAULT, "dp-shared", NamespaceFacts::NameOnly, &gpu_pod()),
+        Out::Skip(SkipReason::NamespaceNotOptedIn)
+    ));
+    let out = run_facts(
+        &DEFAULT,
+        "integration-7",
+        NamespaceFacts::NameOnly,
+        &gpu_pod(),
+    );
+    assert_eq!(out.class(), "gpu-workloads");
+}
+
+#[test]
+fn system_namespaces_and_the_webhook_namespace_are_never_selected() {
+    let mut policy = policy_from(
+        "defaultClass: a\nclasses:\n  a: {}\ngpuWorkloads:\n  namespaces: { names: ['*'] }\n  nodeSelector: { gpu: 'yes' }\n",
+    );
+    assert_eq!(
+        run_with(
+            &policy,
+            &in_namespace("anything", Some(BTreeMap::new())),
+            &gpu_pod()
+        )
+        .class(),
+        "gpu-workloads"
+    );
+    policy.set_webhook_namespace("ci-pod-webhook");
+    for ns in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "ci-pod-webhook",
+    ] {
+        let req = in_namespace(ns, Some(BTreeMap::new()));
+        assert!(
+            matches!(
+                run_with(&policy, &req, &gpu_pod()),
+                Out::Skip(SkipReason::NamespaceNotOptedIn)
+            ),
+            "{ns}"
+        );
+    }
+}
+
+#[test]
+fn job_pods_keep_their_class_and_need_the_opt_in() {
+    let job = with_runner(job_pod(), "k8srunner-gpu-v100");
+    // Opted in: the runner class, as ever.
+    let out = run_with(&DEFAULT, &in_namespace("ci-x", opted_in()), &job);
+    assert_eq!(out.class(), "k8srunner-gpu-v100");
+    // A GPU workloads namespace that did not opt in: a job pod there is not ours, even
+    // when it asks for a GPU, with labels known or (second webhook entry, no cluster
+    // access) only the name.
+    let mut gpu_job = job.clone();
+    gpu_job["spec"]["containers"][0]["resources"] = json!({"limits": {"nvidia.com/gpu": "1"}});
+    assert!(matches!(
+        run_with(&DEFAULT, &ci_namespace(), &gpu_job),
+        Out::Skip(SkipReason::NamespaceNotOptedIn)
+    ));
+    assert!(matches!(
+        run_facts(&DEFAULT, "ci-x", NamespaceFacts::NameOnly, &gpu_job),
+        Out::Skip(SkipReason::NamespaceNotOptedIn)
+    ));
+}
+
+#[test]
+fn the_class_path_also_keeps_gpu_request_equal_to_limit_on_build() {
+    for resources in [
+        json!({"requests": {"nvidia.com/gpu": "2"}}),
+        json!({"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "3"}}),
+        json!({"limits": {"nvidia.com/gpu": "4"}}),
+    ] {
+        let mut pod = with_runner(job_pod(), "ska-k8srunner-dp-gpu-a100");
+        pod["spec"]["containers"][0]["resources"] = resources.clone();
+        let out = run(&pod);
+        let r = &container(out.pod(), "build")["resources"];
+        let limit = &r["limits"]["nvidia.com/gpu"];
+        let request = &r["requests"]["nvidia.com/gpu"];
+        assert!(limit.is_string(), "{resources}: {r}");
+        assert!(
+            request.is_null() || request == limit,
+            "{resources}: request {request} != limit {limit}"
+        );
+    }
+}
+
+#[test]
+fn without_the_section_gpu_pods_are_left_alone() {
+    let policy = policy_from("defaultClass: a\nclasses:\n  a: {}\n");
+    assert!(matches!(
+        run_with(&policy, &ci_namespace(), &gpu_pod()),
+        Out::Skip(SkipReason::NamespaceNotOptedIn)
+    ));
+    assert!(matches!(
+        run_with(&policy, &in_namespace("ci-x", None), &gpu_pod()),
+        Out::Skip(SkipReason::NotJobPod)
+    ));
+}

@@ -1,0 +1,159 @@
+//! End-to-end for `gpuWorkloads` (issue 14), with kube-scheduler: a GPU pod that is not a
+//! job pod, in an unlabelled `ci-…` namespace as CI jobs create them, is stored with the
+//! GPU placement and binds to the GPU node; a pod asking for no GPU in the same namespace
+//! is stored as sent and never reaches the webhook (the second entry's matchConditions
+//! keep it in the API server); a GPU pod in kube-system is untouched.
+//!
+//! A binary of its own: it makes its own Nodes and reads the webhook's request counter,
+//! which another test creating pods at the same time would move. See docs/e2e.md.
+
+#[path = "e2e/support/mod.rs"]
+mod support;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+use support::*;
+
+const GPU_NODE: &str = "gpu-node";
+/// GPUs, room and no taint, but no `nvidia.com/gpu=true` label: only the webhook's
+/// nodeSelector keeps GPU workloads off it.
+const UNLABELLED_GPU_NODE: &str = "unlabelled-gpu-node";
+
+/// A Deployment-style pod asking for one GPU by its limit alone.
+fn gpu_pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "trainer"}},
+        "spec": {
+            "containers": [{
+                "name": "cuda",
+                "image": "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04",
+                "resources": {"limits": {"nvidia.com/gpu": "1", "cpu": "1", "memory": "1Gi"}}
+            }]
+        }
+    })
+}
+
+fn plain_pod(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [{
+                "name": "web",
+                "image": "nginx:1.27",
+                "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}
+            }]
+        }
+    })
+}
+
+/// `ci_pod_webhook_requests_total`, all series together: every review answered.
+async fn reviews_answered(webhook: &Webhook) -> f64 {
+    webhook
+        .metrics()
+        .await
+        .lines()
+        .filter(|l| l.starts_with("ci_pod_webhook_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
+async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
+    let cp = ControlPlane::shared().await;
+    let webhook = cp.webhook().await;
+    cp.create_node(
+        GPU_NODE,
+        json!({"nvidia.com/gpu": "true"}),
+        json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]),
+        4,
+    )
+    .await;
+    cp.create_node(UNLABELLED_GPU_NODE, json!({}), json!([]), 4)
+        .await;
+    cp.scheduler().await;
+    // As a CI job creates it: no labels at all (no opt-in, no gpu-workloads label).
+    let ns = cp.namespace("ci-ska-sdp-e2e-1234", &[]).await;
+
+    // A GPU pod: stored with the placement and the GPU request, bound to the GPU node.
+    let before = reviews_answered(webhook).await;
+    let stored = ns.create_pod(&gpu_pod("trainer")).await.expect("GPU pod");
+    assert_eq!(
+        stored["spec"]["nodeSelector"],
+        json!({"nvidia.com/gpu": "true"})
+    );
+    let tolerations = stored["spec"]["tolerations"]
+        .as_array()
+        .expect("tolerations");
+    assert!(
+        tolerations.contains(&json!({"key": "nvidia.com/gpu", "operator": "Exists"})),
+        "{tolerations:?}"
+    );
+    assert_eq!(stored["spec"]["runtimeClassName"], "nvidia");
+    let resources = &container(&stored, "cuda")["resources"];
+    assert_eq!(resources["requests"]["nvidia.com/gpu"], "1");
+    assert_eq!(
+        resources["requests"]["cpu"], "1",
+        "CPU untouched (the API server defaults the request to the limit)"
+    );
+    assert!(
+        annotations(&stored)
+            .keys()
+            .all(|k| !k.starts_with("ci.skao.int/"))
+    );
+    assert_eq!(ns.wait_for_binding("trainer").await, GPU_NODE);
+    let after_gpu = reviews_answered(webhook).await;
+    assert!(after_gpu > before, "the GPU pod was reviewed");
+    let logged = webhook.reviews_in(&ns.name);
+    assert!(
+        logged
+            .iter()
+            .any(|l| l["class"] == "gpu-workloads" && l["outcome"] == "mutated"),
+        "{logged:?}"
+    );
+
+    // A pod asking for no GPU, in the same namespace: stored as sent, never reviewed.
+    let stored = ns.create_pod(&plain_pod("web")).await.expect("plain pod");
+    assert!(stored["spec"].get("nodeSelector").is_none());
+    assert!(stored["spec"].get("runtimeClassName").is_none());
+    assert_eq!(
+        reviews_answered(webhook).await,
+        after_gpu,
+        "the matchConditions kept the pod from the webhook"
+    );
+    assert_eq!(webhook.reviews_in(&ns.name).len(), logged.len());
+
+    // A GPU pod in kube-system: untouched (the namespaceSelector excludes it).
+    let client = cp.client().await;
+    let account: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "default"}})).expect("SA");
+    match Api::<ServiceAccount>::namespaced(client, "kube-system")
+        .create(&PostParams::default(), &account)
+        .await
+    {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("ServiceAccount default in kube-system: {e}"),
+    }
+    let system = TestNamespace {
+        name: "kube-system".to_string(),
+        cp,
+    };
+    let stored = system
+        .create_pod(&gpu_pod("system-trainer"))
+        .await
+        .expect("GPU pod in kube-system");
+    assert!(stored["spec"].get("runtimeClassName").is_none());
+    assert!(stored["spec"].get("nodeSelector").is_none());
+    assert_eq!(
+        reviews_answered(webhook).await,
+        after_gpu,
+        "kube-system never reaches the webhook"
+    );
+}

@@ -1,0 +1,189 @@
+//! Golden cases for `gpuWorkloads`: a Deployment's GPU pod, as the API server stores it
+//! after defaulting, through the whole review path in the namespaces a CI job creates.
+//! Same scheme as `golden.rs`: `tests/golden/gpu-workload-<case>.json` holds the
+//! response (patch decoded) and the patched pod, generated with
+//! `UPDATE_GOLDEN=1 cargo test --test golden_gpu_workloads` and reviewed by hand; each
+//! case also asserts its key facts in code.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use ci_pod_webhook::admission;
+use ci_pod_webhook::mutate::NamespaceFacts;
+use ci_pod_webhook::policy::Policy;
+use serde_json::{Value, json};
+
+struct Case {
+    name: &'static str,
+    namespace: &'static str,
+    labels: &'static [(&'static str, &'static str)],
+    /// Changes to the fixture pod.
+    edit: fn(&mut Value),
+    check: fn(&Value, Option<&Value>),
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "placed",
+            namespace: "ci-ska-sdp-integration-2fa9",
+            labels: &[],
+            edit: |_| {},
+            check: |response, pod| {
+                let pod = pod.expect("allowed");
+                assert_eq!(response["auditAnnotations"]["class"], "gpu-workloads");
+                assert_eq!(
+                    pod["spec"]["nodeSelector"],
+                    json!({"kubernetes.io/os": "linux", "nvidia.com/gpu": "true"})
+                );
+                assert_eq!(pod["spec"]["tolerations"].as_array().map(Vec::len), Some(3));
+                assert_eq!(pod["spec"]["runtimeClassName"], "nvidia");
+                let processor = &pod["spec"]["containers"][0]["resources"];
+                assert_eq!(processor["requests"]["nvidia.com/gpu"], "1");
+                assert_eq!(processor["requests"]["cpu"], "1", "CPU untouched");
+                assert_eq!(
+                    pod["spec"]["containers"][1]["resources"],
+                    json!({"limits": {"cpu": "100m", "memory": "64Mi"}})
+                );
+                assert!(response.get("warnings").is_none());
+            },
+        },
+        Case {
+            name: "label-selected",
+            namespace: "sdp-shared",
+            labels: &[("ci.skao.int/gpu-workloads", "enabled")],
+            edit: |pod| {
+                pod["spec"]["runtimeClassName"] = json!("runc");
+            },
+            check: |response, pod| {
+                assert_eq!(pod.expect("allowed")["spec"]["runtimeClassName"], "nvidia");
+                assert_eq!(
+                    response["warnings"],
+                    json!([
+                        "runtimeClassName \"runc\" replaced by nvidia (class gpu-workloads needs it for GPUs)"
+                    ])
+                );
+            },
+        },
+        Case {
+            name: "request-differs",
+            namespace: "integration-dp-7",
+            labels: &[],
+            edit: |pod| {
+                pod["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] =
+                    json!("2");
+            },
+            check: |response, pod| {
+                assert!(pod.is_none());
+                assert_eq!(response["allowed"], false);
+                assert!(
+                    response["status"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("spec.containers[processor].resources: limits.nvidia.com/gpu is 1 but requests.nvidia.com/gpu is 2")),
+                    "{response}"
+                );
+            },
+        },
+        Case {
+            name: "kube-system",
+            namespace: "kube-system",
+            labels: &[],
+            edit: |_| {},
+            check: |response, pod| {
+                assert_eq!(response["allowed"], true);
+                assert!(response.get("patch (decoded)").is_none());
+                assert!(
+                    pod.expect("allowed")["spec"]
+                        .get("runtimeClassName")
+                        .is_none()
+                );
+            },
+        },
+    ]
+}
+
+fn run(case: &Case, policy: &Policy) -> (Value, Option<Value>) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gpu-workload-deployment-pod.json");
+    let mut pod: Value =
+        serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture JSON");
+    pod["metadata"]["namespace"] = json!(case.namespace);
+    (case.edit)(&mut pod);
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("golden-gpu-{}", case.name),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": case.namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false
+        }
+    });
+    let body = serde_json::to_vec(&review).expect("json");
+    let parsed = admission::parse(&body).expect("readable review");
+    let labels: BTreeMap<String, String> = case
+        .labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let answer =
+        admission::answer(policy, NamespaceFacts::Labels(&labels), &parsed).expect("answer");
+    let out: Value = serde_json::from_slice(&answer.body).expect("response JSON");
+    let mut response = out["response"].clone();
+    let patched = match response.as_object_mut().and_then(|r| r.remove("patch")) {
+        Some(Value::String(b64)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("base64");
+            let ops: json_patch::Patch = serde_json::from_slice(&bytes).expect("JSONPatch");
+            response["patch (decoded)"] = serde_json::from_slice(&bytes).expect("json");
+            json_patch::patch(&mut pod, &ops).expect("the patch applies");
+            Some(pod)
+        }
+        _ if response["allowed"] == true => Some(pod),
+        _ => None,
+    };
+    (response, patched)
+}
+
+#[test]
+fn gpu_workload_golden_cases_match_their_reviewed_expectations() {
+    let policy = Policy::embedded();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    for case in cases() {
+        let (response, pod) = run(&case, &policy);
+        (case.check)(&response, pod.as_ref());
+        let actual = json!({"response": response, "pod": pod});
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden")
+            .join(format!("gpu-workload-{}.json", case.name));
+        if update {
+            let text = serde_json::to_string_pretty(&actual).expect("json") + "\n";
+            let text = text.replace(&policy.hash, "@POLICY_HASH@");
+            std::fs::write(&path, text).expect("write golden");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .replace("@POLICY_HASH@", &policy.hash);
+        let expected: Value = serde_json::from_str(&expected).expect("golden JSON");
+        if expected != actual {
+            failures.push(format!(
+                "{}: output differs from {}",
+                case.name,
+                path.display()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{failures:#?}\n(re-generate with UPDATE_GOLDEN=1 only after reviewing the change)"
+    );
+}
