@@ -275,7 +275,7 @@ fn namespaces_are_selected_by_name_glob_or_by_labels() {
 #[test]
 fn system_namespaces_and_the_webhook_namespace_are_never_selected() {
     let mut policy = policy_from(
-        "defaultClass: a\nclasses:\n  a: {}\ngpuWorkloads:\n  namespaces: { names: ['*'] }\n  nodeSelector: { gpu: 'yes' }\n",
+        "defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\ngpuWorkloads:\n  namespaces: { names: ['*'] }\n  nodeSelector: { gpu: 'yes' }\n",
     );
     assert_eq!(
         run_with(
@@ -348,7 +348,7 @@ fn the_class_path_also_keeps_gpu_request_equal_to_limit_on_build() {
 
 #[test]
 fn without_the_section_gpu_pods_are_left_alone() {
-    let policy = policy_from("defaultClass: a\nclasses:\n  a: {}\n");
+    let policy = policy_from("defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n");
     assert!(matches!(
         run_with(&policy, &ci_namespace(), &gpu_pod()),
         Out::Skip(SkipReason::NamespaceNotOptedIn)
