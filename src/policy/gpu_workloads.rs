@@ -244,7 +244,9 @@ mod tests {
     }
 
     fn parse(section: &str) -> Result<crate::policy::Policy, String> {
-        let yaml = format!("defaultClass: a\nclasses:\n  a: {{ max: {{ cpu: null, memory: null }} }}\ngpuWorkloads:\n{section}");
+        let yaml = format!(
+            "defaultClass: a\nclasses:\n  a: {{ max: {{ cpu: null, memory: null }} }}\ngpuWorkloads:\n{section}"
+        );
         crate::policy::Policy::parse(&yaml, "p.yaml").map_err(|e| e.to_string())
     }
 
@@ -268,8 +270,11 @@ mod tests {
         assert_eq!(g.placement.tolerations.len(), 1);
         let runtime = g.placement.gpu.and_then(|gpu| gpu.runtime_class_name);
         assert_eq!(runtime.as_deref(), Some("nvidia"));
-        let absent = crate::policy::Policy::parse("defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n", "p")
-            .expect("valid");
+        let absent = crate::policy::Policy::parse(
+            "defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+            "p",
+        )
+        .expect("valid");
         assert!(absent.gpu_workloads.is_none(), "absent means off");
     }
 

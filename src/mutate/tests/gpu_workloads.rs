@@ -348,7 +348,8 @@ fn the_class_path_also_keeps_gpu_request_equal_to_limit_on_build() {
 
 #[test]
 fn without_the_section_gpu_pods_are_left_alone() {
-    let policy = policy_from("defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n");
+    let policy =
+        policy_from("defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n");
     assert!(matches!(
         run_with(&policy, &ci_namespace(), &gpu_pod()),
         Out::Skip(SkipReason::NamespaceNotOptedIn)

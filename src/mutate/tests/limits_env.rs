@@ -124,7 +124,9 @@ fn names_come_from_the_policy_and_can_be_turned_off() {
     );
     let out = run_with(&policy, &Req::default(), &job_pod());
     assert_eq!(names(out.pod(), "build"), ["CI", "DOCKER_HOST", "NPROC"]);
-    let off = policy_from("defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\nlimitsEnv: { enabled: false }\n");
+    let off = policy_from(
+        "defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\nlimitsEnv: { enabled: false }\n",
+    );
     let out = run_with(&off, &Req::default(), &job_pod());
     assert_eq!(names(out.pod(), "build"), ["CI", "DOCKER_HOST"]);
 }
@@ -188,7 +190,9 @@ fn limit_names_must_be_shell_names_outside_gitlab_and_docker_ones() {
         ),
         ("{ cpu: X }", "unknown field"),
     ] {
-        let yaml = format!("defaultClass: a\nclasses:\n  a: {{ max: {{ cpu: null, memory: null }} }}\nlimitsEnv: {names}\n");
+        let yaml = format!(
+            "defaultClass: a\nclasses:\n  a: {{ max: {{ cpu: null, memory: null }} }}\nlimitsEnv: {names}\n"
+        );
         let err = Policy::parse(&yaml, "p.yaml").expect_err(names).to_string();
         assert!(err.contains(expected), "{names}: {err}");
         assert!(err.starts_with("p.yaml:4:"), "{names}: {err}");
