@@ -11,6 +11,8 @@
 mod admissible;
 #[path = "e2e/admission.rs"]
 mod admission;
+#[path = "e2e/escapes.rs"]
+mod escapes;
 #[path = "e2e/expect.rs"]
 mod expect;
 #[path = "e2e/namespaces.rs"]
