@@ -128,6 +128,32 @@ fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     })
 }
 
+/// A kubectl-like table: columns padded to their widest cell, two spaces apart.
+pub(crate) fn write_table<const N: usize, S: AsRef<str>>(
+    out: &mut impl Write,
+    header: &[&str; N],
+    rows: &[[S; N]],
+) -> std::io::Result<()> {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.as_ref().chars().count());
+        }
+    }
+    let header = header.map(|h| h.to_string());
+    let lines = std::iter::once(header.each_ref().map(String::as_str))
+        .chain(rows.iter().map(|r| r.each_ref().map(AsRef::as_ref)));
+    for row in lines {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        writeln!(out, "{}", line.join("  ").trim_end())?;
+    }
+    Ok(())
+}
+
 pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let policy = load_policy(file)?;
     writeln!(
@@ -167,20 +193,7 @@ pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result
         "GPU",
     ]
     .map(String::from);
-    let mut widths = header.clone().map(|h| h.len());
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    for row in std::iter::once(&header).chain(&rows) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
+    write_table(out, &header.each_ref().map(String::as_str), &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -221,20 +221,7 @@ fn table(rows: &[Row], out: &mut impl Write) -> anyhow::Result<()> {
         .iter()
         .map(|r| [r.pod.as_str(), &r.class, &r.changes, &r.result])
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    for row in std::iter::once(&header).chain(&cells) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        writeln!(out, "{}", line.join("  ").trim_end())?;
-    }
+    super::write_table(out, &header, &cells)?;
     let count = |result: &str| rows.iter().filter(|r| r.result == result).count();
     writeln!(
         out,
