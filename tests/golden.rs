@@ -16,6 +16,9 @@ use ci_pod_webhook::mutate::NamespaceFacts;
 use ci_pod_webhook::policy::Policy;
 use serde_json::{Value, json};
 
+#[path = "golden_support/mod.rs"]
+mod golden_support;
+
 struct Case {
     name: &'static str,
     fixture: &'static str,
@@ -644,46 +647,12 @@ fn run(case: &Case, policy: &Policy) -> Golden {
 #[test]
 fn golden_cases_match_their_reviewed_expectations() {
     let policy = Policy::embedded();
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for case in cases() {
         let golden = run(&case, &policy);
         (case.check)(&golden);
         let actual = json!({"response": golden.response, "pod": golden.pod});
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(format!("{}.json", case.name));
-        if update {
-            let text = serde_json::to_string_pretty(&actual).expect("json") + "\n";
-            let text = text.replace(&policy.hash, "@POLICY_HASH@");
-            std::fs::write(&path, text).expect("write golden");
-            continue;
-        }
-        let expected: Value = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).expect("golden JSON"),
-            Err(e) => {
-                failures.push(format!(
-                    "{}: cannot read {}: {e}",
-                    case.name,
-                    path.display()
-                ));
-                continue;
-            }
-        };
-        // The policy hash is part of the output; it changes whenever the embedded
-        // policy does, so it is compared against the live value rather than frozen.
-        let expected = expected.to_string().replace("@POLICY_HASH@", &policy.hash);
-        let expected: Value = serde_json::from_str(&expected).expect("json");
-        if expected != actual {
-            failures.push(format!(
-                "{}: output differs from {}",
-                case.name,
-                path.display()
-            ));
-        }
+        failures.extend(golden_support::check(case.name, &actual, &policy.hash));
     }
-    assert!(
-        failures.is_empty(),
-        "{failures:#?}\n(re-generate with UPDATE_GOLDEN=1 only after reviewing the change)"
-    );
+    golden_support::assert_none_failed(&failures);
 }

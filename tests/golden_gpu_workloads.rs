@@ -14,6 +14,9 @@ use ci_pod_webhook::mutate::NamespaceFacts;
 use ci_pod_webhook::policy::Policy;
 use serde_json::{Value, json};
 
+#[path = "golden_support/mod.rs"]
+mod golden_support;
+
 struct Case {
     name: &'static str,
     namespace: &'static str,
@@ -155,35 +158,13 @@ fn run(case: &Case, policy: &Policy) -> (Value, Option<Value>) {
 #[test]
 fn gpu_workload_golden_cases_match_their_reviewed_expectations() {
     let policy = Policy::embedded();
-    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let mut failures = Vec::new();
     for case in cases() {
         let (response, pod) = run(&case, &policy);
         (case.check)(&response, pod.as_ref());
         let actual = json!({"response": response, "pod": pod});
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden")
-            .join(format!("gpu-workload-{}.json", case.name));
-        if update {
-            let text = serde_json::to_string_pretty(&actual).expect("json") + "\n";
-            let text = text.replace(&policy.hash, "@POLICY_HASH@");
-            std::fs::write(&path, text).expect("write golden");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-            .replace("@POLICY_HASH@", &policy.hash);
-        let expected: Value = serde_json::from_str(&expected).expect("golden JSON");
-        if expected != actual {
-            failures.push(format!(
-                "{}: output differs from {}",
-                case.name,
-                path.display()
-            ));
-        }
+        let file = format!("gpu-workload-{}", case.name);
+        failures.extend(golden_support::check(&file, &actual, &policy.hash));
     }
-    assert!(
-        failures.is_empty(),
-        "{failures:#?}\n(re-generate with UPDATE_GOLDEN=1 only after reviewing the change)"
-    );
+    golden_support::assert_none_failed(&failures);
 }

@@ -1,0 +1,36 @@
+//! The reviewed-expectation files shared by the golden test binaries: compare one case's
+//! output with its file in `tests/golden/`, or (with `UPDATE_GOLDEN=1`) rewrite the file.
+//! The policy hash is part of the output; it changes whenever the embedded policy does,
+//! so files hold `@POLICY_HASH@` and are compared against the live value.
+
+use std::path::PathBuf;
+
+use serde_json::Value;
+
+/// Compares `actual` with `tests/golden/<file>.json`; a failure message when they differ
+/// (or the file cannot be read). With `UPDATE_GOLDEN` set, writes the file instead.
+pub fn check(file: &str, actual: &Value, policy_hash: &str) -> Option<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{file}.json"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let text = serde_json::to_string_pretty(actual).expect("json") + "\n";
+        let text = text.replace(policy_hash, "@POLICY_HASH@");
+        std::fs::write(&path, text).expect("write golden");
+        return None;
+    }
+    let expected = match std::fs::read_to_string(&path) {
+        Ok(text) => text.replace("@POLICY_HASH@", policy_hash),
+        Err(e) => return Some(format!("{file}: cannot read {}: {e}", path.display())),
+    };
+    let expected: Value = serde_json::from_str(&expected).expect("golden JSON");
+    (&expected != actual).then(|| format!("{file}: output differs from {}", path.display()))
+}
+
+/// Fails the test with every failure at once.
+pub fn assert_none_failed(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{failures:#?}\n(re-generate with UPDATE_GOLDEN=1 only after reviewing the change)"
+    );
+}
