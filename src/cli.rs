@@ -134,11 +134,12 @@ pub fn mutate(args: &MutateArgs, out: &mut impl Write) -> anyhow::Result<ExitCod
     };
     let decision =
         mutate::decide(&policy, facts, &parsed.request).context("cannot read the pod")?;
+    let mode = crate::enforcement::mode(&policy, facts, &decision);
     if args.explain {
         let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
-        out.write_all(explain::render(&policy, &parsed, pod, &decision).as_bytes())?;
+        out.write_all(explain::render(&policy, &parsed, pod, &decision, mode).as_bytes())?;
     } else {
-        let answer = admission::encode(&policy, &parsed, &decision);
+        let answer = admission::encode(&policy, &parsed, &decision, mode);
         let response: Value = serde_json::from_slice(&answer.body)?;
         serde_json::to_writer_pretty(&mut *out, &response)?;
         writeln!(out)?;

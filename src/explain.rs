@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::admission::Review;
 use crate::mutate::{Change, Decision};
-use crate::policy::{DockerMode, Policy, RunnerClass};
+use crate::policy::{DockerMode, Enforcement, Policy, RunnerClass};
 
 /// Explains one decision. `pod` is the request's object, to name containers.
 pub fn render(
@@ -16,6 +16,7 @@ pub fn render(
     review: &Review<'_>,
     pod: &Value,
     decision: &Decision<'_>,
+    mode: Enforcement,
 ) -> String {
     let mut s = String::new();
     let name = pod
@@ -29,6 +30,14 @@ pub fn render(
         .unwrap_or("(unnamed)");
     let _ = writeln!(s, "pod:       {name} in namespace {}", review.namespace());
     let _ = writeln!(s, "policy:    {} (hash {})", policy.origin, policy.hash);
+    if mode == Enforcement::Warn {
+        let _ = writeln!(
+            s,
+            "mode:      warn (nothing is changed or denied; the answer warns what enforce would do)"
+        );
+    } else if !matches!(decision, Decision::Skip(_)) {
+        let _ = writeln!(s, "mode:      enforce");
+    }
     match decision {
         Decision::Skip(reason) => {
             let _ = writeln!(s, "result:    skipped ({}), no changes", reason.as_str());
@@ -37,7 +46,15 @@ pub fn render(
             chosen, message, ..
         } => {
             let _ = writeln!(s, "class:     {} ({})", chosen.class.name, chosen.reason);
-            let _ = writeln!(s, "result:    DENIED");
+            let _ = writeln!(
+                s,
+                "result:    {}",
+                if mode == Enforcement::Warn {
+                    "allowed unchanged; enforce would DENY"
+                } else {
+                    "DENIED"
+                }
+            );
             let _ = writeln!(s, "message:   {message}");
         }
         Decision::Allow(m) => {
@@ -66,14 +83,20 @@ pub fn render(
                     let _ = writeln!(s, "  - {w}");
                 }
             }
-            let _ = writeln!(s, "result:    allowed");
+            let result = match mode {
+                Enforcement::Warn if !m.patch.is_empty() => {
+                    "allowed unchanged; enforce would make the changes above"
+                }
+                _ => "allowed",
+            };
+            let _ = writeln!(s, "result:    {result}");
         }
     }
     s
 }
 
 /// One change as `where: before → after`.
-fn describe(change: &Change, pod: &Value) -> String {
+pub fn describe(change: &Change, pod: &Value) -> String {
     let (path, after) = match &change.op {
         PatchOperation::Add(op) => (&op.path, Some(&op.value)),
         PatchOperation::Replace(op) => (&op.path, Some(&op.value)),

@@ -5,7 +5,9 @@
 //! - [`quantity`]: Kubernetes resource quantities, parsed and compared exactly;
 //! - [`policy`]: the policy file, validated once into a [`policy::Policy`];
 //! - [`mutate`]: the pure core, one AdmissionRequest in, one decision out;
-//! - [`namespaces`]: namespace labels mirrored from the cluster by a watch;
+//! - [`cluster`]: the webhook's view of the cluster: namespace labels and job pods,
+//!   mirrored by watches;
+//! - [`enforcement`]: warn mode, a layer over the core's decision;
 //! - [`admission`]: the AdmissionReview wire format around the core;
 //! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
 //! - [`metrics`]: the Prometheus metrics value;
@@ -15,10 +17,11 @@
 pub mod admission;
 pub mod certs;
 pub mod cli;
+pub mod cluster;
+pub mod enforcement;
 pub mod explain;
 pub mod metrics;
 pub mod mutate;
-pub mod namespaces;
 pub mod policy;
 pub mod quantity;
 pub mod server;

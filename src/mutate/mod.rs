@@ -15,7 +15,7 @@ pub mod view;
 
 use std::collections::BTreeMap;
 
-use crate::policy::{OPT_IN_VALUE, Policy, RunnerClass};
+use crate::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy, RunnerClass};
 
 pub use class::ClassReason;
 pub use overrides::{OverrideKind, OverrideRecord, OverrideResult};
@@ -152,11 +152,15 @@ pub fn decide<'p>(
     decide_pod(policy, namespace, request, &pod)
 }
 
-/// Whether the policy applies in the namespace at all (its opt-in label).
+/// Whether the policy applies in the namespace at all (its opt-in label, `enabled` or
+/// `warn`: the decision is the same, `crate::enforcement` decides whether it is applied).
 pub fn opted_in(policy: &Policy, namespace: NamespaceFacts<'_>) -> bool {
     match namespace {
         NamespaceFacts::TrustSelector => true,
-        NamespaceFacts::Labels(_) => namespace.label(&policy.keys.opt_in) == Some(OPT_IN_VALUE),
+        NamespaceFacts::Labels(_) => matches!(
+            namespace.label(&policy.keys.opt_in),
+            Some(OPT_IN_VALUE | OPT_IN_WARN_VALUE)
+        ),
     }
 }
 

@@ -5,15 +5,13 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use super::config::{LogFormat, ServeArgs};
-use super::namespaces::Namespaces;
 use super::{Server, signal};
 use crate::certs;
-use crate::namespaces::NamespaceSource;
+use crate::cluster::Cluster;
 
 /// Exit code after a second signal cut the drain short (128 + SIGINT, as shells do).
 const ABORTED: u8 = 130;
@@ -56,12 +54,8 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let code = runtime.block_on(async {
         // First, so that a signal during start-up also ends in an orderly way.
         let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
-        // Stops the namespace watcher once the server has drained.
-        let stop_watch = CancellationToken::new();
-        let source = NamespaceSource::start(args.kube, stop_watch.clone()).await?;
-        let _stop_watch = stop_watch.drop_guard();
-        let namespaces = Namespaces::Source(source);
-        let settings = args.settings(tls_cert, tls_key, namespaces);
+        let cluster = Cluster::connect(args.kube).await?;
+        let settings = args.settings(tls_cert, tls_key, cluster.clone());
         let server = Server::bind(settings).await?;
         let active = server.policy();
         tracing::info!(
@@ -80,10 +74,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 server.webhook_addr().port()
             );
         }
-        tokio::select! {
-            () = server.run(first) => Ok::<_, anyhow::Error>(ExitCode::SUCCESS),
-            () = second => Ok(ExitCode::from(ABORTED)),
-        }
+        let code = tokio::select! {
+            () = server.run(first) => ExitCode::SUCCESS,
+            () = second => ExitCode::from(ABORTED),
+        };
+        // The watches stop once the server has drained.
+        cluster.stop();
+        Ok::<_, anyhow::Error>(code)
     })?;
     // Connections a second signal cut short are not waited for.
     runtime.shutdown_background();

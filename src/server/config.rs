@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::namespaces::Namespaces;
 use super::{Limits, Settings};
-use crate::namespaces::KubeMode;
+use crate::cluster::{Cluster, KubeMode};
 
 /// `ci-pod-webhook serve`: the admission webhook over HTTPS and the admin port.
 #[derive(Debug, Clone, clap::Args)]
@@ -98,12 +97,7 @@ impl ServeArgs {
     }
 
     /// The server's settings, given the certificate to serve and the namespace source.
-    pub fn settings(
-        &self,
-        tls_cert: PathBuf,
-        tls_key: PathBuf,
-        namespaces: Namespaces,
-    ) -> Settings {
+    pub fn settings(&self, tls_cert: PathBuf, tls_key: PathBuf, cluster: Cluster) -> Settings {
         Settings {
             listen: self.listen,
             admin_listen: self.admin_listen,
@@ -111,7 +105,7 @@ impl ServeArgs {
             tls_key,
             client_ca: self.client_ca.clone(),
             policy: self.policy.clone(),
-            namespaces,
+            cluster,
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
                 max_buffered_bytes: self.max_buffered_bytes,

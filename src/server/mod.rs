@@ -12,7 +12,6 @@ pub mod command;
 pub mod config;
 mod deadlines;
 mod listener;
-pub mod namespaces;
 mod reload;
 mod signal;
 pub mod tls;
@@ -29,9 +28,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::metrics::{self, Metrics};
 use crate::policy::{Policy, PolicyError};
-use namespaces::Namespaces;
 use reload::Watched;
 use tls::{CertStore, ClientCaStore, TlsError};
 use webhook::Webhook;
@@ -47,7 +46,8 @@ pub struct Settings {
     pub client_ca: Option<PathBuf>,
     /// `None`: the embedded default policy.
     pub policy: Option<PathBuf>,
-    pub namespaces: Namespaces,
+    /// Where namespace labels come from (and the watches of the cluster).
+    pub cluster: Cluster,
     pub limits: Limits,
     /// How often the certificate and policy files are checked for changes.
     pub reload_interval: Duration,
@@ -106,7 +106,7 @@ impl Settings {
             tls_key,
             client_ca: None,
             policy: None,
-            namespaces: Namespaces::default(),
+            cluster: Cluster::default(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
@@ -197,7 +197,7 @@ impl Server {
         };
         let webhook = Arc::new(Webhook::new(
             policy,
-            settings.namespaces.clone(),
+            settings.cluster.clone(),
             metrics.clone(),
             settings.limits.max_body_bytes,
             settings.limits.max_buffered_bytes,

@@ -25,8 +25,8 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
 
 use super::budget::{BodyBudget, Held};
-use super::namespaces::Namespaces;
 use crate::admission::{self, AdmissionError};
+use crate::cluster::Cluster;
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
 use crate::mutate;
 use crate::policy::Policy;
@@ -37,7 +37,7 @@ pub const MUTATE_PATH: &str = "/mutate";
 #[derive(Debug)]
 pub struct Webhook {
     policy: ArcSwap<ActivePolicy>,
-    namespaces: Namespaces,
+    cluster: Cluster,
     metrics: Metrics,
     max_body_bytes: usize,
     budget: BodyBudget,
@@ -55,7 +55,7 @@ impl Webhook {
     /// together (see [`BodyBudget`]).
     pub fn new(
         policy: Policy,
-        namespaces: Namespaces,
+        cluster: Cluster,
         metrics: Metrics,
         max_body_bytes: usize,
         max_buffered_bytes: usize,
@@ -71,7 +71,7 @@ impl Webhook {
         );
         Webhook {
             policy: ArcSwap::from_pointee(active),
-            namespaces,
+            cluster,
             metrics,
             max_body_bytes,
             budget,
@@ -88,8 +88,8 @@ impl Webhook {
         self.policy.load_full()
     }
 
-    pub fn namespaces(&self) -> &Namespaces {
-        &self.namespaces
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 }
 
@@ -203,7 +203,7 @@ async fn review(
     // body that names it twice is not a review.
     let mut peeked = None;
     let review = admission::parse_with(&bytes, |namespace| {
-        peeked = webhook.namespaces.peek(namespace);
+        peeked = webhook.cluster.peek(namespace);
         peeked
             .as_ref()
             .is_none_or(|labels| mutate::opted_in(&active.policy, labels.as_facts()))
@@ -212,7 +212,7 @@ async fn review(
     span.record("namespace", review.namespace());
     let labels = match peeked {
         Some(labels) => labels,
-        None => webhook.namespaces.labels(review.namespace()).await,
+        None => webhook.cluster.labels(review.namespace()).await,
     };
     let answer = admission::answer(&active.policy, labels.as_facts(), &review)?;
     let elapsed = started.elapsed();

@@ -11,13 +11,7 @@ use super::*;
 fn webhook() -> (Arc<Webhook>, Registry) {
     let mut registry = crate::metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
-    let webhook = Webhook::new(
-        Policy::embedded(),
-        Namespaces::default(),
-        metrics,
-        1024,
-        4096,
-    );
+    let webhook = Webhook::new(Policy::embedded(), Cluster::default(), metrics, 1024, 4096);
     (Arc::new(webhook), registry)
 }
 
