@@ -14,6 +14,7 @@
 
 mod namespace_mirror;
 mod namespaces;
+mod verdict;
 pub mod watcher;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,6 +24,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use namespaces::NamespaceIndex;
 pub use namespaces::{DIRECT_GET_TIMEOUT, NamespaceLabels};
+pub use verdict::{Judgement, Verdict, judge};
 use watcher::Watcher;
 
 /// The `--kube` flag: whether the webhook talks to the API server.
