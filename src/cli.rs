@@ -45,6 +45,8 @@ pub enum Command {
     DefaultPolicy,
     /// Make a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
+    /// Report on the job pods that exist now: ok, drift, unpolicied or would-deny.
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +101,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Certs(args) => run_certs(&args, &mut stdout.lock()),
+        Command::Audit(args) => crate::audit::run(&args, &mut stdout.lock()),
     }
 }
 

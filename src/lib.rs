@@ -12,9 +12,11 @@
 //! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
 //! - [`metrics`]: the Prometheus metrics value;
 //! - [`certs`]: development and self-managed certificates;
+//! - [`audit`]: the `audit` command, job pods that exist now judged by the policy;
 //! - [`cli`]: the command line.
 
 pub mod admission;
+pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod cluster;
