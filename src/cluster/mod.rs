@@ -14,6 +14,7 @@
 
 mod namespace_mirror;
 mod namespaces;
+pub mod pods;
 mod verdict;
 pub mod watcher;
 
@@ -147,6 +148,14 @@ impl Cluster {
     pub fn client(&self) -> Option<(&kube::Client, &CancellationToken)> {
         match &self.0 {
             View::Watched(watched) => Some((&watched.client, &watched.stop)),
+            View::Off | View::Fixed(_) => None,
+        }
+    }
+
+    /// What a new watch needs: the client, the stop token, the namespace labels.
+    fn parts(&self) -> Option<(kube::Client, CancellationToken, namespace_mirror::Reader)> {
+        match &self.0 {
+            View::Watched(w) => Some((w.client.clone(), w.stop.clone(), w.namespaces.mirror())),
             View::Off | View::Fixed(_) => None,
         }
     }

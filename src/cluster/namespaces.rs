@@ -79,6 +79,11 @@ impl NamespaceIndex {
         }
     }
 
+    /// The mirror's read side, for other watches that need namespace labels.
+    pub(super) fn mirror(&self) -> mirror::Reader {
+        self.mirror.clone()
+    }
+
     /// The mirrored labels of `namespace`, if the mirror has them.
     pub(super) fn peek(&self, namespace: &str) -> Option<NamespaceLabels> {
         self.mirror.get(namespace).map(NamespaceLabels::Known)

@@ -51,6 +51,13 @@ struct OverrideLabels {
     result: &'static str,
 }
 
+/// `job_pods{class,verdict}`: job pods in opted-in namespaces now, by verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobPodLabels {
+    pub class: String,
+    pub verdict: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
@@ -78,6 +85,8 @@ pub struct Metrics {
     pub tls_handshake_failures: Counter,
     /// Panics caught while handling a request: each one is a bug.
     pub panics: Counter,
+    /// Job pods watched in opted-in namespaces, by class and verdict (`cluster::pods`).
+    pub job_pods: Family<JobPodLabels, Gauge>,
 }
 
 /// `requests_total` series of one class, indexed by [`Outcome`].
@@ -119,6 +128,12 @@ impl Metrics {
             "Override annotations seen, by annotation and result",
             overrides.clone(),
         );
+        let job_pods = Family::<JobPodLabels, Gauge>::default();
+        registry.register(
+            "job_pods",
+            "Job pods in opted-in namespaces now, by class and verdict (ok, drift, unpolicied, would-deny) under the policy in force",
+            job_pods.clone(),
+        );
         let policy_reloads = ReloadCounters::register(
             registry,
             "policy_reloads",
@@ -158,6 +173,7 @@ impl Metrics {
             connections: Counter::default(),
             tls_handshake_failures: Counter::default(),
             panics: Counter::default(),
+            job_pods,
         };
         registry.register(
             "in_flight_requests",

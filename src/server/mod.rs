@@ -304,6 +304,8 @@ impl Server {
             ));
         }
 
+        watch_job_pods(&settings.cluster, &webhook, &metrics);
+
         let admin = admin::app(admin::Admin {
             registry,
             webhook: webhook.clone(),
@@ -346,6 +348,34 @@ impl Server {
             tasks.shutdown().await;
         }
         tracing::info!("stopped");
+    }
+}
+
+/// The live audit (`cluster::pods`), judged by the policy in force, when there is a
+/// cluster. It stops with the cluster's other watches.
+fn watch_job_pods(cluster: &Cluster, webhook: &Arc<Webhook>, metrics: &Metrics) {
+    let judging = webhook.clone();
+    let judge: crate::cluster::pods::Judge = Box::new(move |namespace, labels, pod| {
+        let active = judging.policy();
+        if !crate::mutate::opted_in(
+            &active.policy,
+            crate::mutate::NamespaceFacts::Labels(labels),
+        ) {
+            return None;
+        }
+        crate::cluster::judge(&active.policy, namespace, labels, pod)
+            .map_err(|error| tracing::debug!(namespace, %error, "cannot judge a job pod"))
+            .ok()
+            .flatten()
+    });
+    if cluster
+        .watch_job_pods(judge, metrics.job_pods.clone(), webhook.policy_changes())
+        .is_some()
+    {
+        tracing::info!(
+            selector = crate::cluster::pods::JOB_POD_SELECTOR,
+            "watching job pods"
+        );
     }
 }
 

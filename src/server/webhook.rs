@@ -41,6 +41,8 @@ pub struct Webhook {
     metrics: Metrics,
     max_body_bytes: usize,
     budget: BodyBudget,
+    /// Bumped by every [`Webhook::set_policy`]: the job-pod watch judges again.
+    policy_changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The policy in force, with its metrics series looked up once.
@@ -75,6 +77,7 @@ impl Webhook {
             metrics,
             max_body_bytes,
             budget,
+            policy_changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -82,6 +85,12 @@ impl Webhook {
     pub fn set_policy(&self, policy: Policy) {
         let series = self.metrics.policy_series(&policy);
         self.policy.store(Arc::new(ActivePolicy { policy, series }));
+        self.policy_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes each time a new policy is put in force.
+    pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.policy_changes.subscribe()
     }
 
     pub fn policy(&self) -> Arc<ActivePolicy> {
