@@ -136,6 +136,7 @@ async fn serve_without_tls_flags_makes_a_dev_certificate_logs_reviews_and_drains
     let line = serve.log("review");
     assert_eq!(line["span"]["uid"], review["request"]["uid"], "{line}");
     assert_eq!(line["span"]["namespace"], "gitlab", "{line}");
+    assert_eq!(line["span"]["http"], "HTTP/1.1", "{line}");
     assert_eq!(
         line["pod"],
         "runner-xz3kq9ab-project-12345678-concurrent-3-k2m9p0qz"

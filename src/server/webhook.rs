@@ -174,7 +174,14 @@ impl IntoResponse for Rejection {
 async fn mutate(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
     let started = Instant::now();
     let _in_flight = GaugeGuard::new(&webhook.metrics.in_flight);
-    let span = tracing::info_span!("review", uid = Empty, namespace = Empty);
+    // The HTTP version shows which protocol the API server chose: HTTP/1.1 for a
+    // `service` webhook, HTTP/2 (when offered) for a `url` one.
+    let span = tracing::info_span!(
+        "review",
+        uid = Empty,
+        namespace = Empty,
+        http = ?request.version()
+    );
     let (parts, body) = request.into_parts();
     match review(&webhook, &parts.headers, body, &span, started).await {
         Ok(response) => response,
