@@ -254,11 +254,13 @@ pub fn encode(
     };
     let warned = match mode {
         Enforcement::Warn => {
-            // Only to name containers in the warnings.
-            let pod = request
-                .object
-                .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
-                .unwrap_or_default();
+            // Only to name containers in the warnings. The single-pass parse has
+            // already read the pod and left no raw object.
+            let pod = match (&request.pod, request.object) {
+                (Some(pod), _) => enforcement::container_names(pod),
+                (None, Some(raw)) => serde_json::from_str(raw.get()).unwrap_or_default(),
+                (None, None) => serde_json::Value::Null,
+            };
             enforcement::would(policy, decision, &pod)
         }
         Enforcement::Enforce => None,

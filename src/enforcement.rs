@@ -95,7 +95,7 @@ pub fn would(
                 .iter()
                 .filter(|c| !is_audit_annotation(policy, c))
                 .collect();
-            if m.patch.is_empty() {
+            let would = if m.patch.is_empty() {
                 Would::Nothing
             } else {
                 warnings.push(format!(
@@ -108,12 +108,30 @@ pub fn would(
                         .iter()
                         .map(|c| format!("would set {}", explain::describe(c, pod))),
                 );
-                warnings.extend(m.warnings.iter().cloned());
                 Would::Mutate
-            }
+            };
+            // The core's own (a clamped override, an ignored one) hold in both modes.
+            warnings.extend(m.warnings.iter().cloned());
+            would
         }
     };
     Some((would, fit(warnings)))
+}
+
+/// The pod's container names, where [`explain::describe`] looks for them.
+pub fn container_names(pod: &crate::mutate::Pod<'_>) -> Value {
+    let names = |containers: &Option<Vec<crate::mutate::view::Container<'_>>>| {
+        containers
+            .iter()
+            .flatten()
+            .map(|c| serde_json::json!({ "name": c.name }))
+            .collect::<Vec<_>>()
+    };
+    let spec = pod.spec();
+    serde_json::json!({ "spec": {
+        "containers": names(&spec.containers),
+        "initContainers": names(&spec.init_containers),
+    }})
 }
 
 /// The `<prefix>/class` and `<prefix>/policy` annotations: bookkeeping, not worth a

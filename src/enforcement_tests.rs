@@ -71,6 +71,24 @@ fn a_warn_namespace_is_allowed_unchanged_and_told_what_enforce_would_do() {
 }
 
 #[test]
+fn warnings_name_containers_when_the_pod_was_read_in_the_same_pass() {
+    // The server's parse: the pod is read on the way and no raw object is kept.
+    let labels = labels("warn");
+    let parsed = admission::parse_with(REVIEW.as_bytes(), |_| true).expect("readable");
+    assert!(parsed.request.pod.is_some() && parsed.request.object.is_none());
+    let answer =
+        admission::answer(&policy(""), NamespaceFacts::Labels(&labels), &parsed).expect("answered");
+    let body: Value = serde_json::from_slice(&answer.body).expect("json");
+    let warnings = warnings(&body);
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("would set spec.containers[build]")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn the_same_review_in_an_enabled_namespace_is_patched() {
     let (answer, body) = review_in(&policy(""), "enabled", REVIEW);
     assert_eq!(answer.summary.outcome, Outcome::Mutated);
@@ -147,4 +165,23 @@ fn warnings_fit_the_api_servers_limits() {
     assert_eq!(fit(few.clone()), few);
     let exactly: Vec<String> = (0..MAX_WARNINGS).map(|i| i.to_string()).collect();
     assert_eq!(fit(exactly.clone()), exactly);
+}
+
+#[test]
+fn the_cores_own_warnings_are_kept_when_enforce_would_change_nothing() {
+    let policy = policy("");
+    let mutation = mutate::Mutation {
+        chosen: mutate::Chosen {
+            class: &policy.classes[0],
+            reason: mutate::ClassReason::Default,
+        },
+        pod: "p".into(),
+        patch: mutate::Patch::default(),
+        warnings: vec!["gpus ignored: class small has no GPUs".into()],
+        overrides: Vec::new(),
+    };
+    let (would, warnings) =
+        would(&policy, &Decision::Allow(mutation), &Value::Null).expect("not skipped");
+    assert_eq!(would, Would::Nothing);
+    assert_eq!(warnings, ["gpus ignored: class small has no GPUs"]);
 }

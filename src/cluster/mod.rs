@@ -3,9 +3,10 @@
 //!
 //! Every watch has the same shape ([`watcher::Watcher`]): a background task feeding a
 //! store, ready once its first full list is stored. They are all started by
-//! [`Cluster::connect`] (or [`Cluster::from_client`]), all stopped by one token
-//! ([`Cluster::stop`], or dropping the last clone), and `/readyz` waits for all of them
-//! ([`Cluster::is_ready`]).
+//! [`Cluster::connect`] (or [`Cluster::from_client`]) and [`Cluster::watch_job_pods`],
+//! all stopped by one token ([`Cluster::stop`]; dropping the last clone cancels it too),
+//! and `/readyz` waits for those reviews depend on ([`Cluster::is_ready`]: the namespace
+//! watch; the job-pod watch only feeds a metric).
 //!
 //! Without cluster access (`--kube off`, or `--kube auto` with neither a kubeconfig nor
 //! an in-cluster environment) there is nothing to watch: the webhook then trusts the

@@ -85,7 +85,7 @@ impl Store<PartialObjectMeta<Namespace>> for Writer {
         Applied::Updated
     }
 
-    fn len(&self) -> usize {
+    fn held(&self) -> usize {
         self.shared.len()
     }
 }

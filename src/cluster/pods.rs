@@ -186,7 +186,7 @@ impl Store<DynamicObject> for PodVerdicts {
         Applied::Updated
     }
 
-    fn len(&self) -> usize {
+    fn held(&self) -> usize {
         self.records.len()
     }
 }

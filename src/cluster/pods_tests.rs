@@ -76,7 +76,7 @@ fn a_listed_job_pod_without_a_class_counts_as_unpolicied_only_in_opted_in_namesp
     assert_eq!(store.apply(Event::InitDone), Applied::Listed);
     assert_eq!(count(&gauge, Verdict::Unpolicied), 1);
     assert_eq!(
-        store.len(),
+        store.held(),
         1,
         "the pod outside opted-in namespaces is not kept"
     );
@@ -93,7 +93,7 @@ fn updates_move_a_pod_between_verdicts_and_deletes_forget_it() {
     assert_eq!(count(&gauge, Verdict::Drift), 1);
     store.apply(Event::Delete(pod("ci", "a", true)));
     assert_eq!(count(&gauge, Verdict::Drift), 0);
-    assert_eq!(store.len(), 0);
+    assert_eq!(store.held(), 0);
 }
 
 #[test]

@@ -33,7 +33,7 @@ pub enum Applied {
 pub trait Store<K>: Send + 'static {
     fn apply(&mut self, event: Event<K>) -> Applied;
     /// Objects held, for the log line that announces the first sync.
-    fn len(&self) -> usize;
+    fn held(&self) -> usize;
 }
 
 /// Asks a watcher to list again (a new value is a request; the value means nothing).
@@ -127,7 +127,7 @@ async fn run<K, S>(
                 Some(Ok(event)) => {
                     failures.recovered();
                     if store.apply(event) == Applied::Listed && !*ready.borrow() {
-                        tracing::info!(what, objects = store.len(), "watch synced");
+                        tracing::info!(what, objects = store.held(), "watch synced");
                         ready.send_replace(true);
                     }
                 }
