@@ -2,6 +2,7 @@
 # Memory of `serve` watching 10,000 job pods on a real kube-apiserver (BENCHMARKS.md).
 #
 #   scripts/bench-job-pods-rss.sh            # JOB_PODS=N to change the count
+#   PROFILE=dev scripts/bench-job-pods-rss.sh   # the debug build (no release build needed)
 #
 # Needs KUBEBUILDER_ASSETS (etcd, kube-apiserver) as the e2e tests do (docs/e2e.md);
 # without it the binaries in ../shared/kube-e2e/bin are unpacked into target/kube-e2e.
@@ -15,4 +16,4 @@ if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
   done
   export KUBEBUILDER_ASSETS=$repo/target/kube-e2e
 fi
-cargo test --release --test e2e_job_pods_rss -- --ignored --nocapture
+cargo test --profile "${PROFILE:-release}" --test e2e_job_pods_rss -- --ignored --nocapture
