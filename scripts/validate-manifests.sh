@@ -153,6 +153,7 @@ targets=(
   "overlays/monitoring|overlays/monitoring|1.26 1.30 latest"
   "node-docker|node-docker|1.26 1.30 latest"
   "doctor|doctor|1.26 1.30 latest"
+  "audit|audit|1.26 1.30 latest"
 )
 for resource in base overlays/cert-manager overlays/self-managed; do
   short=${resource##*/}
@@ -287,6 +288,7 @@ METRICS = {
     "ci_pod_webhook_policy_reloads_total",
     "ci_pod_webhook_certificate_reloads_total",
     "ci_pod_webhook_build_info",
+    "ci_pod_webhook_job_pods",
     "up",
     "apiserver_admission_webhook_fail_open_count",
     "apiserver_admission_webhook_rejection_count",
@@ -294,7 +296,8 @@ METRICS = {
     "apiserver_admission_webhook_admission_duration_seconds_bucket",
 }
 LABEL_VALUES = {  # label -> values the webhook can emit
-    "outcome": {"mutated", "unchanged", "skipped", "denied", "invalid"},
+    "outcome": {"mutated", "unchanged", "skipped", "denied", "invalid", "would_mutate", "would_deny"},
+    "verdict": {"ok", "drift", "unpolicied", "would-deny"},
     "result": {"applied", "clamped", "rejected", "success", "failure"},
 }
 
@@ -414,8 +417,8 @@ def check_webhook(where, objs):
     w = mwc["webhooks"][0]
     exprs = w.get("namespaceSelector", {}).get("matchExpressions", [])
     prefix = POLICY["prefix"]
-    check({"key": f"{prefix}/pod-policy", "operator": "In", "values": ["enabled"]} in exprs,
-          where, f"namespaceSelector must require {prefix}/pod-policy In [enabled]")
+    check({"key": f"{prefix}/pod-policy", "operator": "In", "values": ["enabled", "warn"]} in exprs,
+          where, f"namespaceSelector must require {prefix}/pod-policy In [enabled, warn]")
     excluded = [e for e in exprs if e["key"] == "kubernetes.io/metadata.name" and e["operator"] == "NotIn"]
     check(excluded and {"kube-system", NAMESPACE} <= set(excluded[0]["values"]), where,
           "namespaceSelector must exclude kube-system and the webhook's namespace")
@@ -493,8 +496,23 @@ def check_deployment(where, objs):
         check(role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
                                  "verbs": ["get", "list", "watch"]},
                                 {"apiGroups": ["node.k8s.io"], "resources": ["runtimeclasses"],
+                                 "verbs": ["list", "watch"]},
+                                {"apiGroups": [""], "resources": ["pods"],
                                  "verbs": ["list", "watch"]}], where,
-              "ClusterRole grants namespaces get/list/watch, runtimeclasses list/watch, nothing more")
+              "ClusterRole grants namespaces get/list/watch, runtimeclasses list/watch, "
+              "pods list/watch, nothing more")
+
+
+def check_audit(where, objs):
+    role = one(objs, "ClusterRole", "ci-pod-webhook-audit", where)
+    if role:
+        check(role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"],
+                                 "verbs": ["get", "list"]},
+                                {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}],
+              where, "audit ClusterRole grants namespaces get/list, pods list and nothing more")
+    binding = one(objs, "ClusterRoleBinding", "ci-pod-webhook-audit", where)
+    if binding:
+        check(binding["roleRef"]["name"] == "ci-pod-webhook-audit", where, "audit binding role")
 
 
 def check_tls_source(where, objs, name, mwc):
@@ -675,7 +693,7 @@ def check_monitoring(where, objs):
                   and r.get("annotations", {}).get("summary"), rw, "alert, severity and summary")
             promql_metrics(rw, r["expr"])
         used = " ".join(r["expr"] for r in alerts)
-        for m in ("up", "apiserver_admission_webhook_fail_open_count",
+        for m in ("up", "apiserver_admission_webhook_fail_open_count", "ci_pod_webhook_job_pods",
                   "apiserver_admission_webhook_rejection_count",
                   "ci_pod_webhook_request_duration_seconds_bucket", "ci_pod_webhook_requests_total"):
             check(re.search(rf"\b{m}\b", used), where, f"no alert uses {m}")
@@ -701,7 +719,8 @@ def check_monitoring(where, objs):
         joined = " ".join(exprs)
         for m in ("ci_pod_webhook_requests_total", "ci_pod_webhook_request_duration_seconds_bucket",
                   "ci_pod_webhook_overrides_total", "ci_pod_webhook_policy_reloads_total",
-                  "ci_pod_webhook_certificate_reloads_total", "ci_pod_webhook_build_info"):
+                  "ci_pod_webhook_certificate_reloads_total", "ci_pod_webhook_build_info",
+                  "ci_pod_webhook_job_pods"):
             check(m in joined, where, f"dashboard never shows {m}")
 
 
@@ -827,6 +846,8 @@ for line in open(plan_file):
             check_network_policy(name, objs, filled="filled in" in name)
         if name == "doctor":
             check_doctor(name, objs)
+        if name == "audit":
+            check_audit(name, objs)
     except (KeyError, ValueError, TypeError, IndexError) as e:
         # A manifest shaped unlike the checks expect (a missing field, two containers
         # where one was expected): report it like any other failure.

@@ -15,17 +15,16 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
+use crate::enforcement::{self, Would};
 use crate::mutate::view::Object;
 use crate::mutate::{
     self, AdmissionRequest, Decision, Facts, ObjectError, OverrideKind, OverrideRecord,
     OverrideResult, RefusedChange, SkipReason,
 };
-use crate::policy::Policy;
+use crate::policy::{Enforcement, Policy};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
-/// At most this many warnings are returned; the API server shows them to the user.
-const MAX_WARNINGS: usize = 16;
 
 /// An unreadable request: the message says what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -163,15 +162,21 @@ pub enum Outcome {
     Denied,
     /// Unreadable request (HTTP 4xx); never produced by [`answer`].
     Invalid,
+    /// Warn mode: allowed unchanged, enforce would have patched it.
+    WouldMutate,
+    /// Warn mode: allowed unchanged, enforce would have denied it.
+    WouldDeny,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Mutated,
         Outcome::Unchanged,
         Outcome::Skipped,
         Outcome::Denied,
         Outcome::Invalid,
+        Outcome::WouldMutate,
+        Outcome::WouldDeny,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -181,6 +186,8 @@ impl Outcome {
             Outcome::Skipped => "skipped",
             Outcome::Denied => "denied",
             Outcome::Invalid => "invalid",
+            Outcome::WouldMutate => "would_mutate",
+            Outcome::WouldDeny => "would_deny",
         }
     }
 }
@@ -214,12 +221,20 @@ pub fn answer<'f>(
     facts: impl Into<Facts<'f>>,
     review: &Review<'_>,
 ) -> Result<Answer, AdmissionError> {
+    let facts = facts.into();
     let decision = mutate::decide(policy, facts, &review.request)?;
-    Ok(encode(policy, review, &decision))
+    let mode = enforcement::mode(policy, facts.namespace, &decision);
+    Ok(encode(policy, review, &decision, mode))
 }
 
-/// Encodes a decision as the AdmissionReview response.
-pub fn encode(policy: &Policy, review: &Review<'_>, decision: &Decision<'_>) -> Answer {
+/// Encodes a decision as the AdmissionReview response: applied in `Enforce` mode,
+/// only reported as warnings in `Warn` mode (see [`enforcement`]).
+pub fn encode(
+    policy: &Policy,
+    review: &Review<'_>,
+    decision: &Decision<'_>,
+    mode: Enforcement,
+) -> Answer {
     let request = &review.request;
     let mut summary = Summary {
         uid: request.uid.to_string(),
@@ -241,8 +256,50 @@ pub fn encode(policy: &Policy, review: &Review<'_>, decision: &Decision<'_>) -> 
         audit_annotations: BTreeMap::new(),
         status: None,
     };
+    let warned = match mode {
+        Enforcement::Warn => {
+            // Only to name containers in the warnings. The single-pass parse has
+            // already read the pod and left no raw object.
+            let pod = match (&request.pod, request.object) {
+                (Some(pod), _) => enforcement::container_names(pod),
+                (None, Some(raw)) => serde_json::from_str(raw.get()).unwrap_or_default(),
+                (None, None) => serde_json::Value::Null,
+            };
+            enforcement::would(policy, decision, &pod)
+        }
+        Enforcement::Enforce => None,
+    };
+    let warnings;
     match decision {
         Decision::Skip(reason) => summary.skip_reason = Some(*reason),
+        Decision::Deny { chosen, pod, .. }
+        | Decision::Allow(mutate::Mutation { chosen, pod, .. })
+            if warned.is_some() =>
+        {
+            let (would, would_warnings) = warned.unwrap_or((Would::Nothing, Vec::new()));
+            summary.class = Some(chosen.class.name.clone());
+            summary.pod.clone_from(pod);
+            summary.outcome = match would {
+                Would::Nothing => Outcome::Unchanged,
+                Would::Mutate => Outcome::WouldMutate,
+                Would::Deny => Outcome::WouldDeny,
+            };
+            warnings = would_warnings;
+            response.warnings = warnings.iter().map(String::as_str).collect();
+            let audit = &mut response.audit_annotations;
+            audit.insert("class", chosen.class.name.clone());
+            audit.insert("mode", Enforcement::Warn.as_str().to_string());
+            audit.insert("policy", policy.hash.clone());
+            let would = match would {
+                Would::Nothing => "nothing",
+                Would::Mutate => "mutate",
+                Would::Deny => "deny",
+            };
+            audit.insert("would", would.to_string());
+            if let Decision::Deny { message, .. } = decision {
+                audit.insert("wouldDeny", message.clone());
+            }
+        }
         Decision::Deny {
             chosen,
             pod,
@@ -280,12 +337,8 @@ pub fn encode(policy: &Policy, review: &Review<'_>, decision: &Decision<'_>) -> 
                     Some(base64::engine::general_purpose::STANDARD.encode(m.patch.to_json()));
                 Outcome::Mutated
             };
-            response.warnings = m
-                .warnings
-                .iter()
-                .take(MAX_WARNINGS)
-                .map(String::as_str)
-                .collect();
+            warnings = enforcement::fit(m.warnings.clone());
+            response.warnings = warnings.iter().map(String::as_str).collect();
             response
                 .audit_annotations
                 .insert("class", m.chosen.class.name.clone());

@@ -44,6 +44,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// Check, read-only, that the cluster is ready and the install healthy.
     Doctor(crate::doctor::DoctorArgs),
+    /// Report on the job pods that exist now: ok, drift, unpolicied or would-deny.
+    Audit(crate::audit::AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +106,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Certs(args) => run_certs(&args, &mut stdout.lock()),
         Command::Doctor(args) => crate::doctor::run(&args, &mut stdout.lock()),
+        Command::Audit(args) => crate::audit::run(&args, &mut stdout.lock()),
     }
 }
 

@@ -12,7 +12,8 @@ use serde_json::Value;
 use crate::admission::Review;
 use crate::mutate::{Change, Decision, OverrideRecord};
 use crate::policy::{
-    ContainerList, DockerMode, Limit, Policy, ResourceName, Role, RunnerClass, SocketMount,
+    ContainerList, DockerMode, Enforcement, Limit, Policy, ResourceName, Role, RunnerClass,
+    SocketMount,
 };
 use crate::quantity::Quantity;
 
@@ -22,6 +23,7 @@ pub fn render(
     review: &Review<'_>,
     pod: &Value,
     decision: &Decision<'_>,
+    mode: Enforcement,
 ) -> String {
     let mut s = String::new();
     let name = pod
@@ -35,6 +37,14 @@ pub fn render(
         .unwrap_or("(unnamed)");
     let _ = writeln!(s, "pod:       {name} in namespace {}", review.namespace());
     let _ = writeln!(s, "policy:    {} (hash {})", policy.origin, policy.hash);
+    if mode == Enforcement::Warn {
+        let _ = writeln!(
+            s,
+            "mode:      warn (nothing is changed or denied; the answer warns what enforce would do)"
+        );
+    } else if !matches!(decision, Decision::Skip(_)) {
+        let _ = writeln!(s, "mode:      enforce");
+    }
     match decision {
         Decision::Skip(reason) => {
             let _ = writeln!(s, "result:    skipped ({}), no changes", reason.as_str());
@@ -43,7 +53,15 @@ pub fn render(
             chosen, message, ..
         } => {
             let _ = writeln!(s, "class:     {} ({})", chosen.class.name, chosen.reason);
-            let _ = writeln!(s, "result:    DENIED");
+            let _ = writeln!(
+                s,
+                "result:    {}",
+                if mode == Enforcement::Warn {
+                    "allowed unchanged; enforce would DENY"
+                } else {
+                    "DENIED"
+                }
+            );
             let _ = writeln!(s, "message:   {message}");
         }
         Decision::Allow(m) => {
@@ -79,14 +97,20 @@ pub fn render(
                     let _ = writeln!(s, "  - {w}");
                 }
             }
-            let _ = writeln!(s, "result:    allowed");
+            let result = match mode {
+                Enforcement::Warn if !m.patch.is_empty() => {
+                    "allowed unchanged; enforce would make the changes above"
+                }
+                _ => "allowed",
+            };
+            let _ = writeln!(s, "result:    {result}");
         }
     }
     s
 }
 
 /// One change as `where: before → after`.
-fn describe(change: &Change, pod: &Value) -> String {
+pub fn describe(change: &Change, pod: &Value) -> String {
     let (path, after) = match &change.op {
         PatchOperation::Add(op) => (&op.path, Some(&op.value)),
         PatchOperation::Replace(op) => (&op.path, Some(&op.value)),

@@ -4,7 +4,7 @@
 //! HTTP/1.1, as in a cluster).
 //!
 //! Ignored by a plain `cargo test`: they need the control-plane binaries. Run them with
-//! `KUBEBUILDER_ASSETS=DIR cargo test --test e2e --test e2e_http1 --test e2e_webhook_down -- --ignored`
+//! `KUBEBUILDER_ASSETS=DIR cargo test --test e2e --test e2e_http1 --test e2e_webhook_down --test e2e_audit -- --ignored`
 //! (docs/e2e.md; `.ci/run` does it on every run).
 
 #[path = "e2e/admissible.rs"]

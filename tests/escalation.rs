@@ -17,10 +17,10 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use ci_pod_webhook::admission;
+use ci_pod_webhook::cluster::Cluster;
 use ci_pod_webhook::mutate::NamespaceFacts;
 use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy, ResourceName, RunnerClass};
 use ci_pod_webhook::quantity::Quantity;
-use ci_pod_webhook::server::namespaces::Namespaces;
 use common::*;
 use serde_json::{Value, json};
 
@@ -663,7 +663,7 @@ fn pods_outside_opted_in_namespaces_are_never_patched() {
 async fn over_https_outside_opted_in_namespaces_nothing_is_patched_and_inside_nothing_escapes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |s| {
-        s.namespaces = Namespaces::fixed([
+        s.cluster = Cluster::fixed([
             ("ci", &[(OPT_IN, "enabled")][..]),
             ("apps", &[(OPT_IN, "disabled")][..]),
             (

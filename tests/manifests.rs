@@ -10,7 +10,9 @@ mod common;
 use std::path::PathBuf;
 
 use ci_pod_webhook::cli::{Cli, Command};
-use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, DockerMode, OPT_IN_VALUE, Policy};
+use ci_pod_webhook::policy::{
+    DEFAULT_POLICY_YAML, DockerMode, OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy,
+};
 use ci_pod_webhook::server::config::ServeArgs;
 use clap::Parser;
 use serde_json::{Value, json};
@@ -88,7 +90,7 @@ fn the_webhook_selects_opted_in_namespaces_by_the_policy_label() {
         .expect("matchExpressions");
     assert!(
         expressions.contains(
-            &json!({"key": policy.keys.opt_in, "operator": "In", "values": [OPT_IN_VALUE]})
+            &json!({"key": policy.keys.opt_in, "operator": "In", "values": [OPT_IN_VALUE, OPT_IN_WARN_VALUE]})
         )
     );
     assert!(expressions.contains(&json!({"key": "kubernetes.io/metadata.name", "operator": "NotIn", "values": ["kube-system", own_namespace]})));

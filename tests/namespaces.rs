@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ci_pod_webhook::namespaces::{DIRECT_GET_TIMEOUT, NamespaceLabels, NamespaceSource};
+use ci_pod_webhook::cluster::{Cluster, DIRECT_GET_TIMEOUT, NamespaceLabels};
 use fake_api::{FakeApi, GetMode, param};
 
 const OPT_IN: (&str, &str) = ("ci.skao.int/pod-policy", "enabled");
@@ -45,9 +45,9 @@ fn capture_logs() {
         .try_init();
 }
 
-async fn synced(fake: &FakeApi) -> NamespaceSource {
+async fn synced(fake: &FakeApi) -> Cluster {
     capture_logs();
-    let source = NamespaceSource::from_client(fake.client());
+    let source = Cluster::from_client(fake.client());
     tokio::time::timeout(PATIENCE, source.wait_ready())
         .await
         .expect("initial sync");
@@ -60,7 +60,7 @@ async fn readiness_waits_for_the_initial_list() {
     capture_logs();
     let fake = FakeApi::start(&[("ci-a", &[OPT_IN])]).await;
     fake.open_lists(false);
-    let source = NamespaceSource::from_client(fake.client());
+    let source = Cluster::from_client(fake.client());
 
     eventually("the watcher asks for the list", || async {
         !fake.lists().is_empty()
@@ -295,7 +295,7 @@ async fn dropping_the_last_handle_stops_the_watch() {
 
 #[tokio::test]
 async fn off_trusts_the_selector_for_every_namespace() {
-    let source = NamespaceSource::Off;
+    let source = Cluster::default();
     assert!(source.is_ready());
     assert_eq!(
         source.labels("anything").await,

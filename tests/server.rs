@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
+use ci_pod_webhook::cluster::Cluster;
 use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy};
-use ci_pod_webhook::server::namespaces::Namespaces;
 use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -82,7 +82,7 @@ async fn a_job_pod_is_patched_with_its_class_over_http1_and_http2() {
 async fn pods_that_are_not_ours_are_allowed_untouched() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |s| {
-        s.namespaces = Namespaces::fixed([("ci", &[OPTED_IN][..]), ("apps", &[][..])]);
+        s.cluster = Cluster::fixed([("ci", &[OPTED_IN][..]), ("apps", &[][..])]);
     })
     .await;
     let mut conn = client

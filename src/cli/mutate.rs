@@ -26,9 +26,10 @@ use serde_json::{Value, json};
 
 use super::{Labels, MutateArgs, load_policy};
 use crate::admission;
+use crate::enforcement;
 use crate::explain;
 use crate::mutate::{self, Decision, NamespaceFacts, SkipReason};
-use crate::policy::Policy;
+use crate::policy::{Enforcement, Policy};
 
 /// Exit status of `mutate` when the policy denies the pod (for a List: any item), the
 /// answer printed all the same, so that a CI job can gate on it; 1 stays "could not run",
@@ -80,16 +81,18 @@ fn one(
     {
         eprintln!("{}", not_opted_in_note(policy, labels));
     }
+    let mode = enforcement::mode(policy, facts, &decision);
     if args.explain {
         let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
-        out.write_all(explain::render(policy, &parsed, pod, &decision).as_bytes())?;
+        out.write_all(explain::render(policy, &parsed, pod, &decision, mode).as_bytes())?;
     } else {
-        let answer = admission::encode(policy, &parsed, &decision);
+        let answer = admission::encode(policy, &parsed, &decision, mode);
         let response: Value = serde_json::from_slice(&answer.body)?;
         serde_json::to_writer_pretty(&mut *out, &response)?;
         writeln!(out)?;
     }
-    Ok(matches!(decision, Decision::Deny { .. }))
+    // In warn mode the pod is allowed: a would-deny does not fail the command.
+    Ok(matches!(decision, Decision::Deny { .. }) && mode == Enforcement::Enforce)
 }
 
 /// Why `--namespace-labels` left the pod alone: without the opt-in label the policy does
@@ -135,8 +138,9 @@ fn list(
                     .map_err(anyhow::Error::from)
                     .and_then(|parsed| {
                         let decision = mutate::decide(policy, facts, &parsed.request)?;
-                        let text = explain::render(policy, &parsed, pod, &decision);
-                        Ok((text, row(&parsed, &decision)))
+                        let mode = enforcement::mode(policy, facts, &decision);
+                        let text = explain::render(policy, &parsed, pod, &decision, mode);
+                        Ok((text, row(&parsed, &decision, mode)))
                     });
                 match decided {
                     Ok((text, row)) => {
@@ -158,8 +162,12 @@ fn list(
 
 /// The RESULT cell of a denied item.
 const DENIED: &str = "DENIED";
+/// The RESULT cells of warn mode: allowed unchanged, enforce would have acted.
+const WOULD_DENY: &str = "would deny (warn)";
+const WOULD_MUTATE: &str = "would mutate (warn)";
 
-fn row(review: &admission::Review<'_>, decision: &Decision<'_>) -> Row {
+fn row(review: &admission::Review<'_>, decision: &Decision<'_>, mode: Enforcement) -> Row {
+    let warn = mode == Enforcement::Warn;
     let namespace = review.namespace();
     let pod = |name: &str| format!("{namespace}/{name}");
     let name = review.request.name.as_deref().unwrap_or("");
@@ -174,7 +182,7 @@ fn row(review: &admission::Review<'_>, decision: &Decision<'_>) -> Row {
             pod: pod(p),
             class: chosen.class.name.clone(),
             changes: "-".into(),
-            result: DENIED.into(),
+            result: if warn { WOULD_DENY } else { DENIED }.into(),
         },
         Decision::Allow(m) => Row {
             pod: pod(&m.pod),
@@ -182,6 +190,8 @@ fn row(review: &admission::Review<'_>, decision: &Decision<'_>) -> Row {
             changes: m.patch.len().to_string(),
             result: if m.patch.is_empty() {
                 "unchanged"
+            } else if warn {
+                WOULD_MUTATE
             } else {
                 "mutated"
             }
@@ -229,12 +239,19 @@ fn table(rows: &[Row], out: &mut impl Write) -> anyhow::Result<()> {
         rows.len(),
         count("mutated"),
         count("unchanged"),
-        count("DENIED"),
+        count(DENIED),
         rows.iter()
             .filter(|r| r.result.starts_with("skipped"))
             .count(),
         count("error (see above)")
     )?;
+    let (would_mutate, would_deny) = (count(WOULD_MUTATE), count(WOULD_DENY));
+    if would_mutate + would_deny > 0 {
+        writeln!(
+            out,
+            "warn mode: {would_mutate} would be mutated and {would_deny} denied under enforce; all were allowed unchanged"
+        )?;
+    }
     Ok(())
 }
 

@@ -53,6 +53,13 @@ struct OverrideLabels {
     result: &'static str,
 }
 
+/// `job_pods{class,verdict}`: job pods in opted-in namespaces now, by verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobPodLabels {
+    pub class: String,
+    pub verdict: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
@@ -95,6 +102,8 @@ pub struct Metrics {
     refused: [Counter; Refused::ALL.len()],
     /// Panics caught while handling a request: each one is a bug.
     pub panics: Counter,
+    /// Job pods watched in opted-in namespaces, by class and verdict (`cluster::pods`).
+    pub job_pods: Family<JobPodLabels, Gauge>,
 }
 
 /// `requests_total` series of one class, indexed by [`Outcome`].
@@ -141,6 +150,12 @@ impl Metrics {
             "refused_changes",
             "Policy changes the API server would refuse (Pod Security, missing RuntimeClass), by change and what the webhook did instead",
             refused_changes.clone(),
+        );
+        let job_pods = Family::<JobPodLabels, Gauge>::default();
+        registry.register(
+            "job_pods",
+            "Job pods in opted-in namespaces now, by class and verdict (ok, drift, unpolicied, would-deny) under the policy in force",
+            job_pods.clone(),
         );
         let policy_reloads = ReloadCounters::register(
             registry,
@@ -200,6 +215,7 @@ impl Metrics {
                 })
             }),
             panics: Counter::default(),
+            job_pods,
         };
         registry.register(
             "in_flight_requests",

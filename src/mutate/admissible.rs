@@ -147,6 +147,7 @@ mod tests {
     use super::*;
     use crate::admission;
     use crate::mutate::{Decision, Facts, decide};
+    use crate::policy::Enforcement;
     use serde_json::{Value, json};
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -364,7 +365,7 @@ mod tests {
             message.contains("RuntimeClass \"nvidia\"") && message.contains("doctor"),
             "{message}"
         );
-        let answer = admission::encode(&policy, &parsed, &decision);
+        let answer = admission::encode(&policy, &parsed, &decision, Enforcement::Enforce);
         assert_eq!(answer.summary.refused, [RefusedChange::RuntimeClass]);
     }
 

@@ -23,7 +23,7 @@ pub mod view;
 
 use std::collections::BTreeMap;
 
-use crate::policy::{OPT_IN_VALUE, Policy, RunnerClass};
+use crate::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy, RunnerClass};
 
 pub use admissible::RuntimeClassFacts;
 pub use class::ClassReason;
@@ -225,12 +225,16 @@ pub fn decide<'p, 'f>(
     decide_pod(policy, facts, request, &pod)
 }
 
-/// Whether the policy applies to job pods in the namespace (its opt-in label).
+/// Whether the policy applies in the namespace at all (its opt-in label, `enabled` or
+/// `warn`: the decision is the same, `crate::enforcement` decides whether it is applied).
 pub fn opted_in(policy: &Policy, namespace: NamespaceFacts<'_>) -> bool {
     match namespace {
         NamespaceFacts::TrustSelector => true,
         NamespaceFacts::NameOnly => false,
-        NamespaceFacts::Labels(_) => namespace.label(&policy.keys.opt_in) == Some(OPT_IN_VALUE),
+        NamespaceFacts::Labels(_) => matches!(
+            namespace.label(&policy.keys.opt_in),
+            Some(OPT_IN_VALUE | OPT_IN_WARN_VALUE)
+        ),
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Policy {
     pub job_pods: JobPodTest,
     pub docker: Docker,
     pub on_exceed: OnExceed,
+    /// The top-level `enforcement`, the default of every class.
+    pub enforcement: Enforcement,
     /// Classes in file order: the first class whose match rules hold wins.
     pub classes: Vec<RunnerClass>,
     pub default_class: usize,
@@ -89,6 +91,9 @@ impl Keys {
 
 /// Value of the opt-in namespace label that enables the webhook.
 pub const OPT_IN_VALUE: &str = "enabled";
+/// Value of the opt-in namespace label that enables the webhook in warn mode: nothing
+/// is changed or denied, the answer's warnings say what enforce would do.
+pub const OPT_IN_WARN_VALUE: &str = "warn";
 
 /// How a pod is recognised as a GitLab Runner job pod.
 #[derive(Debug, Clone)]
@@ -140,6 +145,24 @@ pub struct DockerTls {
     pub secret_name: String,
     pub mount_path: String,
     pub volume_name: String,
+}
+
+/// Whether a class's decisions are applied (`enforce`) or only reported as warnings
+/// (`warn`, for a rollout: see `crate::enforcement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Enforcement {
+    #[default]
+    Enforce,
+    Warn,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Enforce => "enforce",
+            Enforcement::Warn => "warn",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,6 +323,8 @@ pub struct Gpu {
 pub struct RunnerClass {
     pub name: String,
     pub description: Option<String>,
+    /// The class's `enforcement`, else the policy's.
+    pub enforcement: Enforcement,
     /// The class's match blocks, in file order; empty when it has no match rules.
     pub match_blocks: Vec<MatchRules>,
     pub build: RoleResources,

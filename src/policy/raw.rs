@@ -23,6 +23,7 @@ pub struct RawPolicy {
     pub job_pods: Option<RawJobPods>,
     pub docker: Option<RawDocker>,
     pub overrides: Option<RawOverrides>,
+    pub enforcement: Option<RawEnforcement>,
     pub ci_nodes: Option<RawScheduling>,
     pub classes: S<Ordered<S<String>, RawClass>>,
     pub gpu_workloads: Option<S<super::gpu_workloads::RawGpuWorkloads>>,
@@ -89,6 +90,13 @@ pub enum RawOnExceed {
     Deny,
 }
 
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawEnforcement {
+    Enforce,
+    Warn,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawScheduling {
@@ -112,6 +120,7 @@ pub struct RawToleration {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawClass {
     pub description: Option<String>,
+    pub enforcement: Option<RawEnforcement>,
     #[serde(rename = "match", default)]
     pub match_rules: RawMatchBlocks,
     pub build: Option<RawRoleResources>,

@@ -126,6 +126,7 @@ impl Validator<'_> {
             Some(RawOnExceed::Deny) => OnExceed::Deny,
             Some(RawOnExceed::Clamp) | None => OnExceed::Clamp,
         };
+        let enforcement = enforcement(raw.enforcement, Enforcement::Enforce);
         let ci_nodes = raw.ci_nodes.unwrap_or_default();
         let ci_selector = self.node_selector("ciNodes.nodeSelector", &ci_nodes.node_selector);
         let ci_tolerations = self.tolerations("ciNodes.tolerations", &ci_nodes.tolerations);
@@ -152,7 +153,9 @@ impl Validator<'_> {
             .value
             .0
             .into_iter()
-            .map(|(name, class)| self.class(name, class, &ci_selector, &ci_tolerations))
+            .map(|(name, class)| {
+                self.class(name, class, enforcement, &ci_selector, &ci_tolerations)
+            })
             .collect();
         let default_class = match classes
             .iter()
@@ -179,6 +182,7 @@ impl Validator<'_> {
             job_pods,
             docker,
             on_exceed,
+            enforcement,
             classes,
             default_class,
             gpu_workloads,
@@ -371,6 +375,7 @@ impl Validator<'_> {
         &mut self,
         name: Spanned<String>,
         raw: RawClass,
+        default_enforcement: Enforcement,
         ci_selector: &BTreeMap<String, String>,
         ci_tolerations: &[Toleration],
     ) -> RunnerClass {
@@ -416,6 +421,7 @@ impl Validator<'_> {
         RunnerClass {
             name: n,
             description: raw.description,
+            enforcement: enforcement(raw.enforcement, default_enforcement),
             match_blocks,
             build,
             helper,
@@ -901,4 +907,13 @@ fn request_span(raw: &RawRoleResources, name: ResourceName) -> Option<(u64, u64)
         .into_iter()
         .find(|(n, _)| *n == name)
         .and_then(|(_, f)| f.map(|s| (s.referenced.line(), s.referenced.column())))
+}
+
+/// A written `enforcement`, else the one inherited.
+fn enforcement(raw: Option<RawEnforcement>, inherited: Enforcement) -> Enforcement {
+    match raw {
+        Some(RawEnforcement::Enforce) => Enforcement::Enforce,
+        Some(RawEnforcement::Warn) => Enforcement::Warn,
+        None => inherited,
+    }
 }

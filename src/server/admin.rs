@@ -40,7 +40,7 @@ pub fn app(admin: Admin) -> Router {
 async fn readyz(State(admin): State<Admin>) -> Response {
     if admin.draining.is_cancelled() {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    } else if !admin.webhook.namespaces().is_ready() {
+    } else if !admin.webhook.cluster().is_ready() {
         (
             StatusCode::SERVICE_UNAVAILABLE,
             "namespace labels not loaded yet\n",

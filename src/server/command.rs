@@ -1,5 +1,5 @@
 //! The `serve` command: logs, runtime, signals, the ports, development certificates,
-//! the namespace source, the server. The ports come before the certificates, so a
+//! the view of the cluster, the server. The ports come before the certificates, so a
 //! `serve` that cannot listen writes nothing.
 
 use std::io::IsTerminal as _;
@@ -7,16 +7,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use tokio_util::sync::CancellationToken;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use super::config::{LogFormat, ServeArgs};
-use super::namespaces::Namespaces;
 use super::{Listeners, Server, signal};
 use crate::certs;
-use crate::namespaces::NamespaceSource;
-use crate::runtime_classes::RuntimeClasses;
+use crate::cluster::Cluster;
 
 /// Exit code after a second signal cut the drain short (128 + SIGINT, as shells do).
 const ABORTED: u8 = 130;
@@ -39,18 +36,12 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let code = runtime.block_on(async {
         // First, so that a signal during start-up also ends in an orderly way.
         let (first, second) = signal::two_stage().context("cannot install signal handlers")?;
-        // Stops the namespace watcher once the server has drained.
-        let stop_watch = CancellationToken::new();
         // The ports before the certificate: a second `serve` on ports in use must fail
         // before it overwrites the running one's development certificate.
         let listeners = Listeners::bind(args.listen, args.admin_listen).await?;
         let (tls_cert, tls_key, dev_ca, _cert_dir_lock) = certificate(args)?;
-        let source = NamespaceSource::start(args.kube, stop_watch.clone()).await?;
-        let runtime_classes = RuntimeClasses::start(args.kube, &stop_watch).await;
-        let _stop_watch = stop_watch.drop_guard();
-        let namespaces = Namespaces::Source(source);
-        let mut settings = args.settings(tls_cert, tls_key, namespaces);
-        settings.runtime_classes = runtime_classes;
+        let cluster = Cluster::connect(args.kube).await?;
+        let settings = args.settings(tls_cert, tls_key, cluster.clone());
         let server = Server::with_listeners(settings, listeners).await?;
         let active = server.policy();
         tracing::info!(
@@ -69,10 +60,13 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
                 server.webhook_addr().port()
             );
         }
-        tokio::select! {
-            () = server.run(first) => Ok::<_, anyhow::Error>(ExitCode::SUCCESS),
-            () = second => Ok(ExitCode::from(ABORTED)),
-        }
+        let code = tokio::select! {
+            () = server.run(first) => ExitCode::SUCCESS,
+            () = second => ExitCode::from(ABORTED),
+        };
+        // The watches stop once the server has drained.
+        cluster.stop();
+        Ok::<_, anyhow::Error>(code)
     })?;
     // Connections a second signal cut short are not waited for.
     runtime.shutdown_background();

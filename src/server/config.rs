@@ -5,9 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::namespaces::Namespaces;
 use super::{Limits, Settings};
-use crate::namespaces::KubeMode;
+use crate::cluster::{Cluster, KubeMode};
 
 /// `ci-pod-webhook serve`: the admission webhook over HTTPS and the admin port.
 #[derive(Debug, Clone, clap::Args)]
@@ -110,13 +109,8 @@ impl ServeArgs {
             .unwrap_or_else(|| std::env::temp_dir().join("ci-pod-webhook-dev-certs"))
     }
 
-    /// The server's settings, given the certificate to serve and the namespace source.
-    pub fn settings(
-        &self,
-        tls_cert: PathBuf,
-        tls_key: PathBuf,
-        namespaces: Namespaces,
-    ) -> Settings {
+    /// The server's settings, given the certificate to serve and the view of the cluster.
+    pub fn settings(&self, tls_cert: PathBuf, tls_key: PathBuf, cluster: Cluster) -> Settings {
         Settings {
             listen: self.listen,
             admin_listen: self.admin_listen,
@@ -124,8 +118,7 @@ impl ServeArgs {
             tls_key,
             client_ca: self.client_ca.clone(),
             policy: self.policy.clone(),
-            namespaces,
-            runtime_classes: crate::runtime_classes::RuntimeClasses::unknown(),
+            cluster,
             webhook_namespace: self.webhook_namespace.clone(),
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,

@@ -13,7 +13,6 @@ pub mod command;
 pub mod config;
 mod deadlines;
 mod listener;
-pub mod namespaces;
 pub mod peers;
 mod reload;
 mod signal;
@@ -31,11 +30,9 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::Cluster;
 use crate::metrics::{self, Metrics};
 use crate::policy::{Policy, PolicyError};
-use namespaces::Namespaces;
-
-use crate::runtime_classes::RuntimeClasses;
 use reload::Watched;
 use tls::{CertStore, ClientCaStore, TlsError};
 use webhook::Webhook;
@@ -51,9 +48,8 @@ pub struct Settings {
     pub client_ca: Option<PathBuf>,
     /// `None`: the embedded default policy.
     pub policy: Option<PathBuf>,
-    pub namespaces: Namespaces,
-    /// The cluster's RuntimeClass names (unknown without a cluster).
-    pub runtime_classes: RuntimeClasses,
+    /// Where namespace labels come from (and the watches of the cluster).
+    pub cluster: Cluster,
     /// The namespace the webhook runs in: `gpuWorkloads` never applies there.
     pub webhook_namespace: Option<String>,
     pub limits: Limits,
@@ -131,8 +127,7 @@ impl Settings {
             tls_key,
             client_ca: None,
             policy: None,
-            namespaces: Namespaces::default(),
-            runtime_classes: RuntimeClasses::unknown(),
+            cluster: Cluster::default(),
             webhook_namespace: None,
             limits: Limits::default(),
             reload_interval: Duration::from_secs(5),
@@ -253,16 +248,13 @@ impl Server {
                 )
             }
         };
-        let webhook = Arc::new(
-            Webhook::new(
-                policy,
-                settings.namespaces.clone(),
-                metrics.clone(),
-                settings.limits.max_body_bytes,
-                settings.limits.max_buffered_bytes,
-            )
-            .with_runtime_classes(settings.runtime_classes.clone()),
-        );
+        let webhook = Arc::new(Webhook::new(
+            policy,
+            settings.cluster.clone(),
+            metrics.clone(),
+            settings.limits.max_body_bytes,
+            settings.limits.max_buffered_bytes,
+        ));
 
         let Listeners {
             webhook: webhook_listener,
@@ -368,6 +360,8 @@ impl Server {
             ));
         }
 
+        watch_job_pods(&settings.cluster, &webhook, &metrics);
+
         let admin = admin::app(admin::Admin {
             registry,
             webhook: webhook.clone(),
@@ -419,6 +413,34 @@ fn in_namespace(mut policy: Policy, namespace: Option<&str>) -> Policy {
         policy.set_webhook_namespace(namespace);
     }
     policy
+}
+
+/// The live audit (`cluster::pods`), judged by the policy in force, when there is a
+/// cluster. It stops with the cluster's other watches.
+fn watch_job_pods(cluster: &Cluster, webhook: &Arc<Webhook>, metrics: &Metrics) {
+    let judging = webhook.clone();
+    let judge: crate::cluster::pods::Judge = Box::new(move |namespace, labels, pod| {
+        let active = judging.policy();
+        if !crate::mutate::opted_in(
+            &active.policy,
+            crate::mutate::NamespaceFacts::Labels(labels),
+        ) {
+            return None;
+        }
+        crate::cluster::judge(&active.policy, namespace, labels, pod)
+            .map_err(|error| tracing::debug!(namespace, %error, "cannot judge a job pod"))
+            .ok()
+            .flatten()
+    });
+    if cluster
+        .watch_job_pods(judge, metrics.job_pods.clone(), webhook.policy_changes())
+        .is_some()
+    {
+        tracing::info!(
+            selector = crate::cluster::pods::JOB_POD_SELECTOR,
+            "watching job pods"
+        );
+    }
 }
 
 fn parse_policy(bytes: &[u8], path: &std::path::Path) -> Result<Policy, ServerError> {

@@ -31,13 +31,11 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
 
 use super::budget::{BodyBudget, Held};
-use super::namespaces::Namespaces;
 use crate::admission::{self, AdmissionError};
+use crate::cluster::{Cluster, NamespaceLabels, RuntimeClasses};
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
 use crate::mutate::{self, NamespaceFacts};
-use crate::namespaces::NamespaceLabels;
 use crate::policy::Policy;
-use crate::runtime_classes::RuntimeClasses;
 
 pub const MUTATE_PATH: &str = "/mutate";
 /// The path of the GPU workloads webhook entry.
@@ -66,11 +64,14 @@ impl Entry {
 #[derive(Debug)]
 pub struct Webhook {
     policy: ArcSwap<ActivePolicy>,
-    namespaces: Namespaces,
+    cluster: Cluster,
+    /// The cluster's RuntimeClass names; from the cluster unless a test sets them.
     runtime_classes: RuntimeClasses,
     metrics: Metrics,
     max_body_bytes: usize,
     budget: BodyBudget,
+    /// Bumped by every [`Webhook::set_policy`]: the job-pod watch judges again.
+    policy_changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// The policy in force, with its metrics series looked up once.
@@ -85,7 +86,7 @@ impl Webhook {
     /// together (see [`BodyBudget`]).
     pub fn new(
         policy: Policy,
-        namespaces: Namespaces,
+        cluster: Cluster,
         metrics: Metrics,
         max_body_bytes: usize,
         max_buffered_bytes: usize,
@@ -101,15 +102,16 @@ impl Webhook {
         );
         Webhook {
             policy: ArcSwap::from_pointee(active),
-            namespaces,
-            runtime_classes: RuntimeClasses::unknown(),
+            runtime_classes: cluster.runtime_classes(),
+            cluster,
             metrics,
             max_body_bytes,
             budget,
+            policy_changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
-    /// Checks GPU pods against the cluster's RuntimeClasses (unknown by default).
+    /// Checks GPU pods against these RuntimeClass names instead of the cluster's.
     #[must_use]
     pub fn with_runtime_classes(mut self, runtime_classes: RuntimeClasses) -> Self {
         self.runtime_classes = runtime_classes;
@@ -120,14 +122,20 @@ impl Webhook {
     pub fn set_policy(&self, policy: Policy) {
         let series = self.metrics.policy_series(&policy);
         self.policy.store(Arc::new(ActivePolicy { policy, series }));
+        self.policy_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes each time a new policy is put in force.
+    pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.policy_changes.subscribe()
     }
 
     pub fn policy(&self) -> Arc<ActivePolicy> {
         self.policy.load_full()
     }
 
-    pub fn namespaces(&self) -> &Namespaces {
-        &self.namespaces
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
     }
 }
 
@@ -261,7 +269,7 @@ async fn review(
     // body that names it twice is not a review.
     let mut peeked = None;
     let review = admission::parse_with(&bytes, |namespace| {
-        peeked = webhook.namespaces.peek(namespace);
+        peeked = webhook.cluster.peek(namespace);
         peeked
             .as_ref()
             .is_none_or(|labels| mutate::in_scope(&active.policy, namespace, entry.facts(labels)))
@@ -270,7 +278,7 @@ async fn review(
     span.record("namespace", review.namespace());
     let labels = match peeked {
         Some(labels) => labels,
-        None => webhook.namespaces.labels(review.namespace()).await,
+        None => webhook.cluster.labels(review.namespace()).await,
     };
     let runtime_classes = webhook.runtime_classes.current();
     let facts = mutate::Facts {

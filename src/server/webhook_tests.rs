@@ -11,13 +11,7 @@ use super::*;
 fn webhook() -> (Arc<Webhook>, Registry) {
     let mut registry = crate::metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
-    let webhook = Webhook::new(
-        Policy::embedded(),
-        Namespaces::default(),
-        metrics,
-        1024,
-        4096,
-    );
+    let webhook = Webhook::new(Policy::embedded(), Cluster::default(), metrics, 1024, 4096);
     (Arc::new(webhook), registry)
 }
 
@@ -154,7 +148,7 @@ async fn boom() -> &'static str {
 
 #[tokio::test]
 async fn without_cluster_access_only_the_opt_in_entry_vouches_for_the_namespace() {
-    // No cluster (Namespaces::default): a review on /mutate counts as opted in, one on
+    // No cluster (Cluster::default): a review on /mutate counts as opted in, one on
     // /mutate/gpu-workloads (every non-system namespace) knows only the namespace name.
     let review = |containers: &str| {
         format!(

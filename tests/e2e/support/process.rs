@@ -134,6 +134,14 @@ impl Component {
         }
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .id()
+    }
+
     /// `Err` with the log's tail if the process has exited.
     pub fn check_running(&self) -> Result<(), String> {
         let mut child = self

@@ -124,6 +124,13 @@ impl ControlPlane {
     /// the webhook's ServiceAccount; returns once its `/readyz` says ready (namespace
     /// labels synced).
     pub async fn start_webhook(&self) -> Webhook {
+        let policy = format!("{}/manifests/base/policy.yaml", env!("CARGO_MANIFEST_DIR"));
+        self.start_webhook_with_policy(Path::new(&policy)).await
+    }
+
+    /// As [`Self::start_webhook`], with the policy file `policy` (reloaded when it
+    /// changes, checked every second).
+    pub async fn start_webhook_with_policy(&self, policy: &Path) -> Webhook {
         let kubeconfig = self.service_account_kubeconfig().await.clone();
         let number = self.next_webhook_number();
         let dir = self.dir.join(format!("webhook-{number}"));
@@ -132,7 +139,6 @@ impl ControlPlane {
         let certs = ci_pod_webhook::certs::generate("e2e-webhook", &names, 1).expect("certs");
         std::fs::write(dir.join("tls.crt"), &certs.tls_cert).expect("write cert");
         std::fs::write(dir.join("tls.key"), &certs.tls_key).expect("write key");
-        let policy = format!("{}/manifests/base/policy.yaml", env!("CARGO_MANIFEST_DIR"));
         let log = self.dir.join(format!("webhook-{number}.log"));
         let (process, port, admin_port) = process::retry_on_port_clash("ci-pod-webhook", || {
             let (port, admin_port) = (process::free_port(), process::free_port());
@@ -145,7 +151,8 @@ impl ControlPlane {
                 .arg(dir.join("tls.crt"))
                 .arg("--tls-key")
                 .arg(dir.join("tls.key"))
-                .arg(format!("--policy={policy}"))
+                .arg(format!("--policy={}", policy.display()))
+                .arg("--reload-interval=1s")
                 .args(["--log-format=json", "--log-level=info,ci_pod_webhook=debug"])
                 .args(["--drain-timeout=1s"])
                 .env("KUBECONFIG", &kubeconfig)

@@ -13,6 +13,8 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::Event;
 
+use super::watcher::{Applied, Store};
+
 /// One namespace's labels, shared with every review that reads them.
 pub(super) type Labels = Arc<BTreeMap<String, String>>;
 type Map = HashMap<String, Labels>;
@@ -43,13 +45,6 @@ pub(super) struct Writer {
     relist: Map,
 }
 
-/// Whether an event completed a full list of the cluster's namespaces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Applied {
-    Listed,
-    Updated,
-}
-
 pub(super) fn mirror() -> (Reader, Writer) {
     let shared = Reader::default();
     let writer = Writer {
@@ -59,8 +54,8 @@ pub(super) fn mirror() -> (Reader, Writer) {
     (shared, writer)
 }
 
-impl Writer {
-    pub(super) fn apply(&mut self, event: Event<PartialObjectMeta<Namespace>>) -> Applied {
+impl Store<PartialObjectMeta<Namespace>> for Writer {
+    fn apply(&mut self, event: Event<PartialObjectMeta<Namespace>>) -> Applied {
         match event {
             Event::Init => self.relist = Map::new(),
             Event::InitApply(object) => {
@@ -90,10 +85,17 @@ impl Writer {
         Applied::Updated
     }
 
-    pub(super) fn len(&self) -> usize {
+    fn held(&self) -> usize {
         self.shared.len()
     }
 
+    fn before_first_list(&self) -> &'static str {
+        "no labels known yet: each review asks the API server for its namespace, \
+         and trusts the webhook configuration's namespaceSelector when that fails too"
+    }
+}
+
+impl Writer {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
         self.shared
             .0

@@ -7,7 +7,8 @@
 //!
 //! Until the first full list arrives, and without cluster access (`--kube off`), the
 //! names are unknown and the core changes nothing. A watch refused by RBAC (an older
-//! ClusterRole without `runtimeclasses`) keeps them unknown and warns once per outage.
+//! ClusterRole without `runtimeclasses`) keeps them unknown; it does not hold up
+//! readiness, since reviews are answered without it.
 //!
 //! The watch needs RBAC `list` and `watch` on `runtimeclasses.node.k8s.io`.
 
@@ -15,24 +16,20 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
-use futures::StreamExt;
 use k8s_openapi::api::node::v1::RuntimeClass;
 use kube::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
+use super::watcher::{Applied, Store, Watcher};
 use crate::mutate::RuntimeClassFacts;
-use crate::namespaces::KubeMode;
 
-/// The RuntimeClass names, when known. Cheap to clone; a watch started by
-/// [`RuntimeClasses::start`] stops when its shutdown token is cancelled or the last clone
-/// is dropped.
+/// The RuntimeClass names, when known. Cheap to clone; the watch that feeds it stops
+/// with the cluster's other watches.
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeClasses {
     names: Arc<ArcSwapOption<BTreeSet<String>>>,
-    _stop_when_dropped: Option<Arc<DropGuard>>,
 }
 
 impl RuntimeClasses {
@@ -48,34 +45,27 @@ impl RuntimeClasses {
         let set: BTreeSet<String> = names.into_iter().map(str::to_string).collect();
         Self {
             names: Arc::new(ArcSwapOption::from_pointee(set)),
-            _stop_when_dropped: None,
         }
     }
 
-    /// Watches RuntimeClasses when `mode` is `auto` and a kubeconfig or in-cluster
-    /// config is found; unknown otherwise. Must run inside a Tokio runtime.
-    pub async fn start(mode: KubeMode, shutdown: &CancellationToken) -> Self {
-        if mode == KubeMode::Off {
-            return Self::unknown();
-        }
-        match kube::Client::try_default().await {
-            Ok(client) => Self::watch(client, shutdown),
-            // The namespace source already said there is no cluster configuration.
-            Err(_) => Self::unknown(),
-        }
-    }
-
-    /// Spawns the watch on `client`. Must run inside a Tokio runtime.
-    #[must_use]
-    pub fn watch(client: kube::Client, shutdown: &CancellationToken) -> Self {
-        let names = Arc::new(ArcSwapOption::empty());
-        let stop = shutdown.child_token();
+    /// Spawns the metadata-only watch on `client`; it is not part of readiness. Must
+    /// run inside a Tokio runtime.
+    pub(super) fn watch(client: kube::Client, stop: CancellationToken) -> Self {
+        let classes = Self::default();
         let api = Api::<PartialObjectMeta<RuntimeClass>>::all(client);
-        tokio::spawn(run(api, Arc::clone(&names), stop.clone()));
-        Self {
-            names,
-            _stop_when_dropped: Some(Arc::new(stop.drop_guard())),
-        }
+        let store = Names {
+            mirror: Mirror::default(),
+            names: Arc::clone(&classes.names),
+        };
+        Watcher::spawn(
+            "RuntimeClass",
+            api,
+            watcher::Config::default(),
+            store,
+            None,
+            stop,
+        );
+        classes
     }
 
     /// The names as they are now; `None` when unknown.
@@ -90,46 +80,34 @@ impl RuntimeClasses {
     }
 }
 
-async fn run(
-    api: Api<PartialObjectMeta<RuntimeClass>>,
+/// The watch's store: publishes each complete set of names to the reviews.
+struct Names {
+    mirror: Mirror,
     names: Arc<ArcSwapOption<BTreeSet<String>>>,
-    stop: CancellationToken,
-) {
-    let events = watcher::watcher(api, watcher::Config::default()).default_backoff();
-    let mut events = std::pin::pin!(events);
-    let mut mirror = Mirror::default();
-    let mut failing = false;
-    loop {
-        let next = tokio::select! {
-            () = stop.cancelled() => break,
-            next = events.next() => next,
-        };
-        match next {
-            Some(Ok(event)) => {
-                if std::mem::take(&mut failing) {
-                    tracing::info!("RuntimeClass watch recovered");
-                }
-                if let Some(set) = mirror.apply(event) {
-                    tracing::debug!(runtime_classes = set.len(), "RuntimeClasses updated");
-                    names.store(Some(Arc::new(set)));
-                }
-            }
-            Some(Err(error)) => {
-                let error = format!("{:#}", anyhow::Error::new(error));
-                if std::mem::replace(&mut failing, true) {
-                    tracing::debug!(%error, "RuntimeClass watch still failing");
-                } else {
-                    tracing::warn!(
-                        %error,
-                        "cannot watch RuntimeClasses (RBAC list/watch on runtimeclasses.node.k8s.io); \
-                         GPU pods are not checked for a missing RuntimeClass until it works"
-                    );
-                }
-            }
-            None => break,
+}
+
+impl Store<PartialObjectMeta<RuntimeClass>> for Names {
+    fn apply(&mut self, event: Event<PartialObjectMeta<RuntimeClass>>) -> Applied {
+        let listed = matches!(event, Event::InitDone);
+        if let Some(set) = self.mirror.apply(event) {
+            tracing::debug!(runtime_classes = set.len(), "RuntimeClasses updated");
+            self.names.store(Some(Arc::new(set)));
+        }
+        if listed {
+            Applied::Listed
+        } else {
+            Applied::Updated
         }
     }
-    tracing::debug!("RuntimeClass watch stopped");
+
+    fn held(&self) -> usize {
+        self.mirror.current.as_ref().map_or(0, BTreeSet::len)
+    }
+
+    fn before_first_list(&self) -> &'static str {
+        "GPU pods are not checked for a missing RuntimeClass until it works \
+         (RBAC list/watch on runtimeclasses.node.k8s.io)"
+    }
 }
 
 /// The names as the watch events build them: a relist collects into `pending` and

@@ -1,0 +1,388 @@
+//! `ci-pod-webhook audit`: the job pods that exist now, judged by today's policy.
+//!
+//! Read-only: it lists namespaces and pods, nothing else (the ClusterRole in
+//! `manifests/audit/`). It connects as kubectl does: `--kubeconfig` or `$KUBECONFIG` or
+//! `~/.kube/config` with `--context`, else the in-cluster service account. Pods are
+//! listed a page at a time and only a small [`Row`] per job pod is kept, so a cluster
+//! of many pods costs little memory. Each pod is judged by [`cluster::judge`].
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{ListParams, ObjectList};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::{Api, Client};
+use serde::Serialize;
+
+use crate::cluster::{self, Judgement, Verdict};
+use crate::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy};
+
+/// Exit code when a pod has a verdict named by `--fail-on`.
+pub const FAILED_ON: u8 = 3;
+/// Pods asked for per page: bounds what one answer holds in memory.
+const PAGE: u32 = 250;
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Policy file to judge by; the embedded default policy when left out. Use the
+    /// policy the webhook runs with (its ConfigMap).
+    #[arg(long, env = "CI_POD_WEBHOOK_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Only this namespace, judged as if it had opted in (to preview one that has not);
+    /// repeatable. Default: every namespace labelled `<prefix>/pod-policy=enabled|warn`.
+    #[arg(long, short = 'n')]
+    pub namespace: Vec<String>,
+    /// `table` (grouped by class, then the pods that are not ok) or `json`.
+    #[arg(long, short = 'o', value_enum, default_value = "table")]
+    pub output: Output,
+    /// Exit with code 3 when any pod has one of these verdicts, e.g. `unpolicied,drift`.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    pub fail_on: Vec<FailOn>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+/// A verdict `--fail-on` can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Drift,
+    Unpolicied,
+    WouldDeny,
+}
+
+impl FailOn {
+    fn verdict(self) -> Verdict {
+        match self {
+            FailOn::Drift => Verdict::Drift,
+            FailOn::Unpolicied => Verdict::Unpolicied,
+            FailOn::WouldDeny => Verdict::WouldDeny,
+        }
+    }
+}
+
+/// One job pod in the report.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub namespace: String,
+    pub pod: String,
+    #[serde(flatten)]
+    pub judgement: Judgement,
+}
+
+/// Runs the audit and prints the report.
+pub fn run(args: &AuditArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let policy = match &args.policy {
+        Some(path) => Policy::load(path)?,
+        None => Policy::embedded(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let rows = runtime.block_on(async {
+        let client = connect(args).await?;
+        collect(&client, &policy, &args.namespace).await
+    })?;
+    match args.output {
+        Output::Table => write_table(&rows, out)?,
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut *out, &report(&rows))?;
+            writeln!(out)?;
+        }
+    }
+    let failed = rows.iter().any(|row| {
+        args.fail_on
+            .iter()
+            .any(|f| f.verdict() == row.judgement.verdict)
+    });
+    Ok(if failed {
+        ExitCode::from(FAILED_ON)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// A client as kubectl would make it.
+async fn connect(args: &AuditArgs) -> anyhow::Result<Client> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .with_context(|| format!("--kubeconfig {}", path.display()))?
+        }
+        (None, Some(context)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .with_context(|| format!("--context {context}"))?,
+        (None, None) => kube::Config::infer()
+            .await
+            .context("no kubeconfig ($KUBECONFIG, ~/.kube/config) and not in a cluster")?,
+    };
+    Client::try_from(config).context("cannot make a Kubernetes client")
+}
+
+/// The namespaces to look at and their labels.
+async fn namespaces(
+    client: &Client,
+    policy: &Policy,
+    only: &[String],
+) -> anyhow::Result<Vec<(String, BTreeMap<String, String>)>> {
+    let api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
+    let mut found = Vec::new();
+    if only.is_empty() {
+        for namespace in api
+            .list_metadata(&ListParams::default())
+            .await
+            .context("cannot list namespaces")?
+        {
+            let labels = namespace.metadata.labels.unwrap_or_default();
+            let opt_in = labels.get(&policy.keys.opt_in).map(String::as_str);
+            if matches!(opt_in, Some(OPT_IN_VALUE | OPT_IN_WARN_VALUE)) {
+                found.push((namespace.metadata.name.unwrap_or_default(), labels));
+            }
+        }
+    } else {
+        for name in only {
+            let namespace = api
+                .get_metadata_opt(name)
+                .await
+                .with_context(|| format!("cannot read namespace {name}"))?
+                .with_context(|| format!("--namespace {name}: no such namespace"))?;
+            found.push((name.clone(), namespace.metadata.labels.unwrap_or_default()));
+        }
+    }
+    Ok(found)
+}
+
+/// Every job pod in the namespaces, judged. Pods are read as the API server sends
+/// them (not through a typed Pod, which would drop fields it does not know).
+pub async fn collect(
+    client: &Client,
+    policy: &Policy,
+    only: &[String],
+) -> anyhow::Result<Vec<Row>> {
+    let resource = ApiResource::erase::<Pod>(&());
+    let mut rows = Vec::new();
+    for (namespace, labels) in namespaces(client, policy, only).await? {
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), &namespace, &resource);
+        let mut params = ListParams::default().limit(PAGE);
+        loop {
+            let page: ObjectList<DynamicObject> = api
+                .list(&params)
+                .await
+                .with_context(|| format!("cannot list pods in {namespace}"))?;
+            for pod in page.items {
+                let name = pod.metadata.name.clone().unwrap_or_default();
+                let json = serde_json::to_string(&pod)?;
+                match cluster::judge(policy, &namespace, &labels, &json) {
+                    Ok(Some(judgement)) => rows.push(Row {
+                        namespace: namespace.clone(),
+                        pod: name,
+                        judgement,
+                    }),
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(namespace, pod = name, %error, "cannot judge pod"),
+                }
+            }
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    }
+    rows.sort_by(|a, b| {
+        (&a.judgement.class, &a.namespace, &a.pod).cmp(&(&b.judgement.class, &b.namespace, &b.pod))
+    });
+    Ok(rows)
+}
+
+/// Counts per class and verdict.
+fn counts(rows: &[Row]) -> BTreeMap<&str, BTreeMap<Verdict, usize>> {
+    let mut counts: BTreeMap<&str, BTreeMap<Verdict, usize>> = BTreeMap::new();
+    for row in rows {
+        *counts
+            .entry(row.judgement.class.as_str())
+            .or_default()
+            .entry(row.judgement.verdict)
+            .or_default() += 1;
+    }
+    counts
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    summary: BTreeMap<&'a str, BTreeMap<&'static str, usize>>,
+    pods: &'a [Row],
+}
+
+fn report(rows: &[Row]) -> Report<'_> {
+    let summary = counts(rows)
+        .into_iter()
+        .map(|(class, verdicts)| {
+            let by_name = Verdict::ALL
+                .iter()
+                .map(|v| (v.as_str(), verdicts.get(v).copied().unwrap_or(0)))
+                .collect();
+            (class, by_name)
+        })
+        .collect();
+    Report {
+        summary,
+        pods: rows,
+    }
+}
+
+/// kubectl-like: a header row, columns padded to their widest cell.
+fn write_table(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
+    if rows.is_empty() {
+        return writeln!(out, "No job pods found.");
+    }
+    let mut summary = vec![vec![
+        "CLASS".to_string(),
+        "PODS".to_string(),
+        "OK".to_string(),
+        "DRIFT".to_string(),
+        "UNPOLICIED".to_string(),
+        "WOULD-DENY".to_string(),
+    ]];
+    for (class, verdicts) in counts(rows) {
+        let mut line = vec![
+            class.to_string(),
+            verdicts.values().sum::<usize>().to_string(),
+        ];
+        line.extend(
+            Verdict::ALL
+                .iter()
+                .map(|v| verdicts.get(v).copied().unwrap_or(0).to_string()),
+        );
+        summary.push(line);
+    }
+    write_columns(&summary, out)?;
+    let mut pods = vec![vec![
+        "NAMESPACE".to_string(),
+        "POD".to_string(),
+        "CLASS".to_string(),
+        "MODE".to_string(),
+        "VERDICT".to_string(),
+        "DETAILS".to_string(),
+    ]];
+    for row in rows.iter().filter(|r| r.judgement.verdict != Verdict::Ok) {
+        let j = &row.judgement;
+        pods.push(vec![
+            row.namespace.clone(),
+            row.pod.clone(),
+            j.class.clone(),
+            j.mode.to_string(),
+            j.verdict.as_str().to_string(),
+            j.details.join("; "),
+        ]);
+    }
+    if pods.len() > 1 {
+        writeln!(out)?;
+        write_columns(&pods, out)?;
+    }
+    Ok(())
+}
+
+fn write_columns(lines: &[Vec<String>], out: &mut impl Write) -> std::io::Result<()> {
+    let columns = lines.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            lines
+                .iter()
+                .map(|l| l[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for line in lines {
+        let mut text = String::new();
+        for (i, cell) in line.iter().enumerate() {
+            if i + 1 == line.len() {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+            }
+        }
+        writeln!(out, "{}", text.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(namespace: &str, pod: &str, class: &str, verdict: Verdict, details: &[&str]) -> Row {
+        Row {
+            namespace: namespace.into(),
+            pod: pod.into(),
+            judgement: Judgement {
+                class: class.into(),
+                reason: "defaultClass".into(),
+                mode: "enforce",
+                verdict,
+                details: details.iter().map(|d| (*d).to_string()).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_counts_per_class_then_lists_the_pods_that_are_not_ok() {
+        let rows = vec![
+            row("ci", "a", "k8srunner", Verdict::Ok, &[]),
+            row("ci", "b", "k8srunner", Verdict::Unpolicied, &[]),
+            row("ci", "c", "k8srunner-large", Verdict::Drift, &["x: 5 → 4"]),
+        ];
+        let mut out = Vec::new();
+        write_table(&rows, &mut out).expect("writes");
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "CLASS             PODS   OK   DRIFT   UNPOLICIED   WOULD-DENY"
+        );
+        assert_eq!(
+            lines[1],
+            "k8srunner         2      1    0       1            0"
+        );
+        assert_eq!(
+            lines[2],
+            "k8srunner-large   1      0    1       0            0"
+        );
+        assert!(lines[4].starts_with("NAMESPACE"));
+        assert!(lines[5].contains("unpolicied"));
+        assert!(lines[6].ends_with("drift        x: 5 → 4"), "{text}");
+    }
+
+    #[test]
+    fn the_json_report_has_a_summary_and_every_pod() {
+        let rows = vec![row("ci", "b", "k8srunner", Verdict::WouldDeny, &["no"])];
+        let json = serde_json::to_value(report(&rows)).expect("json");
+        assert_eq!(json["summary"]["k8srunner"]["would-deny"], 1);
+        assert_eq!(json["summary"]["k8srunner"]["ok"], 0);
+        assert_eq!(json["pods"][0]["verdict"], "would-deny");
+        assert_eq!(json["pods"][0]["namespace"], "ci");
+        assert_eq!(json["pods"][0]["details"][0], "no");
+    }
+}

@@ -1,0 +1,302 @@
+//! The webhook's view of the cluster: one value that says where namespace facts come
+//! from and holds every watch the webhook keeps.
+//!
+//! Every watch has the same shape ([`watcher::Watcher`]): a background task feeding a
+//! store, ready once its first full list is stored. They are all started by
+//! [`Cluster::connect`] (or [`Cluster::from_client`]: namespaces and RuntimeClasses)
+//! and [`Cluster::watch_job_pods`], all stopped by one token ([`Cluster::stop`];
+//! dropping the last clone cancels it too), and `/readyz` waits for those reviews
+//! cannot do without ([`Cluster::is_ready`]: the namespace watch; the RuntimeClass
+//! names only add a check, and the job-pod watch only feeds a metric).
+//!
+//! Without cluster access (`--kube off`, or `--kube auto` with neither a kubeconfig nor
+//! an in-cluster environment) there is nothing to watch: the webhook then trusts the
+//! MutatingWebhookConfiguration's namespaceSelector, which already requires the opt-in
+//! label, and no namespace has a class label.
+
+mod namespace_mirror;
+mod namespaces;
+pub mod pods;
+mod runtime_classes;
+mod verdict;
+pub mod watcher;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use namespaces::NamespaceIndex;
+pub use namespaces::{DIRECT_GET_TIMEOUT, NamespaceLabels};
+pub use runtime_classes::RuntimeClasses;
+pub use verdict::{Judgement, Verdict, judge};
+use watcher::Watcher;
+
+/// The `--kube` flag: whether the webhook talks to the API server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubeMode {
+    /// Watch the cluster when a kubeconfig or in-cluster config is found, else as `off`.
+    Auto,
+    /// Never contact the API server; trust the webhook configuration's namespaceSelector.
+    Off,
+}
+
+/// The webhook's view of the cluster. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Cluster(View);
+
+#[derive(Clone, Debug)]
+enum View {
+    /// No cluster: every namespace counts as opted in, with no class label.
+    Off,
+    /// A fixed set of namespaces and their labels; a namespace not listed has none.
+    /// For tests, which have no cluster.
+    Fixed(Arc<HashMap<String, Arc<BTreeMap<String, String>>>>),
+    /// Watches of a real cluster.
+    Watched(Arc<Watched>),
+}
+
+struct Watched {
+    client: kube::Client,
+    stop: CancellationToken,
+    namespaces: NamespaceIndex,
+    runtime_classes: RuntimeClasses,
+    /// The watches readiness waits for, the namespace one first.
+    watchers: std::sync::Mutex<Vec<Watcher>>,
+    _stop_when_dropped: DropGuard,
+}
+
+impl std::fmt::Debug for Watched {
+    // `kube::Client` is not `Debug`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched")
+            .field("namespaces", &self.namespaces)
+            .field("stopped", &self.stop.is_cancelled())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Cluster {
+    /// No cluster: trust the webhook configuration's namespaceSelector.
+    fn default() -> Self {
+        Cluster(View::Off)
+    }
+}
+
+impl Cluster {
+    /// `mode` is the `--kube auto|off` flag; `auto` tries `kube::Client::try_default()`
+    /// (kubeconfig, then in-cluster config) and falls back to no cluster when neither is
+    /// found, saying so once. Must run inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// None today: a missing cluster configuration is a fallback, not an error. The
+    /// `Result` leaves room for configuration that is present but unusable.
+    pub async fn connect(mode: KubeMode) -> anyhow::Result<Self> {
+        const TRUST: &str = "every namespace counts as opted in with no class label: \
+             trusting the webhook configuration's namespaceSelector";
+        match mode {
+            KubeMode::Off => {
+                tracing::info!(kube = "off", "no cluster watches; {TRUST}");
+                Ok(Self::default())
+            }
+            KubeMode::Auto => match kube::Client::try_default().await {
+                Ok(client) => {
+                    tracing::info!("watching namespace labels and RuntimeClasses");
+                    Ok(Self::from_client(client))
+                }
+                Err(error) => {
+                    // kube's message already carries its causes; its source chain repeats them.
+                    tracing::warn!(
+                        kube = "auto",
+                        %error,
+                        "no kubeconfig or in-cluster config, no cluster watches; {TRUST}"
+                    );
+                    Ok(Self::default())
+                }
+            },
+        }
+    }
+
+    /// Starts the namespace and RuntimeClass watches on `client`. Must run inside a
+    /// Tokio runtime.
+    #[must_use]
+    pub fn from_client(client: kube::Client) -> Self {
+        let stop = CancellationToken::new();
+        let namespaces = NamespaceIndex::spawn(client.clone(), stop.clone());
+        let runtime_classes = RuntimeClasses::watch(client.clone(), stop.clone());
+        let watchers = std::sync::Mutex::new(vec![namespaces.watcher.clone()]);
+        Cluster(View::Watched(Arc::new(Watched {
+            client,
+            _stop_when_dropped: stop.clone().drop_guard(),
+            stop,
+            namespaces,
+            runtime_classes,
+            watchers,
+        })))
+    }
+
+    /// The cluster's RuntimeClass names; unknown without a cluster.
+    #[must_use]
+    pub fn runtime_classes(&self) -> RuntimeClasses {
+        match &self.0 {
+            View::Watched(watched) => watched.runtime_classes.clone(),
+            View::Off | View::Fixed(_) => RuntimeClasses::unknown(),
+        }
+    }
+
+    /// A fixed view from `(namespace, [(label, value)])` pairs, for tests.
+    pub fn fixed<'a>(
+        namespaces: impl IntoIterator<Item = (&'a str, &'a [(&'a str, &'a str)])>,
+    ) -> Self {
+        let map = namespaces
+            .into_iter()
+            .map(|(name, labels)| {
+                let labels = labels
+                    .iter()
+                    .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                    .collect();
+                (name.to_string(), Arc::new(labels))
+            })
+            .collect();
+        Cluster(View::Fixed(Arc::new(map)))
+    }
+
+    /// The API client and the stop token new watches must use, when there is a cluster.
+    pub fn client(&self) -> Option<(&kube::Client, &CancellationToken)> {
+        match &self.0 {
+            View::Watched(watched) => Some((&watched.client, &watched.stop)),
+            View::Off | View::Fixed(_) => None,
+        }
+    }
+
+    /// What a new watch needs: the client, the stop token, the namespace labels.
+    fn parts(&self) -> Option<(kube::Client, CancellationToken, namespace_mirror::Reader)> {
+        match &self.0 {
+            View::Watched(w) => Some((w.client.clone(), w.stop.clone(), w.namespaces.mirror())),
+            View::Off | View::Fixed(_) => None,
+        }
+    }
+
+    /// Adds a watch started with [`Self::client`]'s stop token to those `/readyz`
+    /// waits for.
+    pub fn add_watcher(&self, watcher: Watcher) {
+        if let View::Watched(watched) = &self.0 {
+            lock(&watched.watchers).push(watcher);
+        }
+    }
+
+    /// Stops every watch. Dropping the last clone does the same.
+    pub fn stop(&self) {
+        if let View::Watched(watched) = &self.0 {
+            watched.stop.cancel();
+        }
+    }
+
+    /// True once every watch has stored its first full list (and from then on, also
+    /// while the watches reconnect). Without a cluster: always.
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        match &self.0 {
+            View::Watched(watched) => lock(&watched.watchers).iter().all(Watcher::is_ready),
+            View::Off | View::Fixed(_) => true,
+        }
+    }
+
+    /// Resolves when [`Self::is_ready`] is true, or when the watches have stopped.
+    pub async fn wait_ready(&self) {
+        if let View::Watched(watched) = &self.0 {
+            let watchers = lock(&watched.watchers).clone();
+            for watcher in watchers {
+                watcher.wait_ready().await;
+            }
+        }
+    }
+
+    /// The labels of `namespace` if they are at hand without waiting (no cache miss).
+    pub fn peek(&self, namespace: &str) -> Option<NamespaceLabels> {
+        match &self.0 {
+            View::Off => Some(NamespaceLabels::TrustSelector),
+            View::Fixed(map) => Some(NamespaceLabels::Known(
+                map.get(namespace).cloned().unwrap_or_default(),
+            )),
+            View::Watched(watched) => watched.namespaces.peek(namespace),
+        }
+    }
+
+    /// The labels of `namespace`, the request's authoritative namespace; for one the
+    /// mirror lacks, one direct GET.
+    pub async fn labels(&self, namespace: &str) -> NamespaceLabels {
+        match &self.0 {
+            View::Watched(watched) => watched.namespaces.labels(namespace).await,
+            View::Off | View::Fixed(_) => self
+                .peek(namespace)
+                .unwrap_or(NamespaceLabels::TrustSelector),
+        }
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means a panic between two whole-vector operations.
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn without_a_cluster_every_namespace_trusts_the_selector() {
+        let cluster = Cluster::connect(KubeMode::Off)
+            .await
+            .expect("off never fails");
+        assert!(cluster.client().is_none());
+        assert!(cluster.is_ready());
+        cluster.wait_ready().await;
+        assert_eq!(cluster.labels("ci").await, NamespaceLabels::TrustSelector);
+        assert_eq!(cluster.labels("").await, NamespaceLabels::TrustSelector);
+    }
+
+    #[tokio::test]
+    async fn a_fixed_view_knows_only_its_namespaces() {
+        let cluster = Cluster::fixed([("ci", &[("team", "a")][..])]);
+        let team = BTreeMap::from([("team".to_string(), "a".to_string())]);
+        assert_eq!(
+            cluster.labels("ci").await,
+            NamespaceLabels::Known(Arc::new(team))
+        );
+        assert_eq!(
+            cluster.labels("other").await,
+            NamespaceLabels::Known(Arc::default())
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_the_cluster_stops_its_watches() {
+        // A port nobody listens on: the watcher keeps failing and backing off.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url = format!("http://{}", closed.local_addr().expect("local addr"));
+        drop(closed);
+        let config = kube::Config::new(url.parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+
+        let cluster = Cluster::from_client(client);
+        assert!(!cluster.is_ready());
+        cluster.stop();
+        // `wait_ready` resolves without a sync only once the task has dropped its end.
+        tokio::time::timeout(Duration::from_secs(10), cluster.wait_ready())
+            .await
+            .expect("the watcher task ends on stop");
+        assert!(!cluster.is_ready());
+    }
+
+    #[test]
+    fn the_kube_flag_accepts_auto_and_off() {
+        assert_eq!(KubeMode::from_str("auto", false), Ok(KubeMode::Auto));
+        assert_eq!(KubeMode::from_str("off", false), Ok(KubeMode::Off));
+        assert!(KubeMode::from_str("on", false).is_err());
+    }
+}

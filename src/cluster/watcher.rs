@@ -1,0 +1,357 @@
+//! One shape for every watch the webhook keeps on the cluster: a background task that
+//! feeds a [`Store`] from `kube`'s watcher, a readiness flag, and one stop token.
+//!
+//! `kube`'s watcher lists the objects, then watches from the list's resourceVersion,
+//! resuming after a dropped connection and relisting when the version has expired.
+//! Retries are spaced out here (0.8 s doubling to 30 s, as client-go does), not by
+//! kube's `default_backoff`: that one resets on any event, and the watcher emits an
+//! `Init` marker before every list attempt, so a list refused with 403 was retried
+//! about once a second and each marker was taken for a recovery. Only an answer from
+//! the API server (a listed object, the end of a list, a watch event) counts as one.
+//! While it retries, the store keeps answering with what it last knew. A [`Relist`]
+//! signal drops the stream and lists afresh: the pod watcher uses it to judge every pod
+//! again under a reloaded policy.
+
+use std::fmt::Debug;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::Api;
+use kube::runtime::watcher::{self, Event};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// A failing watch is reported at `warn` at most this often; the rest go to `debug`.
+pub(super) const WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether an event completed a full list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Listed,
+    Updated,
+}
+
+/// What a watch keeps: fed every event, in order, by the watcher task.
+pub trait Store<K>: Send + 'static {
+    fn apply(&mut self, event: Event<K>) -> Applied;
+    /// Objects held, for the log line that announces the first sync.
+    fn held(&self) -> usize;
+    /// What the webhook does while this watch has never completed a list, for the log
+    /// line of a failing watch (after the first list: "serving from the last known state").
+    fn before_first_list(&self) -> &'static str;
+}
+
+/// Asks a watcher to list again (a new value is a request; the value means nothing).
+pub type Relist = watch::Receiver<u64>;
+
+/// A running watch: ready once its first full list is stored. It stops when the stop
+/// token it was spawned with is cancelled (see [`super::Cluster::stop`]).
+#[derive(Clone, Debug)]
+pub struct Watcher {
+    what: &'static str,
+    ready: watch::Receiver<bool>,
+}
+
+impl Watcher {
+    /// Spawns the task watching `api` into `store`. `what` names the objects in logs
+    /// ("namespace", "job pod"). Must run inside a Tokio runtime.
+    pub fn spawn<K, S>(
+        what: &'static str,
+        api: Api<K>,
+        config: watcher::Config,
+        store: S,
+        relist: Option<Relist>,
+        stop: CancellationToken,
+    ) -> Watcher
+    where
+        K: kube::Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+        S: Store<K>,
+    {
+        let (ready_tx, ready) = watch::channel(false);
+        tokio::spawn(run(what, api, config, store, relist, ready_tx, stop));
+        Watcher { what, ready }
+    }
+
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// True once the first full list is stored (and from then on, also while the
+    /// watch reconnects).
+    #[must_use]
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Resolves once the first full list is stored, or when the task stopped.
+    pub async fn wait_ready(&self) {
+        let mut ready = self.ready.clone();
+        // An error means the task ended (stopped): nothing left to wait for.
+        let _ = ready.wait_for(|ready| *ready).await;
+    }
+}
+
+/// Runs until `stop` is cancelled.
+async fn run<K, S>(
+    what: &'static str,
+    api: Api<K>,
+    config: watcher::Config,
+    mut store: S,
+    mut relist: Option<Relist>,
+    ready: watch::Sender<bool>,
+    stop: CancellationToken,
+) where
+    K: kube::Resource + Clone + Debug + DeserializeOwned + Send + 'static,
+    S: Store<K>,
+{
+    let mut failures = Failures::new(what);
+    'streams: loop {
+        let events = watcher::watcher(api.clone(), config.clone());
+        let mut events = std::pin::pin!(events);
+        loop {
+            let relisted = async {
+                match relist.as_mut() {
+                    Some(signal) => signal.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let next = tokio::select! {
+                () = stop.cancelled() => break 'streams,
+                again = relisted => {
+                    if again {
+                        tracing::debug!(what, "listing again");
+                        continue 'streams;
+                    }
+                    // The sender is gone: no more relists, keep watching.
+                    relist = None;
+                    continue;
+                }
+                next = events.next() => next,
+            };
+            match next {
+                Some(Ok(event)) => {
+                    if answered(&event) {
+                        failures.recovered();
+                    }
+                    if store.apply(event) == Applied::Listed && !*ready.borrow() {
+                        tracing::info!(what, objects = store.held(), "watch synced");
+                        ready.send_replace(true);
+                    }
+                }
+                Some(Err(error)) => {
+                    let serving = serving(*ready.borrow(), store.before_first_list());
+                    if let Some(delay) = failures.record(&error, Instant::now(), serving) {
+                        tokio::select! {
+                            () = stop.cancelled() => break 'streams,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                    }
+                }
+                None => {
+                    // The watcher retries forever; an end would be a kube-runtime change.
+                    let serving = serving(*ready.borrow(), store.before_first_list());
+                    tracing::error!(what, "watch stream ended; {serving}");
+                    break 'streams;
+                }
+            }
+        }
+    }
+    tracing::debug!(what, "watcher stopped");
+}
+
+/// Whether an event is an answer from the API server. `Init` is not: the watcher emits
+/// it before it even asks for the list.
+fn answered<K>(event: &Event<K>) -> bool {
+    !matches!(event, Event::Init)
+}
+
+/// What reviews get while the watch fails: before the first list there is no last
+/// known state to serve.
+fn serving(synced: bool, before_first_list: &'static str) -> &'static str {
+    if synced {
+        "serving from the last known state"
+    } else {
+        before_first_list
+    }
+}
+
+/// Delay before the next attempt after `consecutive` failures: 0.8 s doubling to 30 s.
+fn backoff(consecutive: u64) -> Duration {
+    const FIRST: Duration = Duration::from_millis(800);
+    const MAX: Duration = Duration::from_secs(30);
+    let doublings = u32::try_from(consecutive.saturating_sub(1).min(6)).unwrap_or(6);
+    FIRST.saturating_mul(1 << doublings).min(MAX)
+}
+
+/// Logs at `warn` at most once per period and counts what it held back.
+#[derive(Debug)]
+pub(super) struct Throttle {
+    every: Duration,
+    last_warned: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    pub(super) fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last_warned: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(n)`: warn now, `n` similar messages went to `debug` since the last warning.
+    /// `None`: log this one at `debug`.
+    pub(super) fn allow(&mut self, now: Instant) -> Option<u64> {
+        let due = self
+            .last_warned
+            .is_none_or(|last| now.saturating_duration_since(last) >= self.every);
+        if due {
+            self.last_warned = Some(now);
+            Some(std::mem::take(&mut self.held_back))
+        } else {
+            self.held_back += 1;
+            None
+        }
+    }
+}
+
+/// The current run of watch failures.
+#[derive(Debug)]
+struct Failures {
+    what: &'static str,
+    consecutive: u64,
+    warned: bool,
+    throttle: Throttle,
+}
+
+impl Failures {
+    fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            consecutive: 0,
+            warned: false,
+            throttle: Throttle::new(WARN_EVERY),
+        }
+    }
+
+    /// Logs a failure; the delay before the next attempt, none for a routine relist.
+    /// `serving` says what reviews get meanwhile.
+    fn record(
+        &mut self,
+        error: &watcher::Error,
+        now: Instant,
+        serving: &'static str,
+    ) -> Option<Duration> {
+        if let watcher::Error::WatchError(status) = error
+            && status.code == 410
+        {
+            // The resourceVersion left the API server's watch window: routine, the
+            // watcher relists and the store swaps the new list in whole.
+            tracing::debug!(what = self.what, %error, "watch expired; relisting");
+            return None;
+        }
+        self.consecutive += 1;
+        let consecutive = self.consecutive;
+        if let Some(held_back) = self.throttle.allow(now) {
+            self.warned = true;
+            tracing::warn!(
+                what = self.what,
+                %error,
+                consecutive,
+                held_back,
+                "watch failed; retrying with backoff, {serving}"
+            );
+        } else {
+            tracing::debug!(what = self.what, %error, consecutive, "watch failed again");
+        }
+        Some(backoff(consecutive))
+    }
+
+    /// An event arrived: the watch works again. Says so only if the failure was
+    /// announced at `warn`, so a flapping watch cannot flood the log with recoveries.
+    fn recovered(&mut self) {
+        if self.warned {
+            tracing::info!(
+                what = self.what,
+                failures = self.consecutive,
+                "watch recovered"
+            );
+        }
+        self.consecutive = 0;
+        self.warned = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_warns_once_per_period_and_counts_the_rest() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(Duration::from_secs(30));
+        assert_eq!(throttle.allow(start), Some(0));
+        assert_eq!(throttle.allow(start + Duration::from_secs(1)), None);
+        assert_eq!(throttle.allow(start + Duration::from_secs(29)), None);
+        assert_eq!(throttle.allow(start + Duration::from_secs(30)), Some(2));
+        assert_eq!(throttle.allow(start + Duration::from_secs(31)), None);
+    }
+
+    #[test]
+    fn a_recovery_is_announced_only_after_a_warned_failure() {
+        let start = Instant::now();
+        let mut failures = Failures::new("namespace");
+        let error = || watcher::Error::NoResourceVersion;
+        failures.record(&error(), start, "");
+        failures.record(&error(), start + Duration::from_secs(1), "");
+        assert_eq!((failures.consecutive, failures.warned), (2, true));
+        failures.recovered();
+        assert_eq!((failures.consecutive, failures.warned), (0, false));
+
+        // Within the same period the next failure only reaches debug, so its
+        // recovery is not announced either.
+        failures.record(&error(), start + Duration::from_secs(2), "");
+        assert_eq!((failures.consecutive, failures.warned), (1, false));
+    }
+
+    #[test]
+    fn an_expired_resource_version_is_routine_not_a_failure() {
+        let mut failures = Failures::new("namespace");
+        let expired =
+            kube::core::Status::failure("too old resource version", "Expired").with_code(410);
+        let delay = failures.record(
+            &watcher::Error::WatchError(Box::new(expired)),
+            Instant::now(),
+            "",
+        );
+        assert_eq!((failures.consecutive, delay), (0, None));
+    }
+
+    #[test]
+    fn the_init_marker_before_a_refused_list_is_no_recovery_and_the_backoff_grows() {
+        // What the watcher yields while every list gets 403: Init, error, Init, error…
+        let start = Instant::now();
+        let mut failures = Failures::new("namespace");
+        let mut delays = Vec::new();
+        for n in 0..8 {
+            let init = Event::<()>::Init;
+            if answered(&init) {
+                failures.recovered();
+            }
+            let refused = watcher::Error::NoResourceVersion;
+            delays.extend(failures.record(&refused, start + Duration::from_secs(n), ""));
+        }
+        assert_eq!(failures.consecutive, 8, "no recovery in between");
+        let secs: Vec<f64> = delays.iter().map(Duration::as_secs_f64).collect();
+        assert_eq!(secs, [0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 30.0, 30.0]);
+        assert!(answered(&Event::<()>::InitDone));
+    }
+
+    #[test]
+    fn before_the_first_list_the_log_does_not_claim_a_last_known_state() {
+        assert_eq!(serving(false, "no labels known yet"), "no labels known yet");
+        assert!(serving(true, "no labels known yet").contains("last known state"));
+    }
+}

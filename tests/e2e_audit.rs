@@ -1,0 +1,185 @@
+//! End-to-end rollout (issue 13) on a real kube-apiserver: warn mode, `audit`, and the
+//! live `ci_pod_webhook_job_pods` gauge. A binary of its own: it stops its webhook and
+//! reloads its policy, which would disturb the other e2e tests. See docs/e2e.md.
+//!
+//! One test, in phases, because every phase needs the one registered webhook in a
+//! given state.
+
+#[path = "e2e/support/mod.rs"]
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const V17_9: &str = "gitlab-runner-17.9-job-pod.json";
+const WARN: (&str, &str) = ("ci.skao.int/pod-policy", "warn");
+
+/// `ci-pod-webhook audit` on one namespace as the cluster admin: (exit code, JSON report).
+fn audit(cp: &ControlPlane, policy: &Path, namespace: &str) -> (Option<i32>, Value) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
+        .arg("audit")
+        .arg("--kubeconfig")
+        .arg(cp.kubeconfig())
+        .arg("--policy")
+        .arg(policy)
+        .args([
+            "-n",
+            namespace,
+            "-o",
+            "json",
+            "--fail-on",
+            "unpolicied,drift",
+        ])
+        .output()
+        .expect("run ci-pod-webhook audit");
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "audit printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), report)
+}
+
+fn verdict_of<'a>(report: &'a Value, pod: &str) -> &'a Value {
+    report["pods"]
+        .as_array()
+        .and_then(|pods| pods.iter().find(|p| p["pod"] == pod))
+        .unwrap_or_else(|| panic!("{pod} is not in the report: {report}"))
+}
+
+/// Waits until the webhook's /metrics has `series` (a whole line, value included).
+async fn metric_shows(webhook: &Webhook, series: &str) {
+    let start = Instant::now();
+    loop {
+        let text = webhook.metrics().await;
+        if text.lines().any(|line| line == series) {
+            return;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "no {series} within {PATIENCE:?}:\n{}",
+            text.lines()
+                .filter(|l| l.contains("job_pods"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
+async fn warn_mode_audit_and_the_job_pod_gauge_on_a_real_api_server() {
+    let cp = ControlPlane::shared().await;
+    let policy = cp.dir.join("audit-policy.yaml");
+    let base_policy = std::fs::read_to_string(repo_file("manifests/base/policy.yaml"))
+        .expect("manifests/base/policy.yaml");
+    std::fs::write(&policy, &base_policy).expect("write the policy");
+    let webhook = cp.start_webhook_with_policy(&policy).await;
+    cp.register_webhook(&webhook).await;
+
+    // Warn mode: stored unchanged, the client sees what enforce would do.
+    let warn = cp.namespace("audit-warn", &[WARN]).await;
+    let pod = renamed(&job_pod(V17_9), "warned");
+    let output = cp.kubectl(
+        &["create", "-n", &warn.name, "-f", "-", "-o", "json"],
+        Some(&serde_json::to_vec(&pod).expect("JSON")),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: ci-pod-webhook warn mode, class k8srunner"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning: would set spec.containers[build]"),
+        "{stderr}"
+    );
+    let stored = warn.get_pod("warned").await;
+    assert!(!annotations(&stored).contains_key("ci.skao.int/class"));
+    assert_eq!(
+        container(&stored, "build")["resources"],
+        container(&pod, "build")["resources"],
+        "stored as sent"
+    );
+    assert!(
+        container(&stored, "build")["env"]
+            .as_array()
+            .is_none_or(|env| !env.iter().any(|e| e["name"] == "DOCKER_HOST"))
+    );
+
+    // Admitted under one policy: ok; after a reload that lowers the class: drift.
+    let ns = cp.namespace("audit-drift", &[OPT_IN]).await;
+    let admitted = ns
+        .create_pod(&renamed(&job_pod(V17_9), "admitted"))
+        .await
+        .expect("created");
+    assert_eq!(annotations(&admitted)["ci.skao.int/class"], "k8srunner");
+    let (code, report) = audit(cp, &policy, &ns.name);
+    assert_eq!(verdict_of(&report, "admitted")["verdict"], "ok", "{report}");
+    assert_eq!(code, Some(0));
+    metric_shows(
+        &webhook,
+        r#"ci_pod_webhook_job_pods{class="k8srunner",verdict="ok"} 1"#,
+    )
+    .await;
+
+    let lowered = base_policy
+        .replacen(
+            r#"limits: { cpu: "5", memory: 10Gi }"#,
+            r#"limits: { cpu: "4", memory: 10Gi }"#,
+            1,
+        )
+        .replacen(
+            r#"max:      { cpu: "8", memory: 16Gi }"#,
+            r#"max:      { cpu: "4", memory: 16Gi }"#,
+            1,
+        );
+    assert_ne!(
+        lowered, base_policy,
+        "the k8srunner class is where the test expects it"
+    );
+    std::fs::write(&policy, &lowered).expect("write the lowered policy");
+    metric_shows(
+        &webhook,
+        r#"ci_pod_webhook_job_pods{class="k8srunner",verdict="drift"} 2"#,
+    )
+    .await;
+    let (code, report) = audit(cp, &policy, &ns.name);
+    let judged = verdict_of(&report, "admitted");
+    assert_eq!(judged["verdict"], "drift", "{report}");
+    assert!(
+        judged["details"].as_array().is_some_and(|d| d
+            .iter()
+            .any(|d| d.as_str().is_some_and(|d| d.contains("limits.cpu: 5 → 4")))),
+        "{report}"
+    );
+    assert_eq!(code, Some(3), "--fail-on drift");
+
+    // Created while the webhook is stopped (failurePolicy Ignore): unpolicied.
+    let down = cp.namespace("audit-down", &[OPT_IN]).await;
+    webhook.stop();
+    let slipped = down
+        .create_pod(&renamed(&job_pod(V17_9), "slipped"))
+        .await
+        .expect("failurePolicy Ignore: created without the webhook");
+    assert!(!annotations(&slipped).contains_key("ci.skao.int/class"));
+    let (code, report) = audit(cp, &policy, &down.name);
+    assert_eq!(
+        verdict_of(&report, "slipped")["verdict"],
+        "unpolicied",
+        "{report}"
+    );
+    assert_eq!(report["summary"]["k8srunner"]["unpolicied"], 1);
+    assert_eq!(code, Some(3), "--fail-on unpolicied");
+    let restarted = cp.start_webhook_with_policy(&policy).await;
+    metric_shows(
+        &restarted,
+        r#"ci_pod_webhook_job_pods{class="k8srunner",verdict="unpolicied"} 1"#,
+    )
+    .await;
+}
