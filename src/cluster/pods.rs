@@ -3,9 +3,9 @@
 //!
 //! The watch asks only for pods labelled `pod` (GitLab Runner puts that label on every
 //! job pod), so other workloads never cross the wire. Pods arrive whole, one at a time
-//! (the list is paged), and only a small record is kept of each: its key and its
-//! (class, verdict), so memory grows by about a hundred bytes per job pod, not by the
-//! pods' size. A reloaded policy relists (the [`super::watcher::Relist`] signal) and
+//! (the list in small pages: [`LIST_PAGE_SIZE`]), and only a small record is kept of
+//! each: its key and its (class, verdict), so memory grows by under a kilobyte per job
+//! pod, not by the pods' size. A reloaded policy relists (the [`super::watcher::Relist`] signal) and
 //! judges every pod again. A namespace that opts in later is seen at the next relist
 //! or as its pods change.
 
@@ -28,6 +28,13 @@ use crate::metrics::JobPodLabels;
 
 /// The label GitLab Runner puts on every job pod.
 pub const JOB_POD_SELECTOR: &str = "pod";
+
+/// Pods per list page. A page is held whole while it is read, and kube reads a list
+/// through serde's buffered `flatten` (`ObjectList`, then `DynamicObject`): about 1 MiB
+/// of transient memory per 20 KB job pod. kube's default of 500 took the server to
+/// 593 MiB on its first list (1,500 job pods, BENCHMARKS.md); 25 bounds it to a few
+/// tens of MiB, for one list request per 25 job pods at start-up and policy reloads.
+const LIST_PAGE_SIZE: u32 = 25;
 
 /// Judges one pod: (namespace, its labels, the pod's JSON) → `None` when it is not a
 /// job pod in an opted-in namespace. Built by the server around the policy in force.
@@ -78,7 +85,9 @@ fn spawn(
     // Pods as the API server sends them, not through a typed Pod that would drop
     // fields it does not know.
     let api = Api::<DynamicObject>::all_with(client, &ApiResource::erase::<Pod>(&()));
-    let config = watcher::Config::default().labels(JOB_POD_SELECTOR);
+    let config = watcher::Config::default()
+        .labels(JOB_POD_SELECTOR)
+        .page_size(LIST_PAGE_SIZE);
     let store = PodVerdicts::new(namespaces, judge, gauge);
     Watcher::spawn("job pod", api, config, store, Some(relist), stop)
 }

@@ -107,31 +107,53 @@ async fn the_watcher_runs_as_the_webhook_service_account_with_only_the_base_rbac
             "watch: {event:?}"
         );
     }
-    let forbidden = cp.kubectl(
-        &[
-            "auth",
-            "can-i",
-            "list",
-            "pods",
-            "--as",
-            &format!("system:serviceaccount:{WEBHOOK_NAMESPACE}:{WEBHOOK_ACCOUNT}"),
-        ],
-        None,
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&forbidden.stdout).trim(),
-        "no",
-        "only namespaces"
-    );
+    // The base ClusterRole reads (namespaces; RuntimeClasses; job pods for the live
+    // audit) and writes nothing.
+    let account = format!("system:serviceaccount:{WEBHOOK_NAMESPACE}:{WEBHOOK_ACCOUNT}");
+    let can = |verb: &str, resource: &str| {
+        let output = cp.kubectl(&["auth", "can-i", verb, resource, "--as", &account], None);
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    for (verb, resource) in [
+        ("list", "pods"),
+        ("watch", "pods"),
+        ("list", "runtimeclasses.node.k8s.io"),
+        ("watch", "runtimeclasses.node.k8s.io"),
+    ] {
+        assert_eq!(can(verb, resource), "yes", "{verb} {resource}");
+    }
+    for (verb, resource) in [
+        ("get", "pods"),
+        ("create", "pods"),
+        ("patch", "namespaces"),
+        ("list", "secrets"),
+        ("list", "nodes"),
+    ] {
+        assert_eq!(
+            can(verb, resource),
+            "no",
+            "{verb} {resource}: read-only, no more"
+        );
+    }
 
-    // The server synced (it was ready) and never met a refusal.
-    let lines = webhook.log_lines();
-    assert!(
+    // Every watch synced (readiness waits for the namespace one only) and none ever
+    // met a refusal.
+    let start = std::time::Instant::now();
+    let synced = |lines: &[serde_json::Value], what: &str| {
         lines
             .iter()
-            .any(|l| l["message"] == "namespace labels synced"),
-        "synced"
-    );
+            .any(|l| l["message"] == "watch synced" && l["what"] == what)
+    };
+    for what in ["namespace", "RuntimeClass", "job pod"] {
+        while !synced(&webhook.log_lines(), what) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "the {what} watch did not sync"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let lines = webhook.log_lines();
     // Not a bare "403": uids and latencies in the review lines contain those digits.
     for line in &lines {
         let text = line.to_string();

@@ -122,7 +122,7 @@ impl ControlPlane {
     /// Starts `ci-pod-webhook serve` on free loopback ports with a certificate of its
     /// own, the policy of manifests/base, JSON logs, and a kubeconfig holding a token of
     /// the webhook's ServiceAccount; returns once its `/readyz` says ready (namespace
-    /// labels synced).
+    /// watch synced).
     pub async fn start_webhook(&self) -> Webhook {
         let policy = format!("{}/manifests/base/policy.yaml", env!("CARGO_MANIFEST_DIR"));
         self.start_webhook_with_policy(Path::new(&policy)).await
