@@ -261,6 +261,8 @@ async fn review(
     check_content_type(headers)?;
     // The body's bytes count against the budget until the answer is made.
     let (bytes, _held) = read_body(body, headers, webhook.max_body_bytes, &webhook.budget).await?;
+    // Until the whole body is in: the client's pace, not ours.
+    let read = started.elapsed();
     // An owned `Arc`, not a guard: it is held across the namespace lookup's await.
     let active = webhook.policy.load_full();
     // Read the pod in the same pass when the namespace is known to be in scope (or not
@@ -299,6 +301,7 @@ async fn review(
         skip_reason = summary.skip_reason.map(|r| r.as_str()),
         patch_operations = summary.patch_operations,
         latency_us = micros(elapsed),
+        body_us = micros(read),
         "review"
     );
     Ok(([(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
