@@ -48,6 +48,22 @@ struct Record {
     verdict: Verdict,
 }
 
+/// Job pods whose namespace the mirror has not seen yet, kept (as JSON) until it has.
+/// A pod created right after its namespace can arrive before the namespace's own watch
+/// event; judged at once it would be left out until it next changed. A bound, since
+/// these are whole pods: in practice a handful for a few milliseconds.
+const MAX_WAITING: usize = 256;
+
+/// What judging one pod gave.
+enum Judged {
+    /// A job pod in an opted-in namespace: its key and record.
+    Record(String, Record),
+    /// Not a job pod, or not in an opted-in namespace: nothing to keep.
+    Nothing,
+    /// Its namespace is not in the mirror yet: its key, namespace and JSON.
+    Waiting(String, String, String),
+}
+
 /// The per-pod records and the gauge they feed.
 pub(super) struct PodVerdicts {
     namespaces: Reader,
@@ -55,6 +71,10 @@ pub(super) struct PodVerdicts {
     records: HashMap<String, Record>,
     /// Pods seen since the last `Init`, swapped in on `InitDone`.
     relist: HashMap<String, Record>,
+    /// Between `Init` and `InitDone`.
+    listing: bool,
+    /// Pods waiting for their namespace (see [`MAX_WAITING`]): key → (namespace, JSON).
+    waiting: HashMap<String, (String, String)>,
     counts: HashMap<(Arc<str>, Verdict), i64>,
     gauge: Family<JobPodLabels, Gauge>,
 }
@@ -103,22 +123,62 @@ impl PodVerdicts {
             judge,
             records: HashMap::new(),
             relist: HashMap::new(),
+            listing: false,
+            waiting: HashMap::new(),
             counts: HashMap::new(),
             gauge,
         }
     }
 
-    fn judge(&self, pod: &DynamicObject) -> Option<(String, Record)> {
-        let namespace = pod.metadata.namespace.as_deref()?;
-        let name = pod.metadata.name.as_deref()?;
+    fn judge(&self, pod: &DynamicObject) -> Judged {
+        let (Some(namespace), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
+            return Judged::Nothing;
+        };
+        let Ok(json) = serde_json::to_string(pod) else {
+            return Judged::Nothing;
+        };
+        match self.judge_json(namespace, &json) {
+            Some(record) => Judged::Record(key(namespace, name), record),
+            None if self.namespaces.get(namespace).is_none() => {
+                Judged::Waiting(key(namespace, name), namespace.clone(), json)
+            }
+            None => Judged::Nothing,
+        }
+    }
+
+    /// `None`: not a job pod in an opted-in namespace, or the namespace is unknown.
+    fn judge_json(&self, namespace: &str, json: &str) -> Option<Record> {
         let labels = self.namespaces.get(namespace)?;
-        let json = serde_json::to_string(pod).ok()?;
-        let judgement = (self.judge)(namespace, &labels, &json)?;
-        let record = Record {
+        let judgement = (self.judge)(namespace, &labels, json)?;
+        Some(Record {
             class: judgement.class.into(),
             verdict: judgement.verdict,
-        };
-        Some((key(namespace, name), record))
+        })
+    }
+
+    /// Keeps what judging gave: a record (in the list being read, or counted at once),
+    /// or a pod waiting for its namespace.
+    fn keep(&mut self, judged: Judged) {
+        match judged {
+            Judged::Record(key, record) if self.listing => {
+                self.relist.insert(key, record);
+            }
+            Judged::Record(key, record) => {
+                self.count(&record, 1);
+                self.records.insert(key, record);
+            }
+            Judged::Nothing => {}
+            Judged::Waiting(key, namespace, json) => {
+                if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&key) {
+                    self.waiting.insert(key, (namespace, json));
+                } else {
+                    tracing::debug!(
+                        pod = key,
+                        "too many job pods wait for their namespace; left for the next list"
+                    );
+                }
+            }
+        }
     }
 
     fn count(&mut self, record: &Record, by: i64) {
@@ -134,6 +194,7 @@ impl PodVerdicts {
     }
 
     fn forget(&mut self, key: &str) {
+        self.waiting.remove(key);
         if let Some(old) = self.records.remove(key) {
             self.count(&old, -1);
         }
@@ -147,13 +208,17 @@ fn key(namespace: &str, name: &str) -> String {
 impl Store<DynamicObject> for PodVerdicts {
     fn apply(&mut self, event: Event<DynamicObject>) -> Applied {
         match event {
-            Event::Init => self.relist = HashMap::new(),
+            Event::Init => {
+                self.relist = HashMap::new();
+                self.waiting = HashMap::new();
+                self.listing = true;
+            }
             Event::InitApply(pod) => {
-                if let Some((key, record)) = self.judge(&pod) {
-                    self.relist.insert(key, record);
-                }
+                let judged = self.judge(&pod);
+                self.keep(judged);
             }
             Event::InitDone => {
+                self.listing = false;
                 self.records = std::mem::take(&mut self.relist);
                 let mut counts: HashMap<(Arc<str>, Verdict), i64> = HashMap::new();
                 for record in self.records.values() {
@@ -180,10 +245,7 @@ impl Store<DynamicObject> for PodVerdicts {
                 {
                     self.forget(&key(namespace, name));
                 }
-                if let Some((key, record)) = judged {
-                    self.count(&record, 1);
-                    self.records.insert(key, record);
-                }
+                self.keep(judged);
             }
             Event::Delete(pod) => {
                 if let (Some(namespace), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name)
@@ -201,6 +263,26 @@ impl Store<DynamicObject> for PodVerdicts {
 
     fn before_first_list(&self) -> &'static str {
         "ci_pod_webhook_job_pods stays empty until the first list"
+    }
+
+    /// Judges the pods whose namespace has reached the mirror since.
+    fn tick(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let known: Vec<String> = self
+            .waiting
+            .iter()
+            .filter(|(_, (namespace, _))| self.namespaces.get(namespace).is_some())
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in known {
+            if let Some((namespace, json)) = self.waiting.remove(&key)
+                && let Some(record) = self.judge_json(&namespace, &json)
+            {
+                self.keep(Judged::Record(key, record));
+            }
+        }
     }
 }
 

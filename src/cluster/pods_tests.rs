@@ -115,3 +115,42 @@ fn a_relist_replaces_the_counts_and_drops_series_of_pods_gone() {
         "{text}"
     );
 }
+
+#[test]
+fn a_pod_seen_before_its_namespace_is_judged_once_the_namespace_arrives() {
+    let (reader, mut namespaces) = namespace_mirror::mirror();
+    let gauge = Family::<JobPodLabels, Gauge>::default();
+    let mut store = PodVerdicts::new(reader, judge(), gauge.clone());
+    store.apply(Event::Init);
+    store.apply(Event::InitDone);
+
+    // The pod's watch event comes first: nothing to judge it by yet.
+    store.apply(Event::Apply(pod("new", "a", false)));
+    store.tick();
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 0);
+    assert_eq!(store.held(), 0);
+
+    namespaces.apply(Event::Apply(namespace("new", Some("enabled"))));
+    store.tick();
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 1);
+    assert_eq!(store.held(), 1);
+
+    // A pod deleted while it waits is not counted later.
+    store.apply(Event::Apply(pod("newer", "b", false)));
+    store.apply(Event::Delete(pod("newer", "b", false)));
+    namespaces.apply(Event::Apply(namespace("newer", Some("enabled"))));
+    store.tick();
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 1);
+}
+
+#[test]
+fn a_pod_waiting_for_a_namespace_that_never_opts_in_is_dropped_uncounted() {
+    let (reader, mut namespaces) = namespace_mirror::mirror();
+    let gauge = Family::<JobPodLabels, Gauge>::default();
+    let mut store = PodVerdicts::new(reader, judge(), gauge.clone());
+    store.apply(Event::Apply(pod("apps", "a", false)));
+    namespaces.apply(Event::Apply(namespace("apps", None)));
+    store.tick();
+    assert_eq!(store.held(), 0);
+    assert!(store.waiting.is_empty());
+}

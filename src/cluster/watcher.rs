@@ -40,7 +40,13 @@ pub trait Store<K>: Send + 'static {
     /// What the webhook does while this watch has never completed a list, for the log
     /// line of a failing watch (after the first list: "serving from the last known state").
     fn before_first_list(&self) -> &'static str;
+    /// Called about once per [`TICK`] between events: for work that waits on something
+    /// other than this watch's events.
+    fn tick(&mut self) {}
 }
+
+/// How often [`Store::tick`] runs.
+pub const TICK: Duration = Duration::from_secs(1);
 
 /// Asks a watcher to list again (a new value is a request; the value means nothing).
 pub type Relist = watch::Receiver<u64>;
@@ -106,6 +112,8 @@ async fn run<K, S>(
     S: Store<K>,
 {
     let mut failures = Failures::new(what);
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'streams: loop {
         let events = watcher::watcher(api.clone(), config.clone());
         let mut events = std::pin::pin!(events);
@@ -118,6 +126,10 @@ async fn run<K, S>(
             };
             let next = tokio::select! {
                 () = stop.cancelled() => break 'streams,
+                _ = tick.tick() => {
+                    store.tick();
+                    continue;
+                }
                 again = relisted => {
                     if again {
                         tracing::debug!(what, "listing again");
