@@ -2,7 +2,7 @@
 //! least an API server can be asked to apply. TLS and HTTP/1.1 or HTTP/2 as ours.
 //!
 //! On `/ours-shape` it answers with the patch ci-pod-webhook gives the 17.9 fixture
-//! instead (the same five operations, byte for byte but for the policy hash), so the
+//! instead (computed by the library at start, byte for byte what `serve` sends), so the
 //! API server's cost of our patch's shape can be told apart from our server's time.
 
 use std::net::SocketAddr;
@@ -24,15 +24,6 @@ use tokio_rustls::TlsAcceptor;
 const PATCH: &str =
     r#"[{"op":"add","path":"/metadata/annotations/bench.e2e~1minimal","value":"1"}]"#;
 
-/// ci-pod-webhook's patch for the 17.9 fixture in an opted-in namespace (k8srunner).
-const OURS_SHAPE: &str = concat!(
-    r#"[{"op":"add","path":"/metadata/annotations/ci.skao.int~1class","value":"k8srunner"},"#,
-    r#"{"op":"add","path":"/metadata/annotations/ci.skao.int~1policy","value":"e34313aff848"},"#,
-    r#"{"op":"add","path":"/spec/containers/0/volumeMounts/-","value":{"mountPath":"/var/run/ci-dind","name":"ci-dind","readOnly":true}},"#,
-    r#"{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"DOCKER_HOST","value":"unix:///var/run/ci-dind/docker.sock"}},"#,
-    r#"{"op":"add","path":"/spec/volumes/-","value":{"hostPath":{"path":"/var/run/ci-dind","type":"DirectoryOrCreate"},"name":"ci-dind"}}]"#,
-);
-
 #[derive(Deserialize)]
 struct Review {
     request: Uid,
@@ -50,7 +41,11 @@ pub struct Minimal {
 }
 
 /// Starts the webhook on a free loopback port, on the current runtime.
-pub async fn start() -> Minimal {
+/// `ours_shape`: the JSONPatch answered on `/ours-shape`.
+pub async fn start(ours_shape: String) -> Minimal {
+    let shape = base64::engine::general_purpose::STANDARD.encode(ours_shape);
+    let one = base64::engine::general_purpose::STANDARD.encode(PATCH);
+    let patches = Arc::new((one, shape));
     let names = ["127.0.0.1".to_string()];
     let certs = ci_pod_webhook::certs::generate("bench-minimal", &names, 1).expect("certs");
     let chain = CertificateDer::pem_slice_iter(certs.tls_cert.as_bytes())
@@ -77,11 +72,15 @@ pub async fn start() -> Minimal {
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
+            let patches = patches.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
-                let service = hyper::service::service_fn(answer);
+                let service = hyper::service::service_fn(move |request| {
+                    let patches = patches.clone();
+                    async move { answer(request, &patches).await }
+                });
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), service)
                     .await;
@@ -94,17 +93,20 @@ pub async fn start() -> Minimal {
     }
 }
 
-async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let shape = if request.uri().path() == "/ours-shape" {
-        OURS_SHAPE
+/// `patches`: the one-operation patch and our shape, both base64.
+async fn answer(
+    request: Request<Incoming>,
+    patches: &(String, String),
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let patch = if request.uri().path() == "/ours-shape" {
+        &patches.1
     } else {
-        PATCH
+        &patches.0
     };
     let body = request.into_body().collect().await?.to_bytes();
     let uid = serde_json::from_slice::<Review>(&body)
         .map(|r| r.request.uid)
         .unwrap_or_default();
-    let patch = base64::engine::general_purpose::STANDARD.encode(shape);
     let response = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
