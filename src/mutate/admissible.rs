@@ -25,7 +25,7 @@ use super::docker;
 use super::patch::Patch;
 use super::view::Pod;
 use super::{NamespaceFacts, RefusedChange};
-use crate::policy::{DockerMode, Policy, RunnerClass};
+use crate::policy::{DockerMode, GPU_WORKLOADS_CLASS, Policy, RunnerClass};
 
 /// The namespace label Pod Security Admission enforces.
 pub const POD_SECURITY_ENFORCE: &str = "pod-security.kubernetes.io/enforce";
@@ -97,12 +97,16 @@ pub(super) fn missing_runtime_class<'c>(
 
 /// The admin-facing denial for a missing RuntimeClass.
 pub(super) fn missing_runtime_class_message(class: &RunnerClass, name: &str) -> String {
+    let (who, key) = if class.name == GPU_WORKLOADS_CLASS {
+        ("gpuWorkloads".to_string(), "gpuWorkloads.runtimeClassName")
+    } else {
+        (format!("class {}", class.name), "gpu.runtimeClassName")
+    };
     format!(
-        "class {class} needs RuntimeClass {name:?} (gpu.runtimeClassName in the policy), \
+        "{who} needs RuntimeClass {name:?} ({key} in the policy), \
          which does not exist in this cluster, so the API server would refuse the pod; \
          an admin must create it (the NVIDIA GPU Operator does) or remove runtimeClassName \
-         from class {class} (run `ci-pod-webhook doctor` to check)",
-        class = class.name
+         from {who} (run `ci-pod-webhook doctor` to check)"
     )
 }
 

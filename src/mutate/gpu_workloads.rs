@@ -10,10 +10,12 @@
 
 use serde_json::{Map, Value};
 
+use super::admissible::{self, RuntimeClassFacts};
 use super::patch::{Patch, pointer};
 use super::view::{Container, Pod, QuantityMap, Resources};
 use super::{
-    Chosen, ClassReason, Decision, MAX_CONTAINERS, Mutation, NamespaceFacts, SkipReason, pod_name,
+    Chosen, ClassReason, Decision, MAX_CONTAINERS, Mutation, NamespaceFacts, RefusedChange,
+    SkipReason, pod_name,
 };
 use crate::policy::{GpuWorkloads, NameGlob, Policy};
 use crate::quantity::Quantity;
@@ -49,6 +51,7 @@ pub(super) fn decide<'p>(
     selected: Selected<'p>,
     namespace: &str,
     pod: &Pod<'_>,
+    runtime_classes: RuntimeClassFacts<'_>,
 ) -> Decision<'p> {
     let chosen = || {
         let fact = match selected {
@@ -64,13 +67,14 @@ pub(super) fn decide<'p>(
             reason: ClassReason::GpuWorkloads { fact },
         }
     };
-    let deny = |message: String| Decision::Deny {
+    let refuse = |message: String, refused: Option<RefusedChange>| Decision::Deny {
         chosen: chosen(),
         pod: pod_name(pod),
         message,
         overrides: Vec::new(),
-        refused: None,
+        refused,
     };
+    let deny = |message: String| refuse(message, None);
     let asks = match asks(g, pod) {
         Ok(asks) => asks,
         Err(message) => return deny(message),
@@ -85,6 +89,13 @@ pub(super) fn decide<'p>(
         return deny(format!(
             "the pod has {containers} containers and init containers; ci-pod-webhook places pods of at most {MAX_CONTAINERS}"
         ));
+    }
+    // As for a GPU class: the API server would refuse the placed pod.
+    if let Some(name) = admissible::missing_runtime_class(&g.placement, runtime_classes) {
+        return refuse(
+            admissible::missing_runtime_class_message(&g.placement, name),
+            Some(RefusedChange::RuntimeClass),
+        );
     }
     let mut patch = Patch::default();
     for ask in &asks {

@@ -259,7 +259,9 @@ pub fn decide_pod<'p>(
     if !is_job_pod(policy, pod) {
         let name = request.namespace.as_deref().unwrap_or("");
         return Ok(match gpu_workloads::selects(policy, name, namespace) {
-            Some((g, selected)) => gpu_workloads::decide(g, selected, name, pod),
+            Some((g, selected)) => {
+                gpu_workloads::decide(g, selected, name, pod, facts.runtime_classes)
+            }
             None => Decision::Skip(SkipReason::NotJobPod),
         });
     }

@@ -1,5 +1,7 @@
 //! `gpuWorkloads`: GPU pods that are not job pods, in selected namespaces.
 
+use std::collections::BTreeSet;
+
 use super::*;
 
 /// A Deployment-style pod (not a job pod) asking for one GPU by its limit only.
@@ -358,4 +360,34 @@ fn without_the_section_gpu_pods_are_left_alone() {
         run_with(&policy, &in_namespace("ci-x", None), &gpu_pod()),
         Out::Skip(SkipReason::NotJobPod)
     ));
+}
+
+#[test]
+fn a_gpu_pod_is_denied_with_the_fix_when_its_runtime_class_is_missing() {
+    let labels = BTreeMap::new();
+    let body = review_bytes(&ci_namespace(), &gpu_pod());
+    let review = admission::parse(&body).expect("valid review");
+    let decide_with = |names: &BTreeSet<String>| {
+        let facts = Facts {
+            namespace: NamespaceFacts::Labels(&labels),
+            runtime_classes: RuntimeClassFacts::Known(names),
+        };
+        decide(&DEFAULT, facts, &review.request).expect("readable")
+    };
+
+    let kata = BTreeSet::from(["kata".to_string()]);
+    let Decision::Deny {
+        message, refused, ..
+    } = decide_with(&kata)
+    else {
+        panic!("a GPU pod the API server would refuse must be denied");
+    };
+    assert_eq!(refused, Some(RefusedChange::RuntimeClass));
+    assert!(
+        message.starts_with("gpuWorkloads needs RuntimeClass \"nvidia\" (gpuWorkloads.runtimeClassName in the policy)"),
+        "{message}"
+    );
+
+    let nvidia = BTreeSet::from(["nvidia".to_string()]);
+    assert!(matches!(decide_with(&nvidia), Decision::Allow(_)));
 }
