@@ -8,10 +8,6 @@
 //! [`answer`].
 
 mod one_pass;
-mod scan;
-mod scan_de;
-#[cfg(test)]
-mod scan_tests;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

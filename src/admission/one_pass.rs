@@ -14,21 +14,12 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{ReviewIn, scan, scan_de};
+use super::ReviewIn;
 use crate::mutate;
 use crate::mutate::view::{AdmissionRequest, Borrowed, GroupVersionKind, Object, Pod, UserInfo};
 
 /// The review read in one pass, or `None`: parse it the ordinary way.
-pub(super) fn review<F: FnMut(&str) -> bool>(text: &str, mut wants_pod: F) -> Option<ReviewIn<'_>> {
-    // Compact JSON, as the API server sends it, is validated and indexed first, and
-    // then read without scanning what is skipped (scan.rs); a body that cannot be
-    // indexed is read by serde_json.
-    let compact = text.trim_matches(|c| matches!(c, ' ' | '\t' | '\n' | '\r'));
-    if let Some(read) = scan::with_index(compact, |index| {
-        scan_de::read(compact, index, ReviewSeed(&mut wants_pod))
-    }) {
-        return read.ok();
-    }
+pub(super) fn review<F: FnMut(&str) -> bool>(text: &str, wants_pod: F) -> Option<ReviewIn<'_>> {
     // From text, not bytes: the body was checked as UTF-8 once, so serde_json need not
     // check each string it borrows (a few thousand short ones in a job pod).
     let mut de = serde_json::Deserializer::from_str(text);
