@@ -179,6 +179,10 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, F> {
 }
 
 #[cfg(test)]
+#[path = "one_pass_order_tests.rs"]
+mod order_tests;
+
+#[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
