@@ -25,7 +25,7 @@ fn main() {
         .cases
         .iter()
         .find(|c| c.name.starts_with(&which))
-        .expect("a case: a, b, c or d");
+        .expect("a case: a, b, c, d or e");
     let mut bytes = 0;
     for _ in 0..n {
         bytes += cases.respond(case, black_box(&case.body)).len();

@@ -1,10 +1,12 @@
-//! The four reviews issue 5 names, built once and shared by the criterion bench
-//! (`benches/core.rs`) and the instruction-count runner (`examples/core_profile.rs`).
+//! The four reviews issue 5 names, and issue 15's large non-job pod, built once and
+//! shared by the criterion bench (`benches/core.rs`) and the instruction-count runner
+//! (`examples/core_profile.rs`).
 //!
 //! Each is compact JSON, the way the API server sends it: (a) the GitLab Runner 16.5 job
 //! pod wrapped in a CREATE review (about 20 KB), mutated; (b) the same review for a
 //! namespace that is not opted in; (c) a small pod that is not a job pod; (d) a
-//! GPU-class pod with overrides.
+//! GPU-class pod with overrides; (e) the 16.5 pod with its containers renamed, so it is
+//! not a job pod, in an opted-in namespace (as large as (a), skipped).
 
 use std::collections::BTreeMap;
 
@@ -68,6 +70,10 @@ impl Cases {
         ] {
             gpu_pod["metadata"]["annotations"][k] = json!(v);
         }
+        let mut not_a_job = fixture("gitlab-runner-16.5-job-pod.json");
+        for (index, name) in [(0, "app"), (1, "sidecar")] {
+            not_a_job["spec"]["containers"][index]["name"] = json!(name);
+        }
         let small = review(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web-5d4f8", "namespace": "gitlab", "labels": {"app": "web"}},
@@ -90,6 +96,7 @@ impl Cases {
                 case("b_job_pod_not_opted_in", job, false),
                 case("c_small_non_job_pod", small, true),
                 case("d_gpu_pod_with_overrides", review(gpu_pod), true),
+                case("e_large_non_job_pod", review(not_a_job), true),
             ],
         }
     }
