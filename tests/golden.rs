@@ -10,7 +10,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use ci_pod_webhook::admission;
 use ci_pod_webhook::mutate::NamespaceFacts;
 use ci_pod_webhook::policy::Policy;
@@ -624,20 +623,7 @@ fn run(case: &Case, policy: &Policy) -> Golden {
     assert_eq!(out["kind"], "AdmissionReview");
     let mut response = out["response"].clone();
     assert_eq!(response["uid"], format!("golden-{}", case.name));
-    let patched = match response.as_object_mut().and_then(|r| r.remove("patch")) {
-        Some(Value::String(b64)) => {
-            assert_eq!(response["patchType"], "JSONPatch");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64");
-            let ops: json_patch::Patch = serde_json::from_slice(&bytes).expect("JSONPatch");
-            response["patch (decoded)"] = serde_json::from_slice(&bytes).expect("json");
-            json_patch::patch(&mut pod, &ops).expect("the patch applies");
-            Some(pod)
-        }
-        _ if response["allowed"] == true => Some(pod),
-        _ => None,
-    };
+    let patched = golden_support::apply_patch(&mut response, pod);
     Golden {
         response,
         pod: patched,

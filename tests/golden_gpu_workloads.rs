@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use ci_pod_webhook::admission;
 use ci_pod_webhook::mutate::NamespaceFacts;
 use ci_pod_webhook::policy::Policy;
@@ -139,19 +138,7 @@ fn run(case: &Case, policy: &Policy) -> (Value, Option<Value>) {
         admission::answer(policy, NamespaceFacts::Labels(&labels), &parsed).expect("answer");
     let out: Value = serde_json::from_slice(&answer.body).expect("response JSON");
     let mut response = out["response"].clone();
-    let patched = match response.as_object_mut().and_then(|r| r.remove("patch")) {
-        Some(Value::String(b64)) => {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64");
-            let ops: json_patch::Patch = serde_json::from_slice(&bytes).expect("JSONPatch");
-            response["patch (decoded)"] = serde_json::from_slice(&bytes).expect("json");
-            json_patch::patch(&mut pod, &ops).expect("the patch applies");
-            Some(pod)
-        }
-        _ if response["allowed"] == true => Some(pod),
-        _ => None,
-    };
+    let patched = golden_support::apply_patch(&mut response, pod);
     (response, patched)
 }
 

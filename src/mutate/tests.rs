@@ -118,10 +118,28 @@ fn review_bytes(req: &Req, pod: &Value) -> Vec<u8> {
 }
 
 pub(super) fn run_with(policy: &Policy, req: &Req, pod: &Value) -> Out {
-    let out = run_once(policy, req, pod);
+    run_with_facts(policy, req, facts_of(req), pod)
+}
+
+/// The namespace facts `req` stands for: its labels, or no cluster.
+fn facts_of(req: &Req) -> NamespaceFacts<'_> {
+    match &req.labels {
+        Some(l) => NamespaceFacts::Labels(l),
+        None => NamespaceFacts::TrustSelector,
+    }
+}
+
+/// As [`run_with`], with namespace facts given (ones `Req` cannot express).
+pub(super) fn run_with_facts(
+    policy: &Policy,
+    req: &Req,
+    facts: NamespaceFacts<'_>,
+    pod: &Value,
+) -> Out {
+    let out = run_once_with_facts(policy, req, facts, pod);
     if let Out::Allow { pod: patched, .. } = &out {
         // Idempotence: the patched pod needs no further change.
-        match run_once(policy, req, patched) {
+        match run_once_with_facts(policy, req, facts, patched) {
             Out::Allow { ops: 0, .. } => {}
             Out::Allow {
                 pod: again, ops, ..
@@ -137,12 +155,12 @@ pub(super) fn run_with(policy: &Policy, req: &Req, pod: &Value) -> Out {
 }
 
 pub(super) fn run_once(policy: &Policy, req: &Req, pod: &Value) -> Out {
+    run_once_with_facts(policy, req, facts_of(req), pod)
+}
+
+fn run_once_with_facts(policy: &Policy, req: &Req, facts: NamespaceFacts<'_>, pod: &Value) -> Out {
     let body = review_bytes(req, pod);
     let review = admission::parse(&body).expect("valid review");
-    let facts = match &req.labels {
-        Some(l) => NamespaceFacts::Labels(l),
-        None => NamespaceFacts::TrustSelector,
-    };
     match decide(policy, facts, &review.request).expect("readable") {
         Decision::Skip(r) => Out::Skip(r),
         Decision::Deny {

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use serde_json::Value;
 
 /// Compares `actual` with `tests/golden/<file>.json`; a failure message when they differ
@@ -33,4 +34,24 @@ pub fn assert_none_failed(failures: &[String]) {
         failures.is_empty(),
         "{failures:#?}\n(re-generate with UPDATE_GOLDEN=1 only after reviewing the change)"
     );
+}
+
+/// Takes the base64 `patch` out of an AdmissionReview `response`, puts it back decoded
+/// under `"patch (decoded)"` (readable in the file), and applies it to `pod`. The pod as
+/// stored: patched, as sent when allowed without a patch, `None` when denied.
+pub fn apply_patch(response: &mut Value, mut pod: Value) -> Option<Value> {
+    match response.as_object_mut().and_then(|r| r.remove("patch")) {
+        Some(Value::String(b64)) => {
+            assert_eq!(response["patchType"], "JSONPatch");
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .expect("base64");
+            let ops: json_patch::Patch = serde_json::from_slice(&bytes).expect("JSONPatch");
+            response["patch (decoded)"] = serde_json::from_slice(&bytes).expect("json");
+            json_patch::patch(&mut pod, &ops).expect("the patch applies");
+            Some(pod)
+        }
+        _ if response["allowed"] == true => Some(pod),
+        _ => None,
+    }
 }
