@@ -10,6 +10,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn benches(c: &mut Criterion) {
     let cases = cases::Cases::new();
+    cases.check();
     let mut group = c.benchmark_group("review");
     for case in &cases.cases {
         group.throughput(Throughput::Bytes(case.body.len() as u64));

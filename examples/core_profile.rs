@@ -9,7 +9,7 @@
 //!
 //! (total instructions of the first − the second) / 1000 = instructions per review.
 //! Cases: `a` job pod mutated, `b` not opted in, `c` small non-job pod, `d` GPU pod with
-//! overrides.
+//! overrides, `e` the job pod's size but not a job pod, `f` the job pod as an UPDATE.
 
 #[path = "../benches/cases/mod.rs"]
 mod cases;
@@ -21,11 +21,12 @@ fn main() {
     let which = args.next().unwrap_or_else(|| "a".to_string());
     let n: u64 = args.next().map_or(1000, |n| n.parse().expect("a count"));
     let cases = cases::Cases::new();
+    cases.check();
     let case = cases
         .cases
         .iter()
         .find(|c| c.name.starts_with(&which))
-        .expect("a case: a, b, c, d or e");
+        .expect("a case: a, b, c, d, e or f");
     let mut bytes = 0;
     for _ in 0..n {
         bytes += cases.respond(case, black_box(&case.body)).len();

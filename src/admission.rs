@@ -97,10 +97,18 @@ fn parse_text(text: &str) -> Result<Review<'_>, AdmissionError> {
 /// CREATE in an opted-in namespace: for the job pod, whose 20 KB are most of the review,
 /// that is two passes over it. Here, when the fields before `object` (in the order the
 /// API server writes them) show a pod CREATE and `wants_pod` says yes for the request's
-/// namespace, the pod is read on the way ([`AdmissionRequest::pod`]). The result is the
-/// same as [`parse`]'s in every case: whenever the single pass meets anything it cannot
-/// read (an invalid pod, a malformed review), the body is parsed again with [`parse`], so
-/// errors, and the reviews whose pod is invalid but never needed, are exactly as before.
+/// namespace, the pod is read on the way ([`AdmissionRequest::pod`]).
+///
+/// `wants_pod(namespace)` may answer `true` as a guess (the labels are not known yet:
+/// the core decides again), but `false` is a promise that the core will find the
+/// namespace out of scope. When `uid`, `kind` and `operation` come before `object` and
+/// show a review the core skips whatever its object holds (not a pod CREATE, or `false`
+/// from `wants_pod`), the body is not read past them: such a review has neither `object`
+/// nor `pod`, and a body broken after that point is answered (allowed, unchanged) where
+/// [`parse`] refuses it. Every other result is [`parse`]'s: whenever the single pass meets
+/// anything it cannot read (an invalid pod, a malformed review), the body is parsed again
+/// with [`parse`], so errors, and the reviews whose pod is invalid but never needed, are
+/// exactly as before.
 pub fn parse_with(
     body: &[u8],
     wants_pod: impl FnMut(&str) -> bool,

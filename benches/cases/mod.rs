@@ -1,4 +1,4 @@
-//! The four reviews issue 5 names, and issue 15's large non-job pod, built once and
+//! The four reviews issue 5 names, and issue 15's large skips, built once and
 //! shared by the criterion bench (`benches/core.rs`) and the instruction-count runner
 //! (`examples/core_profile.rs`).
 //!
@@ -6,11 +6,12 @@
 //! pod wrapped in a CREATE review (about 20 KB), mutated; (b) the same review for a
 //! namespace that is not opted in; (c) a small pod that is not a job pod; (d) a
 //! GPU-class pod with overrides; (e) the 16.5 pod with its containers renamed, so it is
-//! not a job pod, in an opted-in namespace (as large as (a), skipped).
+//! not a job pod, in an opted-in namespace (as large as (a), skipped); (f) the review of
+//! (a) as an UPDATE (not a pod CREATE: skipped before its object is read, as (b) is).
 
 use std::collections::BTreeMap;
 
-use ci_pod_webhook::admission;
+use ci_pod_webhook::admission::{self, Outcome};
 use ci_pod_webhook::mutate::{self, NamespaceFacts};
 use ci_pod_webhook::policy::Policy;
 use serde_json::{Value, json};
@@ -19,6 +20,8 @@ pub struct Case {
     pub name: &'static str,
     pub body: Vec<u8>,
     pub opted_in: bool,
+    /// What the review must come to, checked once before it is measured.
+    pub outcome: Outcome,
 }
 
 pub struct Cases {
@@ -74,15 +77,20 @@ impl Cases {
         for (index, name) in [(0, "app"), (1, "sidecar")] {
             not_a_job["spec"]["containers"][index]["name"] = json!(name);
         }
+        let update = String::from_utf8(job.clone())
+            .expect("utf-8")
+            .replacen(r#""operation":"CREATE""#, r#""operation":"UPDATE""#, 1)
+            .into_bytes();
         let small = review(json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web-5d4f8", "namespace": "gitlab", "labels": {"app": "web"}},
             "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}
         }));
-        let case = |name, body, opted_in| Case {
+        let case = |name, body, opted_in, outcome| Case {
             name,
             body,
             opted_in,
+            outcome,
         };
         Cases {
             policy: Policy::embedded(),
@@ -92,11 +100,27 @@ impl Cases {
             )]),
             not_opted_in: BTreeMap::from([("team".to_string(), "astro".to_string())]),
             cases: vec![
-                case("a_job_pod_16.5_mutated", job.clone(), true),
-                case("b_job_pod_not_opted_in", job, false),
-                case("c_small_non_job_pod", small, true),
-                case("d_gpu_pod_with_overrides", review(gpu_pod), true),
-                case("e_large_non_job_pod", review(not_a_job), true),
+                case(
+                    "a_job_pod_16.5_mutated",
+                    job.clone(),
+                    true,
+                    Outcome::Mutated,
+                ),
+                case("b_job_pod_not_opted_in", job, false, Outcome::Skipped),
+                case("c_small_non_job_pod", small, true, Outcome::Skipped),
+                case(
+                    "d_gpu_pod_with_overrides",
+                    review(gpu_pod),
+                    true,
+                    Outcome::Mutated,
+                ),
+                case(
+                    "e_large_non_job_pod",
+                    review(not_a_job),
+                    true,
+                    Outcome::Skipped,
+                ),
+                case("f_job_pod_update", update, true, Outcome::Skipped),
             ],
         }
     }
@@ -109,11 +133,31 @@ impl Cases {
         })
     }
 
+    /// Panics unless every case comes to the outcome it is named for, so that a change
+    /// that turns a case into something else is not measured as a speed-up.
+    pub fn check(&self) {
+        for case in &self.cases {
+            let review = admission::parse(&case.body).expect("readable");
+            let answer =
+                admission::answer(&self.policy, self.facts(case), &review).expect("answer");
+            assert_eq!(answer.summary.outcome, case.outcome, "{}", case.name);
+            let single = self.respond(case, &case.body);
+            assert_eq!(
+                single, answer.body,
+                "{}: the single pass answers otherwise",
+                case.name
+            );
+        }
+    }
+
     /// The whole request path the server runs: parse (reading the pod in the same pass
-    /// when the namespace is opted in), decide, patch, encode.
+    /// when the namespace is in scope, stopping before it when it is not), decide, patch,
+    /// encode.
     pub fn respond(&self, case: &Case, body: &[u8]) -> Vec<u8> {
-        let opted_in = mutate::opted_in(&self.policy, self.facts(case));
-        let review = admission::parse_with(body, |_| opted_in).expect("readable");
+        let review = admission::parse_with(body, |namespace| {
+            mutate::in_scope(&self.policy, namespace, self.facts(case))
+        })
+        .expect("readable");
         admission::answer(&self.policy, self.facts(case), &review)
             .expect("answer")
             .body

@@ -1,6 +1,7 @@
 //! The single pass against the ordinary parse on compact reviews whose keys come in other
 //! orders than the API server's, twice, or escaped: the answer must never change, only
-//! whether the pod is read on the way.
+//! whether the pod is read on the way. The one exception is a skip answered from the
+//! fields before `object`: what follows them is not read, so a flaw there goes unseen.
 
 use std::collections::BTreeMap;
 
@@ -61,6 +62,18 @@ fn assert_same(body: &str) {
             "{}",
             &body[..body.len().min(400)]
         );
+    }
+}
+
+/// As [`assert_same`], except that where the namespace rules the review out, a body broken
+/// after `object` may be answered from the fields before it: exactly as the same review
+/// without the flaw is answered.
+fn assert_same_or_answered_early(body: &str, without_the_flaw: &str) {
+    assert_eq!(outcome(body, true, true), outcome(body, false, true));
+    let (early, ordinary) = (outcome(body, true, false), outcome(body, false, false));
+    if early != ordinary {
+        assert!(ordinary.starts_with("error: "), "{ordinary}");
+        assert_eq!(early, outcome(without_the_flaw, false, false));
     }
 }
 
@@ -125,12 +138,19 @@ fn duplicate_keys_get_the_same_answer() {
             ("operation", "\"UPDATE\""),
             object,
         ],
-        vec![UID, KIND, NAMESPACE, CREATE, object, ("object", "{}")],
-        vec![UID, KIND, NAMESPACE, CREATE, ("object", "{}"), object],
         vec![UID, KIND, KIND, NAMESPACE, CREATE, object],
         vec![UID, UID, KIND, NAMESPACE, CREATE, object],
     ] {
         assert_same(&review(&request));
+    }
+    // Twice after the point where a skip is answered.
+    let once = review(&[UID, KIND, NAMESPACE, CREATE, object]);
+    for request in [
+        vec![UID, KIND, NAMESPACE, CREATE, object, ("object", "{}")],
+        vec![UID, KIND, NAMESPACE, CREATE, ("object", "{}"), object],
+        vec![UID, KIND, NAMESPACE, CREATE, object, UID],
+    ] {
+        assert_same_or_answered_early(&review(&request), &once);
     }
     let twice = members(&[
         ("kind", "\"AdmissionReview\""),
@@ -141,7 +161,69 @@ fn duplicate_keys_get_the_same_answer() {
             &members(&[UID, KIND, ("namespace", "\"other\""), CREATE]),
         ),
     ]);
-    assert_same(&twice);
+    assert_same_or_answered_early(&twice, &once);
+}
+
+/// The point of stopping early: a skip does not read the pod, so what follows the fields
+/// before `object` is never looked at, broken or not.
+#[test]
+fn a_skip_is_answered_from_the_fields_before_the_object() {
+    let pod = compact_pod();
+    let update = ("operation", "\"UPDATE\"");
+    for fields in [
+        [UID, KIND, NAMESPACE, CREATE],
+        [UID, KIND, NAMESPACE, update],
+    ] {
+        let whole = review(&[&fields[..], &[("object", pod.as_str())]].concat());
+        let answered = outcome(&whole, false, false);
+        assert!(
+            answered.contains("\"uid\":\"u-1\",\"allowed\":true"),
+            "{answered}"
+        );
+        assert!(!answered.contains("patch"), "{answered}");
+        for broken in [
+            // Cut in the middle of the pod; a pod that is not JSON; trailing bytes.
+            whole[..whole.len() / 2].to_string(),
+            whole.replacen("\"spec\":{", "\"spec\":{,", 1),
+            format!("{whole} trailing"),
+        ] {
+            assert!(
+                outcome(&broken, false, false).starts_with("error: the body is not valid JSON")
+            );
+            assert_eq!(outcome(&broken, true, false), answered);
+            // Told the pod may be wanted, a CREATE is read on and refused; an UPDATE is
+            // skipped whatever the namespace.
+            let refused = parse_with(broken.as_bytes(), |_| true).map(|_| ());
+            assert_eq!(refused.is_err(), fields[3] == CREATE);
+        }
+    }
+}
+
+/// Only what is read before `object` can end the reading: with `uid`, `kind` or
+/// `operation` after it, the whole body is read, so a flaw anywhere is refused.
+#[test]
+fn a_skip_needs_uid_kind_and_operation_before_the_object() {
+    let object = ("object", "{\"spec\":{}}");
+    for request in [
+        vec![KIND, NAMESPACE, CREATE, object, UID],
+        vec![UID, NAMESPACE, CREATE, object, KIND],
+        vec![UID, KIND, NAMESPACE, object, CREATE],
+    ] {
+        let body = review(&request);
+        assert_same(&body);
+        let uid_kept = outcome(&body, true, false);
+        assert!(uid_kept.contains("\"uid\":\"u-1\""), "{uid_kept}");
+        let broken = format!("{body} trailing");
+        assert!(outcome(&broken, true, false).starts_with("error: the body is not valid JSON"));
+    }
+    // The envelope after the request: the answer echoes it, so it must be read too.
+    let body = members(&[
+        ("request", &members(&[UID, KIND, NAMESPACE, CREATE, object])),
+        ("apiVersion", "\"admission.k8s.io/v1\""),
+        ("kind", "\"AdmissionReview\""),
+    ]);
+    assert_same(&body);
+    assert!(outcome(&format!("{body} x"), true, false).starts_with("error: "));
 }
 
 #[test]

@@ -266,9 +266,10 @@ async fn review(
     // An owned `Arc`, not a guard: it is held across the namespace lookup's await.
     let active = webhook.policy.load_full();
     // Read the pod in the same pass when the namespace is known to be in scope (or not
-    // known yet: reading it is then only a guess, checked again by the core). The labels
-    // found are kept: `parse_with` asks only about the request's own namespace, and a
-    // body that names it twice is not a review.
+    // known yet: reading it is then only a guess, checked again by the core); when it is
+    // known to be out of scope, the review is answered without reading the pod. The
+    // labels found are kept, so the core decides on the same ones: `parse_with` asks only
+    // about the request's own namespace, and a body that names it twice is not a review.
     let mut peeked = None;
     let review = admission::parse_with(&bytes, |namespace| {
         peeked = webhook.cluster.peek(namespace);
