@@ -112,6 +112,62 @@ async fn warn_mode_audit_and_the_job_pod_gauge_on_a_real_api_server() {
             .is_none_or(|env| !env.iter().any(|e| e["name"] == "DOCKER_HOST"))
     );
 
+    // A GPU job pod matches both webhook entries (the second by its GPU request); only
+    // the opted-in entry decides job pods. The API server drops a warning text it already
+    // has, so kubectl shows each once either way; the log shows which entry decided.
+    let warn_gpu = cp
+        .namespace(
+            "audit-warn-gpu",
+            &[WARN, (RUNNER_CLASS, "k8srunner-gpu-v100")],
+        )
+        .await;
+    let mut pod = renamed(&job_pod(V17_9), "warned-gpu");
+    let build = pod["spec"]["containers"]
+        .as_array_mut()
+        .and_then(|containers| containers.iter_mut().find(|c| c["name"] == "build"))
+        .expect("a build container");
+    build["resources"]["limits"]["nvidia.com/gpu"] = "1".into();
+    let output = cp.kubectl(
+        &["create", "-n", &warn_gpu.name, "-f", "-", "-o", "json"],
+        Some(&serde_json::to_vec(&pod).expect("JSON")),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("Warning: "))
+        .collect();
+    let headline = "Warning: ci-pod-webhook warn mode, class k8srunner-gpu-v100";
+    assert_eq!(
+        warnings.iter().filter(|l| l.starts_with(headline)).count(),
+        1,
+        "{stderr}"
+    );
+    let distinct: std::collections::BTreeSet<&&str> = warnings.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        warnings.len(),
+        "a warning repeated: {stderr}"
+    );
+    // Both entries were called: one review warned, the other left the job pod alone.
+    let logged = webhook.reviews(&warn_gpu.name, 2).await;
+    let outcomes: Vec<(&Value, &Value)> = logged
+        .iter()
+        .map(|l| (&l["outcome"], &l["skip_reason"]))
+        .collect();
+    assert_eq!(outcomes.len(), 2, "{logged:?}");
+    assert!(
+        outcomes.contains(&(&"would_mutate".into(), &Value::Null)),
+        "{logged:?}"
+    );
+    assert!(
+        outcomes.contains(&(
+            &"skipped".into(),
+            &"job pod: decided through the opted-in entry".into()
+        )),
+        "{logged:?}"
+    );
+
     // Admitted under one policy: ok; after a reload that lowers the class: drift.
     let ns = cp.namespace("audit-drift", &[OPT_IN]).await;
     let admitted = ns

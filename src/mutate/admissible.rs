@@ -150,7 +150,7 @@ pub(super) fn docker(
 mod tests {
     use super::*;
     use crate::admission;
-    use crate::mutate::{Decision, Facts, decide};
+    use crate::mutate::{Decision, Entry, Facts, decide};
     use crate::policy::Enforcement;
     use serde_json::{Value, json};
 
@@ -350,6 +350,7 @@ mod tests {
         let facts = Facts {
             namespace: NamespaceFacts::Labels(&labels),
             runtime_classes: RuntimeClassFacts::Known(&names),
+            entry: Entry::OptedIn,
         };
         let body = review(&job_pod());
         let parsed = admission::parse(&body).expect("review");
@@ -382,6 +383,7 @@ mod tests {
             let facts = Facts {
                 namespace: NamespaceFacts::Labels(&labels),
                 runtime_classes,
+                entry: Entry::OptedIn,
             };
             let (pod, _, refused) = allowed(&policy, facts, &job_pod());
             assert_eq!(
@@ -400,6 +402,7 @@ mod tests {
         let facts = Facts {
             namespace: NamespaceFacts::Labels(&labels),
             runtime_classes: RuntimeClassFacts::Known(&none),
+            entry: Entry::OptedIn,
         };
         let (pod, _, refused) = allowed(&policy, facts, &job_pod());
         assert!(pod["spec"].get("runtimeClassName").is_none());

@@ -66,11 +66,13 @@ impl NamespaceFacts<'_> {
 }
 
 /// Everything the core knows about the cluster around one request. A bare
-/// [`NamespaceFacts`] converts into it with the RuntimeClasses unknown.
+/// [`NamespaceFacts`] converts into it with the RuntimeClasses unknown, as a review
+/// through the [`Entry::OptedIn`] entry.
 #[derive(Debug, Clone, Copy)]
 pub struct Facts<'a> {
     pub namespace: NamespaceFacts<'a>,
     pub runtime_classes: RuntimeClassFacts<'a>,
+    pub entry: Entry,
 }
 
 impl<'a> From<NamespaceFacts<'a>> for Facts<'a> {
@@ -78,8 +80,20 @@ impl<'a> From<NamespaceFacts<'a>> for Facts<'a> {
         Facts {
             namespace,
             runtime_classes: RuntimeClassFacts::Unknown,
+            entry: Entry::OptedIn,
         }
     }
+}
+
+/// Which of the two webhook entries sent the review (manifests/base).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// `pods.…`: its namespaceSelector requires the opt-in label. It decides job pods.
+    OptedIn,
+    /// `gpu-workloads.…`: pods asking for an NVIDIA GPU in every non-system namespace,
+    /// for `gpuWorkloads`. A GPU job pod in an opted-in namespace reaches both entries;
+    /// this one leaves it to the other, so it is decided, warned about and counted once.
+    GpuWorkloads,
 }
 
 /// A change the policy asks for that the API server would refuse, and what the webhook
@@ -122,6 +136,8 @@ pub enum SkipReason {
     NotJobPod,
     /// Not a job pod, in a `gpuWorkloads` namespace, asking for no GPU.
     NoGpuRequest,
+    /// A job pod reviewed through the GPU workloads entry: the opted-in entry decides it.
+    JobPodOnGpuEntry,
 }
 
 impl SkipReason {
@@ -132,6 +148,7 @@ impl SkipReason {
             SkipReason::MirrorPod => "mirror pod",
             SkipReason::NotJobPod => "not a GitLab Runner job pod",
             SkipReason::NoGpuRequest => "not a job pod and asks for no GPU",
+            SkipReason::JobPodOnGpuEntry => "job pod: decided through the opted-in entry",
         }
     }
 }
@@ -264,6 +281,9 @@ pub fn decide_pod<'p>(
             }
             None => Decision::Skip(SkipReason::NotJobPod),
         });
+    }
+    if facts.entry == Entry::GpuWorkloads {
+        return Ok(Decision::Skip(SkipReason::JobPodOnGpuEntry));
     }
     if !opted_in(policy, namespace) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));

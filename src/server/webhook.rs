@@ -1,10 +1,11 @@
 //! `POST /mutate` and `POST /mutate/gpu-workloads`: the HTTP face of the core.
 //!
 //! Both paths answer with the same core; the path says which webhook entry sent the
-//! review, which matters only without cluster access: `/mutate` is the entry whose
-//! namespaceSelector requires the opt-in label (so the namespace counts as opted in),
+//! review ([`mutate::Entry`]): `/mutate` is the entry whose namespaceSelector requires
+//! the opt-in label (so without cluster access the namespace counts as opted in),
 //! `/mutate/gpu-workloads` the entry that sends GPU pods from every non-system
-//! namespace (so only the namespace's name is known, and job pods are left alone).
+//! namespace (so without cluster access only the namespace's name is known). Job pods
+//! are decided through `/mutate` only: a GPU job pod reaches both.
 //!
 //! The handler reads a bounded body (its bytes held against the body budget), loads the
 //! current policy (one atomic load: a review sees one whole policy), parses the review
@@ -34,29 +35,19 @@ use super::budget::{BodyBudget, Held};
 use crate::admission::{self, AdmissionError};
 use crate::cluster::{Cluster, NamespaceLabels, RuntimeClasses};
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
-use crate::mutate::{self, NamespaceFacts};
+use crate::mutate::{self, Entry, NamespaceFacts};
 use crate::policy::Policy;
 
 pub const MUTATE_PATH: &str = "/mutate";
 /// The path of the GPU workloads webhook entry.
 pub const GPU_WORKLOADS_PATH: &str = "/mutate/gpu-workloads";
 
-/// Which webhook entry a review came through (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    /// Its namespaceSelector requires the opt-in label.
-    OptedIn,
-    /// Its namespaceSelector excludes only system namespaces.
-    GpuWorkloads,
-}
-
-impl Entry {
-    /// The core's namespace facts for `labels` reached through this entry.
-    fn facts(self, labels: &NamespaceLabels) -> NamespaceFacts<'_> {
-        match (self, labels.as_facts()) {
-            (Entry::GpuWorkloads, NamespaceFacts::TrustSelector) => NamespaceFacts::NameOnly,
-            (_, facts) => facts,
-        }
+/// The core's namespace facts for `labels`, for a review through `entry`: without
+/// cluster access, trusting the namespaceSelector holds only for the opted-in entry.
+fn namespace_facts(entry: Entry, labels: &NamespaceLabels) -> NamespaceFacts<'_> {
+    match (entry, labels.as_facts()) {
+        (Entry::GpuWorkloads, NamespaceFacts::TrustSelector) => NamespaceFacts::NameOnly,
+        (_, facts) => facts,
     }
 }
 
@@ -273,9 +264,9 @@ async fn review(
     let mut peeked = None;
     let review = admission::parse_with(&bytes, |namespace| {
         peeked = webhook.cluster.peek(namespace);
-        peeked
-            .as_ref()
-            .is_none_or(|labels| mutate::in_scope(&active.policy, namespace, entry.facts(labels)))
+        peeked.as_ref().is_none_or(|labels| {
+            mutate::in_scope(&active.policy, namespace, namespace_facts(entry, labels))
+        })
     })?;
     span.record("uid", review.uid());
     span.record("namespace", review.namespace());
@@ -285,8 +276,9 @@ async fn review(
     };
     let runtime_classes = webhook.runtime_classes.current();
     let facts = mutate::Facts {
-        namespace: entry.facts(&labels),
+        namespace: namespace_facts(entry, &labels),
         runtime_classes: RuntimeClasses::facts(runtime_classes.as_ref()),
+        entry,
     };
     let answer = admission::answer(&active.policy, facts, &review)?;
     let elapsed = started.elapsed();

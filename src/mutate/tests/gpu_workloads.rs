@@ -295,6 +295,40 @@ fn job_pods_keep_their_class_and_need_the_opt_in() {
     ));
 }
 
+/// A GPU job pod in an opted-in namespace matches both webhook entries; only the
+/// opted-in entry decides it, so its patch, warn-mode warnings and metrics come once.
+#[test]
+fn a_gpu_job_pod_is_decided_through_the_opted_in_entry_only() {
+    let mut gpu_job = with_runner(job_pod(), "k8srunner-gpu-v100");
+    gpu_job["spec"]["containers"][0]["resources"] = json!({"limits": {"nvidia.com/gpu": "1"}});
+    let req = in_namespace("ci-x", opted_in());
+    let body = review_bytes(&req, &gpu_job);
+    let review = admission::parse(&body).expect("valid review");
+    let labels = opted_in().expect("labels");
+    let through = |entry| Facts {
+        namespace: NamespaceFacts::Labels(&labels),
+        runtime_classes: RuntimeClassFacts::Unknown,
+        entry,
+    };
+    let decided = decide(&DEFAULT, through(Entry::OptedIn), &review.request).expect("readable");
+    assert!(
+        matches!(&decided, Decision::Allow(m) if m.chosen.class.name == "k8srunner-gpu-v100"),
+        "{decided:?}"
+    );
+    let decided =
+        decide(&DEFAULT, through(Entry::GpuWorkloads), &review.request).expect("readable");
+    assert!(
+        matches!(decided, Decision::Skip(SkipReason::JobPodOnGpuEntry)),
+        "{decided:?}"
+    );
+    // A GPU pod that is not a job pod is still the GPU entry's.
+    let body = review_bytes(&ci_namespace(), &gpu_pod());
+    let review = admission::parse(&body).expect("valid review");
+    let decided =
+        decide(&DEFAULT, through(Entry::GpuWorkloads), &review.request).expect("readable");
+    assert!(matches!(decided, Decision::Allow(_)), "{decided:?}");
+}
+
 #[test]
 fn the_class_path_also_keeps_gpu_request_equal_to_limit_on_build() {
     for resources in [
@@ -339,6 +373,7 @@ fn a_gpu_pod_is_denied_with_the_fix_when_its_runtime_class_is_missing() {
         let facts = Facts {
             namespace: NamespaceFacts::Labels(&labels),
             runtime_classes: RuntimeClassFacts::Known(names),
+            entry: Entry::OptedIn,
         };
         decide(&DEFAULT, facts, &review.request).expect("readable")
     };
