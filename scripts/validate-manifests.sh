@@ -542,6 +542,24 @@ def check_tls_source(where, objs, name, mwc):
         check(bundle is None and annotation is None, where, "the base sets no caBundle")
 
 
+def check_samples(where, programs, samples, entry, condition):
+    """Evaluates one webhook entry's compiled matchConditions on each sample pod: the
+    webhook must be called exactly when every condition is true, as the sample says."""
+    for description, pod, expected in samples:
+        activation = {"object": celpy.json_to_cel(pod)}
+        results = {}
+        for cname, program in programs:
+            try:
+                results[cname] = bool(program.evaluate(activation))
+            except Exception as e:
+                fail(where, f"{condition} {cname} fails to evaluate on {description}: {e}")
+                results[cname] = None
+        called = all(results.values())
+        check(called == expected, where,
+              f"{entry}{description}: webhook {'called' if called else 'skipped'} ({results}), "
+              f"expected {'called' if expected else 'skipped'}")
+
+
 # Sample pods for the matchConditions: (description, pod, should the webhook be called)
 SAMPLE_PODS = [
     ("runner 16.5 job pod", {
@@ -577,19 +595,7 @@ def check_match_conditions(where, mwc):
         except Exception as e:
             fail(where, f"matchCondition {c['name']} does not compile: {e}")
             return
-    for description, pod, expected in SAMPLE_PODS:
-        activation = {"object": celpy.json_to_cel(pod)}
-        results = {}
-        for cname, program in programs:
-            try:
-                results[cname] = bool(program.evaluate(activation))
-            except Exception as e:
-                fail(where, f"matchCondition {cname} fails to evaluate on {description}: {e}")
-                results[cname] = None
-        called = all(results.values())
-        check(called == expected, where,
-              f"{description}: webhook {'called' if called else 'skipped'} ({results}), "
-              f"expected {'called' if expected else 'skipped'}")
+    check_samples(where, programs, SAMPLE_PODS, entry="", condition="matchCondition")
     # The job-pod condition must say what the policy's jobPods says.
     job = POLICY["jobPods"]
     text = " ".join(c["expression"] for c in conditions)
@@ -634,19 +640,7 @@ def check_gpu_match_conditions(where, mwc):
     except Exception as e:
         fail(where, f"a GPU workloads matchCondition does not compile: {e}")
         return
-    for description, pod, expected in GPU_SAMPLE_PODS:
-        activation = {"object": celpy.json_to_cel(pod)}
-        results = {}
-        for cname, program in programs:
-            try:
-                results[cname] = bool(program.evaluate(activation))
-            except Exception as e:
-                fail(where, f"GPU matchCondition {cname} fails to evaluate on {description}: {e}")
-                results[cname] = None
-        called = all(results.values())
-        check(called == expected, where,
-              f"GPU entry, {description}: webhook {'called' if called else 'skipped'} ({results}), "
-              f"expected {'called' if expected else 'skipped'}")
+    check_samples(where, programs, GPU_SAMPLE_PODS, entry="GPU entry, ", condition="GPU matchCondition")
     # The resource the conditions look for must be the policy's.
     resource = (POLICY.get("gpuWorkloads") or {}).get("resource", "nvidia.com/gpu")
     text = " ".join(c["expression"] for c in conditions)
