@@ -26,7 +26,57 @@ struct Case {
     namespace_labels: Option<&'static [(&'static str, &'static str)]>,
     /// Remove every container's resources first, as from a runner with no limits set.
     strip_resources: bool,
-    check: fn(&Golden),
+    check: Box<dyn Fn(&Golden)>,
+}
+
+/// The fixture most cases start from.
+const JOB_POD: &str = "gitlab-runner-17.9-job-pod.json";
+
+impl Case {
+    /// `fixture` as `runner` made it (with its resources, without override annotations),
+    /// in a namespace the webhook's selector let through.
+    fn new(
+        name: &'static str,
+        fixture: &'static str,
+        runner: Option<&'static str>,
+        check: impl Fn(&Golden) + 'static,
+    ) -> Case {
+        Case {
+            name,
+            fixture,
+            runner,
+            annotations: &[],
+            namespace_labels: None,
+            strip_resources: false,
+            check: Box::new(check),
+        }
+    }
+
+    /// The 17.9 job pod from `runner`.
+    fn job(name: &'static str, runner: &'static str, check: impl Fn(&Golden) + 'static) -> Case {
+        Case::new(name, JOB_POD, Some(runner), check)
+    }
+
+    fn annotated(self, annotations: &'static [(&'static str, &'static str)]) -> Case {
+        Case {
+            annotations,
+            ..self
+        }
+    }
+
+    fn in_namespace(self, labels: &'static [(&'static str, &'static str)]) -> Case {
+        Case {
+            namespace_labels: Some(labels),
+            ..self
+        }
+    }
+
+    fn without_resources(self) -> Case {
+        Case {
+            strip_resources: true,
+            ..self
+        }
+    }
 }
 
 struct Golden {
@@ -84,10 +134,10 @@ fn check_default_class(g: &Golden) {
 }
 
 fn check_class(
-    class: &str,
-    cpu: Option<&str>,
-    memory: &str,
-    gpus: Option<&str>,
+    class: &'static str,
+    cpu: Option<&'static str>,
+    memory: &'static str,
+    gpus: Option<&'static str>,
 ) -> impl Fn(&Golden) {
     move |g: &Golden| {
         assert_eq!(g.response["auditAnnotations"]["class"], class);
@@ -134,32 +184,39 @@ fn check_class(
     }
 }
 
-macro_rules! class_case {
-    ($name:literal, $class:literal, $cpu:expr, $mem:literal, $gpus:expr) => {
-        Case {
-            name: $name,
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some($class),
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: true,
-            check: |g| check_class($class, $cpu, $mem, $gpus)(g),
-        }
-    };
+const OPTED_IN: &[(&str, &str)] = &[("ci.skao.int/pod-policy", "enabled")];
+
+/// The job pod without resources from the runner of `class`: the class's own values.
+fn class_case(
+    name: &'static str,
+    class: &'static str,
+    cpu: Option<&'static str>,
+    memory: &'static str,
+    gpus: Option<&'static str>,
+) -> Case {
+    Case::job(name, class, check_class(class, cpu, memory, gpus)).without_resources()
 }
 
-const OPTED_IN: &[(&str, &str)] = &[("ci.skao.int/pod-policy", "enabled")];
+/// The job pod from `runner` with an invalid override: denied, `message` in the status.
+fn denied_case(
+    name: &'static str,
+    runner: &'static str,
+    annotations: &'static [(&'static str, &'static str)],
+    message: &'static str,
+) -> Case {
+    Case::job(name, runner, move |g| {
+        assert!(g.denial().contains(message), "{message:?} in the denial")
+    })
+    .annotated(annotations)
+}
 
 fn cases() -> Vec<Case> {
     vec![
-        Case {
-            name: "runner-16.5-default-class",
-            fixture: "gitlab-runner-16.5-job-pod.json",
-            runner: None,
-            annotations: &[],
-            namespace_labels: Some(OPTED_IN),
-            strip_resources: false,
-            check: |g| {
+        Case::new(
+            "runner-16.5-default-class",
+            "gitlab-runner-16.5-job-pod.json",
+            None,
+            |g| {
                 check_default_class(g);
                 // The runner's own docker.sock mount is left alone.
                 let mounts = g.container("build")["volumeMounts"]
@@ -181,15 +238,13 @@ fn cases() -> Vec<Case> {
                     "existing requests kept"
                 );
             },
-        },
-        Case {
-            name: "runner-16.1-generate-name",
-            fixture: "gitlab-runner-16.1-generate-name.json",
-            runner: None,
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
+        )
+        .in_namespace(OPTED_IN),
+        Case::new(
+            "runner-16.1-generate-name",
+            "gitlab-runner-16.1-generate-name.json",
+            None,
+            |g| {
                 check_default_class(g);
                 assert!(g.pod()["metadata"].get("name").is_none());
                 assert_eq!(
@@ -197,44 +252,40 @@ fn cases() -> Vec<Case> {
                     "runner-xz3kq9ab-project-12345678-concurrent-3-"
                 );
             },
-        },
-        class_case!("class-k8srunner", "k8srunner", Some("5"), "10Gi", None),
-        class_case!(
+        ),
+        class_case("class-k8srunner", "k8srunner", Some("5"), "10Gi", None),
+        class_case(
             "class-k8srunner-large",
             "k8srunner-large",
             None,
             "32Gi",
-            None
+            None,
         ),
-        class_case!(
+        class_case(
             "class-k8srunner-xlarge",
             "k8srunner-xlarge",
             None,
             "128Gi",
-            None
+            None,
         ),
-        class_case!(
+        class_case(
             "class-k8srunner-gpu-v100",
             "k8srunner-gpu-v100",
             Some("5"),
             "10Gi",
-            Some("1")
+            Some("1"),
         ),
-        class_case!(
+        class_case(
             "class-ska-k8srunner-dp",
             "ska-k8srunner-dp",
             Some("3"),
             "1Gi",
-            None
+            None,
         ),
-        Case {
-            name: "class-k8srunner-large-with-runner-limits",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner-large"),
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
+        Case::job(
+            "class-k8srunner-large-with-runner-limits",
+            "k8srunner-large",
+            |g| {
                 // The runner config's cpu limit goes (the class has none); its memory
                 // limit, within the class, stays.
                 assert_eq!(g.limits("build"), &json!({"memory": "10Gi"}));
@@ -242,22 +293,19 @@ fn cases() -> Vec<Case> {
                     &"build: limits.cpu 5 removed: class k8srunner-large sets no cpu limit"
                 ));
             },
-        },
-        class_case!(
+        ),
+        class_case(
             "class-ska-k8srunner-dp-gpu-a100",
             "ska-k8srunner-dp-gpu-a100",
             Some("5"),
             "10Gi",
-            Some("1")
+            Some("1"),
         ),
-        Case {
-            name: "no-resources-no-services",
-            fixture: "gitlab-runner-17.9-no-resources-no-services.json",
-            runner: Some("k8srunner"),
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
+        Case::new(
+            "no-resources-no-services",
+            "gitlab-runner-17.9-no-resources-no-services.json",
+            Some("k8srunner"),
+            |g| {
                 assert_eq!(
                     g.container("build")["resources"],
                     json!({"limits": {"cpu": "5", "memory": "10Gi"}, "requests": {"cpu": "1", "memory": "2Gi"}})
@@ -273,15 +321,12 @@ fn cases() -> Vec<Case> {
                     json!({"node-role.skatelescope.org/ci-worker": "true"})
                 );
             },
-        },
-        Case {
-            name: "alias-services",
-            fixture: "gitlab-runner-17.9-alias-services.json",
-            runner: Some("k8srunner"),
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
+        ),
+        Case::new(
+            "alias-services",
+            "gitlab-runner-17.9-alias-services.json",
+            Some("k8srunner"),
+            |g| {
                 // Services named after their alias are services: held to the ceiling,
                 // or given the service values.
                 assert_eq!(
@@ -293,15 +338,12 @@ fn cases() -> Vec<Case> {
                     json!({"limits": {"cpu": "3", "memory": "1Gi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})
                 );
             },
-        },
-        Case {
-            name: "uid-gid-collector",
-            fixture: "gitlab-runner-17.9-uid-gid-collector.json",
-            runner: Some("k8srunner"),
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
+        ),
+        Case::new(
+            "uid-gid-collector",
+            "gitlab-runner-17.9-uid-gid-collector.json",
+            Some("k8srunner"),
+            |g| {
                 for c in ["build", "init-build-uid-gid-collector"] {
                     assert_eq!(
                         g.limits(c),
@@ -310,15 +352,12 @@ fn cases() -> Vec<Case> {
                     );
                 }
             },
-        },
-        Case {
-            name: "pod-level-resources",
-            fixture: "gitlab-runner-18.10-pod-level-resources.json",
-            runner: Some("k8srunner"),
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
+        ),
+        Case::new(
+            "pod-level-resources",
+            "gitlab-runner-18.10-pod-level-resources.json",
+            Some("k8srunner"),
+            |g| {
                 // The runner's pod-level limits are within the class: kept, and no
                 // container gets a class limit above them.
                 assert_eq!(
@@ -330,15 +369,12 @@ fn cases() -> Vec<Case> {
                 }
                 assert_eq!(g.docker_host(), Some("unix:///var/run/ci-dind/docker.sock"));
             },
-        },
-        Case {
-            name: "gpu-reach",
-            fixture: "gitlab-runner-17.9-gpu-reach.json",
-            runner: Some("k8srunner-gpu-v100"),
-            annotations: &[],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
+        ),
+        Case::new(
+            "gpu-reach",
+            "gitlab-runner-17.9-gpu-reach.json",
+            Some("k8srunner-gpu-v100"),
+            |g| {
                 assert_eq!(g.limits("build")["nvidia.com/gpu"], "1");
                 for c in ["helper", "svc-0", "init-permissions"] {
                     assert!(g.limits(c).get("nvidia.com/gpu").is_none(), "{c}");
@@ -353,216 +389,118 @@ fn cases() -> Vec<Case> {
                     );
                 }
             },
-        },
-        Case {
-            name: "namespace-not-opted-in",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner-xlarge"),
-            annotations: &[],
-            namespace_labels: Some(&[("team", "astro")]),
-            strip_resources: false,
-            check: |g| {
-                assert_eq!(g.response["allowed"], true);
-                assert!(g.response.get("patch (decoded)").is_none(), "no patch");
-                assert!(g.response.get("auditAnnotations").is_none());
-                assert!(
-                    g.pod()["metadata"]["annotations"]
-                        .get("ci.skao.int/class")
-                        .is_none()
-                );
-            },
-        },
-        Case {
-            name: "namespace-class-label",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner-xlarge"),
-            annotations: &[],
-            namespace_labels: Some(&[
-                ("ci.skao.int/pod-policy", "enabled"),
-                ("ci.skao.int/runner-class", "ska-k8srunner-dp"),
-            ]),
-            strip_resources: true,
-            check: |g| check_class("ska-k8srunner-dp", Some("3"), "1Gi", None)(g),
-        },
-        Case {
-            name: "override-cpu-request",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/cpu-request", "2500m")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| assert_eq!(g.requests("build")["cpu"], "2500m"),
-        },
-        Case {
-            name: "override-cpu-limit",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/cpu-limit", "7")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| assert_eq!(g.limits("build")["cpu"], "7"),
-        },
-        Case {
-            name: "override-memory-request",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/memory-request", "6Gi")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| assert_eq!(g.requests("build")["memory"], "6Gi"),
-        },
-        Case {
-            name: "override-memory-limit",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/memory-limit", "2Gi")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert_eq!(g.limits("build")["memory"], "2Gi");
-                assert_eq!(
-                    g.requests("build")["memory"],
-                    "2Gi",
-                    "the 4Gi request follows the lowered limit"
-                );
-            },
-        },
-        Case {
-            name: "override-clamped",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[
-                ("ci.skao.int/cpu-limit", "64"),
-                ("ci.skao.int/memory-limit", "1Ti"),
-            ],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert_eq!(g.limits("build"), &json!({"cpu": "8", "memory": "16Gi"}));
-                assert_eq!(
-                    g.response["auditAnnotations"]["overrides"],
-                    "cpu-limit=8 (asked 64), memory-limit=16Gi (asked 1Ti)"
-                );
-                assert_eq!(g.warnings().len(), 2);
-            },
-        },
-        Case {
-            name: "override-gpus",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("ska-k8srunner-dp-gpu-a100"),
-            annotations: &[("ci.skao.int/gpus", "3")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| assert_eq!(g.limits("build")["nvidia.com/gpu"], "3"),
-        },
-        Case {
-            name: "override-docker-disabled",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/docker", "disabled")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert_eq!(g.docker_host(), None);
-                assert!(
-                    !g.pod()["spec"]["volumes"]
-                        .as_array()
-                        .expect("volumes")
-                        .iter()
-                        .any(|v| v["name"] == "ci-dind")
-                );
-            },
-        },
-        Case {
-            name: "invalid-cpu-limit",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/cpu-limit", "lots")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert!(
-                    g.denial()
-                        .contains("ci.skao.int/cpu-limit: \"lots\" is not a valid quantity")
-                )
-            },
-        },
-        Case {
-            name: "invalid-memory-request",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/memory-request", "-4Gi")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert!(
-                    g.denial()
-                        .contains("ci.skao.int/memory-request: \"-4Gi\" must be greater than zero")
-                )
-            },
-        },
-        Case {
-            name: "invalid-cpu-request",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/cpu-request", "2 cores")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert!(g.denial().contains("ci.skao.int/cpu-request: \"2 cores\" is not a valid quantity; use a Kubernetes quantity such as 500m or 2"))
-            },
-        },
-        Case {
-            name: "invalid-memory-limit",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/memory-limit", "8GB")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert!(g.denial().contains("ci.skao.int/memory-limit: \"8GB\" is not a valid quantity; use a Kubernetes quantity such as 512Mi or 4Gi"))
-            },
-        },
-        Case {
-            name: "invalid-gpus",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("ska-k8srunner-dp-gpu-a100"),
-            annotations: &[("ci.skao.int/gpus", "0")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert!(g.denial().contains("ci.skao.int/gpus: \"0\" is not a valid GPU count; use a whole number from 1 to 4"))
-            },
-        },
-        Case {
-            name: "invalid-docker",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/docker", "no")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert!(
-                    g.denial()
-                        .contains("the only accepted value is \"disabled\"")
-                )
-            },
-        },
-        Case {
-            name: "invalid-unknown-key",
-            fixture: "gitlab-runner-17.9-job-pod.json",
-            runner: Some("k8srunner"),
-            annotations: &[("ci.skao.int/class-override", "k8srunner-xlarge")],
-            namespace_labels: None,
-            strip_resources: false,
-            check: |g| {
-                assert!(
-                    g.denial().contains(
-                        "\"ci.skao.int/class-override\" is not a ci-pod-webhook override"
-                    )
-                )
-            },
-        },
+        ),
+        Case::job("namespace-not-opted-in", "k8srunner-xlarge", |g| {
+            assert_eq!(g.response["allowed"], true);
+            assert!(g.response.get("patch (decoded)").is_none(), "no patch");
+            assert!(g.response.get("auditAnnotations").is_none());
+            assert!(
+                g.pod()["metadata"]["annotations"]
+                    .get("ci.skao.int/class")
+                    .is_none()
+            );
+        })
+        .in_namespace(&[("team", "astro")]),
+        Case::job(
+            "namespace-class-label",
+            "k8srunner-xlarge",
+            check_class("ska-k8srunner-dp", Some("3"), "1Gi", None),
+        )
+        .in_namespace(&[
+            ("ci.skao.int/pod-policy", "enabled"),
+            ("ci.skao.int/runner-class", "ska-k8srunner-dp"),
+        ])
+        .without_resources(),
+        Case::job("override-cpu-request", "k8srunner", |g| {
+            assert_eq!(g.requests("build")["cpu"], "2500m")
+        })
+        .annotated(&[("ci.skao.int/cpu-request", "2500m")]),
+        Case::job("override-cpu-limit", "k8srunner", |g| {
+            assert_eq!(g.limits("build")["cpu"], "7")
+        })
+        .annotated(&[("ci.skao.int/cpu-limit", "7")]),
+        Case::job("override-memory-request", "k8srunner", |g| {
+            assert_eq!(g.requests("build")["memory"], "6Gi")
+        })
+        .annotated(&[("ci.skao.int/memory-request", "6Gi")]),
+        Case::job("override-memory-limit", "k8srunner", |g| {
+            assert_eq!(g.limits("build")["memory"], "2Gi");
+            assert_eq!(
+                g.requests("build")["memory"],
+                "2Gi",
+                "the 4Gi request follows the lowered limit"
+            );
+        })
+        .annotated(&[("ci.skao.int/memory-limit", "2Gi")]),
+        Case::job("override-clamped", "k8srunner", |g| {
+            assert_eq!(g.limits("build"), &json!({"cpu": "8", "memory": "16Gi"}));
+            assert_eq!(
+                g.response["auditAnnotations"]["overrides"],
+                "cpu-limit=8 (asked 64), memory-limit=16Gi (asked 1Ti)"
+            );
+            assert_eq!(g.warnings().len(), 2);
+        })
+        .annotated(&[
+            ("ci.skao.int/cpu-limit", "64"),
+            ("ci.skao.int/memory-limit", "1Ti"),
+        ]),
+        Case::job("override-gpus", "ska-k8srunner-dp-gpu-a100", |g| {
+            assert_eq!(g.limits("build")["nvidia.com/gpu"], "3")
+        })
+        .annotated(&[("ci.skao.int/gpus", "3")]),
+        Case::job("override-docker-disabled", "k8srunner", |g| {
+            assert_eq!(g.docker_host(), None);
+            assert!(
+                !g.pod()["spec"]["volumes"]
+                    .as_array()
+                    .expect("volumes")
+                    .iter()
+                    .any(|v| v["name"] == "ci-dind")
+            );
+        })
+        .annotated(&[("ci.skao.int/docker", "disabled")]),
+        denied_case(
+            "invalid-cpu-limit",
+            "k8srunner",
+            &[("ci.skao.int/cpu-limit", "lots")],
+            "ci.skao.int/cpu-limit: \"lots\" is not a valid quantity",
+        ),
+        denied_case(
+            "invalid-memory-request",
+            "k8srunner",
+            &[("ci.skao.int/memory-request", "-4Gi")],
+            "ci.skao.int/memory-request: \"-4Gi\" must be greater than zero",
+        ),
+        denied_case(
+            "invalid-cpu-request",
+            "k8srunner",
+            &[("ci.skao.int/cpu-request", "2 cores")],
+            "ci.skao.int/cpu-request: \"2 cores\" is not a valid quantity; use a Kubernetes quantity such as 500m or 2",
+        ),
+        denied_case(
+            "invalid-memory-limit",
+            "k8srunner",
+            &[("ci.skao.int/memory-limit", "8GB")],
+            "ci.skao.int/memory-limit: \"8GB\" is not a valid quantity; use a Kubernetes quantity such as 512Mi or 4Gi",
+        ),
+        denied_case(
+            "invalid-gpus",
+            "ska-k8srunner-dp-gpu-a100",
+            &[("ci.skao.int/gpus", "0")],
+            "ci.skao.int/gpus: \"0\" is not a valid GPU count; use a whole number from 1 to 4",
+        ),
+        denied_case(
+            "invalid-docker",
+            "k8srunner",
+            &[("ci.skao.int/docker", "no")],
+            "the only accepted value is \"disabled\"",
+        ),
+        denied_case(
+            "invalid-unknown-key",
+            "k8srunner",
+            &[("ci.skao.int/class-override", "k8srunner-xlarge")],
+            "\"ci.skao.int/class-override\" is not a ci-pod-webhook override",
+        ),
     ]
 }
 
