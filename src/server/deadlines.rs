@@ -250,35 +250,45 @@ mod tests {
         )
     }
 
-    async fn read_error(io: &mut Deadlines<tokio::io::DuplexStream>) -> io::Error {
+    /// Reads until a read fails: that error, and how long it took to come.
+    async fn read_error(io: &mut Deadlines<tokio::io::DuplexStream>) -> (io::Error, Duration) {
+        let started = Instant::now();
         let mut buf = [0u8; 16];
         loop {
             match io.read(&mut buf).await {
                 Ok(0) => panic!("end of stream"),
                 Ok(_) => {}
-                Err(e) => return e,
+                Err(e) => return (e, started.elapsed()),
             }
         }
+    }
+
+    /// The client sends a whole request head and the server reads it.
+    async fn send_head(
+        server: &mut Deadlines<tokio::io::DuplexStream>,
+        client: &mut tokio::io::DuplexStream,
+    ) {
+        client
+            .write_all(b"GET / HTTP/1.1\r\n\r\n")
+            .await
+            .expect("write");
+        let mut buf = [0u8; 64];
+        assert!(server.read(&mut buf).await.expect("read") > 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_first_head_is_due_within_the_header_timeout() {
         let (mut server, _client, _) = pair();
-        let started = Instant::now();
-        let error = read_error(&mut server).await;
+        let (error, took) = read_error(&mut server).await;
         assert_eq!(error.kind(), io::ErrorKind::TimedOut);
-        assert_eq!(started.elapsed(), TIMEOUTS.head);
+        assert_eq!(took, TIMEOUTS.head);
     }
 
     #[tokio::test(start_paused = true)]
     async fn between_requests_the_keep_alive_timeout_applies_then_the_header_timeout() {
         let (mut server, mut client, phase) = pair();
+        send_head(&mut server, &mut client).await;
         let mut buf = [0u8; 64];
-        client
-            .write_all(b"GET / HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        assert!(server.read(&mut buf).await.expect("read") > 0);
         // The head is complete and the request handled: no deadline here meanwhile.
         let handling = phase.start();
         let wait = tokio::time::timeout(TIMEOUTS.keep_alive * 5, server.read(&mut buf)).await;
@@ -293,10 +303,9 @@ mod tests {
         // The next request begins; its head never finishes.
         client.write_all(b"G").await.expect("write");
         assert_eq!(server.read(&mut buf).await.expect("read"), 1);
-        let started = Instant::now();
-        let error = read_error(&mut server).await;
+        let (error, took) = read_error(&mut server).await;
         assert_eq!(error.to_string(), "request head not received in time");
-        assert_eq!(started.elapsed(), TIMEOUTS.head);
+        assert_eq!(took, TIMEOUTS.head);
     }
 
     #[tokio::test(start_paused = true)]
@@ -305,12 +314,8 @@ mod tests {
         // handled, and the next read must still see the connection as idle, not as
         // still in the old head.
         let (mut server, mut client, phase) = pair();
+        send_head(&mut server, &mut client).await;
         let mut buf = [0u8; 64];
-        client
-            .write_all(b"GET / HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        assert!(server.read(&mut buf).await.expect("read") > 0);
         drop(phase.start());
         let wait = tokio::time::timeout(TIMEOUTS.keep_alive / 2, server.read(&mut buf)).await;
         assert!(wait.is_err(), "idle, not a late head: {wait:?}");
@@ -319,19 +324,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_closed_after_the_keep_alive_timeout() {
         let (mut server, mut client, phase) = pair();
+        send_head(&mut server, &mut client).await;
         let mut buf = [0u8; 64];
-        client
-            .write_all(b"GET / HTTP/1.1\r\n\r\n")
-            .await
-            .expect("write");
-        assert!(server.read(&mut buf).await.expect("read") > 0);
         let handling = phase.start();
         let _ = tokio::time::timeout(TIMEOUTS.head, server.read(&mut buf)).await;
         drop(handling);
-        let started = Instant::now();
-        let error = read_error(&mut server).await;
+        let (error, took) = read_error(&mut server).await;
         assert_eq!(error.to_string(), "keep-alive timeout");
-        assert_eq!(started.elapsed(), TIMEOUTS.keep_alive);
+        assert_eq!(took, TIMEOUTS.keep_alive);
     }
 
     #[tokio::test(start_paused = true)]
