@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use ci_pod_webhook::server::Settings;
 use common::*;
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -15,10 +16,7 @@ use tokio::net::TcpStream;
 async fn http1_keep_alive_serves_many_reviews_on_one_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |_| {}).await;
-    let mut conn = client
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let mut conn = connect(&client, &server, Protocol::Http1).await;
     assert_eq!(conn.alpn.as_deref(), Some(&b"http/1.1"[..]));
     for i in 0..5 {
         let reply = conn
@@ -38,10 +36,7 @@ async fn http1_keep_alive_serves_many_reviews_on_one_connection() {
 async fn http2_is_negotiated_and_multiplexes_reviews() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |_| {}).await;
-    let conn = client
-        .connect(server.webhook, Protocol::Http2)
-        .await
-        .expect("connect");
+    let conn = connect(&client, &server, Protocol::Http2).await;
     assert_eq!(conn.alpn.as_deref(), Some(&b"h2"[..]));
     let conn = std::sync::Arc::new(tokio::sync::Mutex::new(conn));
     let mut tasks = Vec::new();
@@ -75,18 +70,76 @@ async fn tls_1_2_is_accepted_as_well_as_1_3() {
     conn.review(&job_pod_review("t12", "gitlab", |_| {})).await;
 }
 
-/// A client CA and a client certificate (clientAuth) it signed.
-fn client_identity() -> (String, String, String) {
+/// A client CA: its certificate (PEM) and the issuer that signs with it.
+fn client_ca() -> (String, Issuer<'static, KeyPair>) {
     let ca_key = KeyPair::generate().expect("key");
     let mut ca = CertificateParams::new(Vec::new()).expect("params");
     ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     let ca_cert = ca.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::new(ca, &ca_key);
+    (ca_cert.pem(), Issuer::new(ca, ca_key))
+}
+
+/// A client certificate (clientAuth, for kube-apiserver) that `issuer` signed after
+/// `edit` changed it, and its key (PEM).
+fn client_cert(
+    issuer: &Issuer<'static, KeyPair>,
+    edit: impl FnOnce(&mut CertificateParams),
+) -> (String, String) {
     let key = KeyPair::generate().expect("key");
-    let mut leaf = CertificateParams::new(vec!["kube-apiserver".to_string()]).expect("params");
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+    let mut params = CertificateParams::new(vec!["kube-apiserver".to_string()]).expect("params");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    edit(&mut params);
+    let cert = params.signed_by(&key, issuer).expect("leaf");
+    (cert.pem(), key.serialize_pem())
+}
+
+/// A client CA and a client certificate (clientAuth) it signed.
+fn client_identity() -> (String, String, String) {
+    let (ca, issuer) = client_ca();
+    let (cert, key) = client_cert(&issuer, |_| {});
+    (ca, cert, key)
+}
+
+/// A client that trusts the server's CA and presents the certificate `cert` with `key`.
+fn presenting(server_ca: &str, cert: &str, key: &str) -> Client {
+    Client::build(&[server_ca], Some((cert, key)), false)
+}
+
+/// A new connection, which must succeed.
+async fn connect(client: &Client, server: &Running, protocol: Protocol) -> Conn {
+    client
+        .connect(server.webhook, protocol)
+        .await
+        .expect("connect")
+}
+
+/// The count of certificate reloads with this result.
+async fn reloads(server: &Running, result: &str) -> f64 {
+    let series = format!("ci_pod_webhook_certificate_reloads_total{{result=\"{result}\"}}");
+    server.metric(&series).await
+}
+
+/// Waits for the server to close `conn`, idle after its last answer, and checks that
+/// this took longer than a 300 ms header timeout could explain.
+async fn closed_by_the_keep_alive_timeout(conn: Conn) {
+    let idle = std::time::Instant::now();
+    tokio::time::timeout(PATIENCE, conn.closed)
+        .await
+        .expect("closed after the keep-alive timeout")
+        .expect("join");
+    let after = idle.elapsed();
+    assert!(
+        after >= Duration::from_millis(600),
+        "closed after {after:?}"
+    );
+}
+
+const KEEP_ALIVE: Duration = Duration::from_millis(1500);
+
+/// A 300 ms header timeout and a 1.5 s keep-alive timeout.
+fn short_header_and_keep_alive_timeouts(s: &mut Settings) {
+    s.limits.header_read_timeout = Duration::from_millis(300);
+    s.limits.keep_alive_timeout = KEEP_ALIVE;
 }
 
 #[tokio::test]
@@ -112,25 +165,14 @@ async fn client_ca_mode_rejects_clients_without_a_certificate_and_accepts_signed
     .await;
 
     let (_, other_cert, other_key) = client_identity();
-    let stranger = Client::build(
-        &[&generated.ca_cert],
-        Some((&other_cert, &other_key)),
-        false,
-    );
+    let stranger = presenting(&generated.ca_cert, &other_cert, &other_key);
     assert!(
         !gets_in(&stranger, server.webhook).await,
         "a certificate from another CA must not get in"
     );
 
-    let known = Client::build(
-        &[&generated.ca_cert],
-        Some((&client_cert, &client_key)),
-        false,
-    );
-    let mut conn = known
-        .connect(server.webhook, Protocol::Http2)
-        .await
-        .expect("connect");
+    let known = presenting(&generated.ca_cert, &client_cert, &client_key);
+    let mut conn = connect(&known, &server, Protocol::Http2).await;
     conn.review(&job_pod_review("mtls", "gitlab", |_| {})).await;
 }
 
@@ -156,27 +198,17 @@ async fn a_client_ca_rotated_by_a_symlink_swap_applies_to_new_connections() {
         s.client_ca = Some(volume.path("ca.crt"))
     })
     .await;
-    let old = Client::build(&[&generated.ca_cert], Some((&old_cert, &old_key)), false);
-    let new = Client::build(&[&generated.ca_cert], Some((&new_cert, &new_key)), false);
-    let reloads = |result: &'static str| {
-        let server = &server;
-        async move {
-            let series = format!("ci_pod_webhook_certificate_reloads_total{{result=\"{result}\"}}");
-            server.metric(&series).await
-        }
-    };
+    let old = presenting(&generated.ca_cert, &old_cert, &old_key);
+    let new = presenting(&generated.ca_cert, &new_cert, &new_key);
 
     assert!(gets_in(&old, server.webhook).await);
     assert!(!gets_in(&new, server.webhook).await);
-    let mut before = old
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let mut before = connect(&old, &server, Protocol::Http1).await;
 
     // A file that holds no certificate is refused; the old CA stays in force.
     volume.publish(&[("ca.crt", b"not a certificate".as_slice())]);
     eventually("the broken CA file is refused", || async {
-        reloads("failure").await == 1.0
+        reloads(&server, "failure").await == 1.0
     })
     .await;
     assert!(gets_in(&old, server.webhook).await);
@@ -195,8 +227,8 @@ async fn a_client_ca_rotated_by_a_symlink_swap_applies_to_new_connections() {
     })
     .await;
     assert!(gets_in(&new, server.webhook).await);
-    assert_eq!(reloads("success").await, 2.0);
-    assert_eq!(reloads("failure").await, 1.0);
+    assert_eq!(reloads(&server, "success").await, 2.0);
+    assert_eq!(reloads(&server, "failure").await, 1.0);
     // A connection authenticated before the rotation carries on.
     before
         .review(&job_pod_review("before", "gitlab", |_| {}))
@@ -219,10 +251,7 @@ async fn a_certificate_rotated_by_a_symlink_swap_is_served_to_new_connections() 
     let server = Running::start(settings(&volume.path("tls.crt"), &volume.path("tls.key"))).await;
     let client = Client::trusting(&[&first.ca_cert, &second.ca_cert]);
 
-    let old = client
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let old = connect(&client, &server, Protocol::Http1).await;
     assert_eq!(old.peer_cert, leaf_der(&first.tls_cert));
 
     // A broken update (key of another certificate) is refused; the first stays in force.
@@ -231,16 +260,10 @@ async fn a_certificate_rotated_by_a_symlink_swap_is_served_to_new_connections() 
         ("tls.key", first.tls_key.as_bytes()),
     ]);
     eventually("the mismatched pair is refused", || async {
-        server
-            .metric(r#"ci_pod_webhook_certificate_reloads_total{result="failure"}"#)
-            .await
-            == 1.0
+        reloads(&server, "failure").await == 1.0
     })
     .await;
-    let conn = client
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let conn = connect(&client, &server, Protocol::Http1).await;
     assert_eq!(conn.peer_cert, leaf_der(&first.tls_cert));
 
     volume.publish(&[
@@ -248,19 +271,11 @@ async fn a_certificate_rotated_by_a_symlink_swap_is_served_to_new_connections() 
         ("tls.key", second.tls_key.as_bytes()),
     ]);
     eventually("new connections get the second certificate", || async {
-        let conn = client
-            .connect(server.webhook, Protocol::Http1)
-            .await
-            .expect("connect");
+        let conn = connect(&client, &server, Protocol::Http1).await;
         conn.peer_cert == leaf_der(&second.tls_cert)
     })
     .await;
-    assert_eq!(
-        server
-            .metric(r#"ci_pod_webhook_certificate_reloads_total{result="success"}"#)
-            .await,
-        1.0
-    );
+    assert_eq!(reloads(&server, "success").await, 1.0);
     // A connection made before the rotation carries on with its certificate.
     let mut old = old;
     old.review(&job_pod_review("old", "gitlab", |_| {})).await;
@@ -310,10 +325,7 @@ async fn slow_clients_are_cut_off_by_the_handshake_and_header_timeouts() {
 async fn connections_above_the_limit_wait_for_a_free_slot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |s| s.limits.max_connections = 1).await;
-    let first = client
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let first = connect(&client, &server, Protocol::Http1).await;
     let waiting = tokio::time::timeout(
         Duration::from_millis(300),
         client.connect(server.webhook, Protocol::Http1),
@@ -410,10 +422,7 @@ async fn the_certs_command_makes_a_ca_and_a_serving_certificate_for_the_service(
     // The API server dials <service>.<namespace>.svc and checks the chain to caBundle.
     let server = Running::start(settings(&out.join("tls.crt"), &out.join("tls.key"))).await;
     let client = Client::trusting(&[&ca_pem]).expecting("hook.ci.svc");
-    let mut conn = client
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let mut conn = connect(&client, &server, Protocol::Http1).await;
     conn.review(&job_pod_review("svc", "gitlab", |_| {})).await;
     let wrong = Client::trusting(&[&ca_pem]).expecting("other.ci.svc");
     assert!(
@@ -449,22 +458,10 @@ async fn sessions_are_not_resumed_so_every_connection_gets_the_certificate_in_fo
 #[tokio::test]
 async fn client_ca_mode_rejects_expired_and_non_client_certificates_from_the_right_ca() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca_key = KeyPair::generate().expect("key");
-    let mut ca = CertificateParams::new(Vec::new()).expect("params");
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).expect("ca");
-    let issuer = Issuer::new(ca, &ca_key);
-    let leaf = |edit: &dyn Fn(&mut CertificateParams)| {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(vec!["kube-apiserver".to_string()]).expect("params");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        edit(&mut params);
-        let cert = params.signed_by(&key, &issuer).expect("leaf");
-        (cert.pem(), key.serialize_pem())
-    };
+    let (ca_pem, issuer) = client_ca();
+    let leaf = |edit: &dyn Fn(&mut CertificateParams)| client_cert(&issuer, edit);
     let ca_path = dir.path().join("client-ca.crt");
-    std::fs::write(&ca_path, ca_cert.pem()).expect("write");
+    std::fs::write(&ca_path, ca_pem).expect("write");
     let (server, generated) =
         Running::with_certs(&dir.path().join("tls"), |s| s.client_ca = Some(ca_path)).await;
 
@@ -483,18 +480,15 @@ async fn client_ca_mode_rejects_expired_and_non_client_certificates_from_the_rig
         ("a certificate not valid yet", not_yet),
         ("a serverAuth-only certificate", server_only),
     ] {
-        let client = Client::build(&[&generated.ca_cert], Some((&cert, &key)), false);
+        let client = presenting(&generated.ca_cert, &cert, &key);
         assert!(
             !gets_in(&client, server.webhook).await,
             "{what} got an answer"
         );
     }
     let (cert, key) = leaf(&|_| {});
-    let client = Client::build(&[&generated.ca_cert], Some((&cert, &key)), false);
-    let mut conn = client
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let client = presenting(&generated.ca_cert, &cert, &key);
+    let mut conn = connect(&client, &server, Protocol::Http1).await;
     conn.review(&job_pod_review("valid", "gitlab", |_| {}))
         .await;
 }
@@ -504,35 +498,18 @@ async fn a_keep_alive_connection_may_idle_past_the_header_timeout_until_the_keep
     // The API server keeps idle HTTP/1.1 connections for 90 s and reuses them; closing
     // one after the 2 s header timeout could meet a review it has just sent.
     let dir = tempfile::tempdir().expect("tempdir");
-    let keep_alive = Duration::from_millis(1500);
-    let (server, client) = Running::with(dir.path(), |s| {
-        s.limits.header_read_timeout = Duration::from_millis(300);
-        s.limits.keep_alive_timeout = keep_alive;
-    })
-    .await;
-    let mut conn = client
-        .connect(server.webhook, Protocol::Http1)
-        .await
-        .expect("connect");
+    let (server, client) = Running::with(dir.path(), short_header_and_keep_alive_timeouts).await;
+    let mut conn = connect(&client, &server, Protocol::Http1).await;
     conn.review(&job_pod_review("first", "gitlab", |_| {}))
         .await;
     tokio::time::sleep(Duration::from_millis(900)).await; // three header timeouts
     conn.review(&job_pod_review("second", "gitlab", |_| {}))
         .await;
     assert_eq!(server.metric("ci_pod_webhook_connections_total").await, 1.0);
-    let idle = std::time::Instant::now();
-    tokio::time::timeout(PATIENCE, conn.closed)
-        .await
-        .expect("closed after the keep-alive timeout")
-        .expect("join");
     // Measured from when the client had the answer, a little after the server's clock
     // started: on a busy machine the gap can be a few hundred ms. What matters is that
     // the close came from the keep-alive timeout, not the 300 ms header timeout.
-    let after = idle.elapsed();
-    assert!(
-        after >= Duration::from_millis(600),
-        "closed after {after:?}"
-    );
+    closed_by_the_keep_alive_timeout(conn).await;
 }
 
 #[tokio::test]
@@ -541,12 +518,7 @@ async fn an_http2_connection_is_closed_when_silent_past_the_header_timeout_or_id
     // hyper's PINGs keep an answering client's connection open for good: without these
     // bounds, silent HTTP/2 connections would take every connection slot.
     let dir = tempfile::tempdir().expect("tempdir");
-    let keep_alive = Duration::from_millis(1500);
-    let (server, client) = Running::with(dir.path(), |s| {
-        s.limits.header_read_timeout = Duration::from_millis(300);
-        s.limits.keep_alive_timeout = keep_alive;
-    })
-    .await;
+    let (server, client) = Running::with(dir.path(), short_header_and_keep_alive_timeouts).await;
 
     // TLS with ALPN h2, then not even the connection preface.
     let mut silent = client
@@ -564,31 +536,19 @@ async fn an_http2_connection_is_closed_when_silent_past_the_header_timeout_or_id
     }
     let took = started.elapsed();
     assert!(
-        took >= Duration::from_millis(250) && took < keep_alive,
+        took >= Duration::from_millis(250) && took < KEEP_ALIVE,
         "closed after {took:?}, the header timeout is 300 ms"
     );
 
     // Requests keep it open past many header timeouts; idle, it goes at the keep-alive.
-    let mut conn = client
-        .connect(server.webhook, Protocol::Http2)
-        .await
-        .expect("connect");
+    let mut conn = connect(&client, &server, Protocol::Http2).await;
     for i in 0..4 {
         conn.review(&job_pod_review(&format!("h2-{i}"), "gitlab", |_| {}))
             .await;
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    let idle = std::time::Instant::now();
-    tokio::time::timeout(PATIENCE, conn.closed)
-        .await
-        .expect("closed after the keep-alive timeout")
-        .expect("join");
     // Checked every keep-alive period: idle for one to two of them, never a header timeout.
-    let after = idle.elapsed();
-    assert!(
-        after >= Duration::from_millis(600),
-        "closed after {after:?}"
-    );
+    closed_by_the_keep_alive_timeout(conn).await;
     eventually("both connections are gone", || async {
         server.metric("ci_pod_webhook_open_connections").await == 0.0
     })
