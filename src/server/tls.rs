@@ -216,28 +216,19 @@ pub fn client_verifier(
     path: &Path,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    let name = path.display().to_string();
+    let error = |message: String| TlsError::ClientCa {
+        path: path.display().to_string(),
+        message,
+    };
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
-        let cert = cert.map_err(|e| TlsError::ClientCa {
-            path: name.clone(),
-            message: e.to_string(),
-        })?;
-        roots.add(cert).map_err(|e| TlsError::ClientCa {
-            path: name.clone(),
-            message: e.to_string(),
-        })?;
+        let cert = cert.map_err(|e| error(e.to_string()))?;
+        roots.add(cert).map_err(|e| error(e.to_string()))?;
     }
     if roots.is_empty() {
-        return Err(TlsError::ClientCa {
-            path: name,
-            message: "no PEM certificate found".into(),
-        });
+        return Err(error("no PEM certificate found".into()));
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
-        .map_err(|e| TlsError::ClientCa {
-            path: name,
-            message: e.to_string(),
-        })
+        .map_err(|e| error(e.to_string()))
 }
