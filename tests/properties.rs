@@ -17,6 +17,11 @@ use ci_pod_webhook::quantity::Quantity;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
+#[path = "support/pod_level_rules.rs"]
+mod pod_level_rules;
+
+use pod_level_rules::{assert_pod_level_resources_accepted, containers, quantity as q};
+
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
 
 fn quantity() -> impl Strategy<Value = String> {
@@ -335,24 +340,11 @@ fn run(pod: &Value) -> Run {
     }
 }
 
-fn q(v: &Value) -> Option<Quantity> {
-    match v {
-        Value::String(s) => Some(Quantity::parse(s).expect("valid quantity in the patched pod")),
-        _ => None,
-    }
-}
-
 fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
     let (_, class) = POLICY.class(class_name).expect("class");
     for list in ["containers", "initContainers"] {
-        let before = original["spec"][list]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let after = patched["spec"][list]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
+        let before = containers(original, list);
+        let after = containers(patched, list);
         assert_eq!(
             before.len(),
             after.len(),
@@ -407,7 +399,7 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
             }
         }
     }
-    api_server_accepts(patched);
+    assert_pod_level_resources_accepted(patched);
     // Nothing outside the spec and the annotations changes.
     let strip = |pod: &Value| {
         let mut p = pod.clone();
@@ -432,58 +424,6 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
         }
     }
     assert_eq!(a_after["ci.skao.int/class"], class_name);
-}
-
-/// The API server's pod-level resource rules after its defaulting (see
-/// `src/mutate/pod_level.rs` for the sources).
-fn api_server_accepts(pod: &Value) {
-    let Some(resources) = pod["spec"].get("resources").filter(|r| !r.is_null()) else {
-        return;
-    };
-    let list = |l: &str| pod["spec"][l].as_array().cloned().unwrap_or_default();
-    let zero = Quantity::ZERO;
-    for key in ["cpu", "memory"] {
-        let effective = |c: &Value| {
-            q(&c["resources"]["requests"][key]).or_else(|| q(&c["resources"]["limits"][key]))
-        };
-        let (mut sidecars, mut largest_init, mut any) = (zero, zero, false);
-        for c in list("initContainers") {
-            let e = effective(&c);
-            any |= e.is_some();
-            let e = e.unwrap_or(zero);
-            if c["restartPolicy"] == "Always" {
-                sidecars = sidecars.plus(e);
-            } else {
-                largest_init = largest_init.max(e.plus(sidecars));
-            }
-        }
-        let mut apps = sidecars;
-        for c in list("containers") {
-            let e = effective(&c);
-            any |= e.is_some();
-            apps = apps.plus(e.unwrap_or(zero));
-        }
-        let aggregate = apps.max(largest_init);
-        let limit = q(&resources["limits"][key]);
-        let request = q(&resources["requests"][key]).or(match limit {
-            Some(_) if any => Some(aggregate),
-            other => other,
-        });
-        if let (Some(r), Some(l)) = (request, limit) {
-            assert!(r <= l, "pod request {r} > pod limit {l} for {key}");
-        }
-        if let Some(r) = request {
-            assert!(
-                aggregate <= r,
-                "containers' {key} requests {aggregate} > pod request {r}"
-            );
-        }
-        for c in list("containers") {
-            if let (Some(cl), Some(l)) = (q(&c["resources"]["limits"][key]), limit) {
-                assert!(cl <= l, "{}: {key} limit {cl} > pod limit {l}", c["name"]);
-            }
-        }
-    }
 }
 
 proptest! {

@@ -10,22 +10,14 @@ use super::tests::{
 };
 use crate::quantity::Quantity;
 
-fn q(v: &Value) -> Option<Quantity> {
-    match v {
-        Value::String(s) => Some(Quantity::parse(s).expect("quantity")),
-        Value::Number(n) => Some(Quantity::parse(&n.to_string()).expect("quantity")),
-        _ => None,
-    }
-}
+#[path = "../../tests/support/pod_level_rules.rs"]
+mod pod_level_rules;
 
-fn containers(pod: &Value, list: &str) -> Vec<Value> {
-    pod["spec"][list].as_array().cloned().unwrap_or_default()
-}
+use pod_level_rules::{assert_pod_level_resources_accepted, containers, quantity as q};
 
-/// The API server's rules for pod-level resources, after its defaulting (see the
-/// `pod_level` module doc for where they come from): a pod that breaks one is refused.
+/// The API server's rules for resources: request within limit in every container, and
+/// the pod-level rules (see `pod_level_rules`): a pod that breaks one is refused.
 fn assert_api_server_accepts(pod: &Value) {
-    let zero = Quantity::ZERO;
     for c in containers(pod, "containers")
         .iter()
         .chain(&containers(pod, "initContainers"))
@@ -36,52 +28,7 @@ fn assert_api_server_accepts(pod: &Value) {
             }
         }
     }
-    let Some(resources) = pod["spec"].get("resources") else {
-        return;
-    };
-    for key in ["cpu", "memory"] {
-        // Container defaulting: a limit without a request is the request.
-        let effective = |c: &Value| {
-            q(&c["resources"]["requests"][key]).or_else(|| q(&c["resources"]["limits"][key]))
-        };
-        let (mut sidecars, mut largest_init, mut any) = (zero, zero, false);
-        for c in containers(pod, "initContainers") {
-            let e = effective(&c);
-            any |= e.is_some();
-            let e = e.unwrap_or(zero);
-            if c["restartPolicy"] == "Always" {
-                sidecars = sidecars.plus(e);
-            } else {
-                largest_init = largest_init.max(e.plus(sidecars));
-            }
-        }
-        let mut apps = sidecars;
-        for c in containers(pod, "containers") {
-            let e = effective(&c);
-            any |= e.is_some();
-            apps = apps.plus(e.unwrap_or(zero));
-        }
-        let aggregate = apps.max(largest_init);
-        let limit = q(&resources["limits"][key]);
-        let request = q(&resources["requests"][key]).or(match limit {
-            Some(_) if any => Some(aggregate),
-            other => other,
-        });
-        if let (Some(r), Some(l)) = (request, limit) {
-            assert!(r <= l, "pod request {r} > pod limit {l} for {key}");
-        }
-        if let Some(r) = request {
-            assert!(
-                aggregate <= r,
-                "containers' {key} requests {aggregate} > pod request {r}"
-            );
-        }
-        for c in containers(pod, "containers") {
-            if let (Some(cl), Some(l)) = (q(&c["resources"]["limits"][key]), limit) {
-                assert!(cl <= l, "{}: {key} limit {cl} > pod limit {l}", c["name"]);
-            }
-        }
-    }
+    assert_pod_level_resources_accepted(pod);
 }
 
 fn set(pod: &mut Value, list: &str, name: &str, field: &str, value: Value) {
