@@ -14,6 +14,22 @@ fn problems(yaml: &str) -> Vec<String> {
     }
 }
 
+/// For each (policy, words of a problem, line): the policy is rejected with a problem
+/// that says those words and points at that line.
+fn assert_problems_located(cases: &[(&str, &str, u64)]) {
+    for &(yaml, needle, line) in cases {
+        let found = problems(yaml);
+        let hit = found
+            .iter()
+            .find(|p| p.contains(needle))
+            .unwrap_or_else(|| panic!("no problem mentions {needle:?}; got {found:?}"));
+        assert!(
+            hit.starts_with(&format!("policy.yaml:{line}:")),
+            "{hit:?} should point at line {line}"
+        );
+    }
+}
+
 const MINIMAL: &str = "defaultClass: a\nclasses:\n  a: { max: { cpu: null, memory: null } }\n";
 
 #[test]
@@ -314,17 +330,7 @@ fn invalid_policies_are_rejected_with_file_line_and_key() {
             3,
         ),
     ];
-    for (yaml, needle, line) in cases {
-        let found = problems(yaml);
-        let hit = found
-            .iter()
-            .find(|p| p.contains(needle))
-            .unwrap_or_else(|| panic!("no problem mentions {needle:?}; got {found:?}"));
-        assert!(
-            hit.starts_with(&format!("policy.yaml:{line}:")),
-            "{hit:?} should point at line {line}"
-        );
-    }
+    assert_problems_located(cases);
 }
 
 #[test]
@@ -390,17 +396,7 @@ fn every_class_states_its_cpu_and_memory_ceilings() {
             4,
         ),
     ];
-    for (yaml, needle, line) in cases {
-        let found = problems(yaml);
-        let hit = found
-            .iter()
-            .find(|p| p.contains(needle))
-            .unwrap_or_else(|| panic!("no problem mentions {needle:?}; got {found:?}"));
-        assert!(
-            hit.starts_with(&format!("policy.yaml:{line}:")),
-            "{hit:?} should point at line {line}"
-        );
-    }
+    assert_problems_located(&cases);
 }
 
 #[test]
