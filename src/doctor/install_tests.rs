@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 
 use super::*;
 use crate::doctor::report::Status;
+use crate::doctor::test_support::named;
 
 /// The webhook as manifests/base configures it.
 fn base_entry() -> MutatingWebhook {
@@ -58,16 +59,10 @@ fn configuration_of(entry: MutatingWebhook) -> MutatingWebhookConfiguration {
 
 fn ns(name: &str, value: &str) -> Namespace {
     Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(
-                [("ci.skao.int/pod-policy", value), (NAME_LABEL, name)]
-                    .iter()
-                    .map(|(k, v)| ((*k).into(), (*v).into()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        },
+        metadata: named(
+            name,
+            &[("ci.skao.int/pod-policy", value), (NAME_LABEL, name)],
+        ),
         ..Namespace::default()
     }
 }

@@ -300,3 +300,6 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+mod test_support;

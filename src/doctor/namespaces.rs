@@ -116,20 +116,11 @@ pub fn namespaces(policy: &Policy, namespaces: Result<&[Namespace], &str>) -> Ve
 mod tests {
     use super::*;
     use crate::doctor::report::Status;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use crate::doctor::test_support::named;
 
     fn ns(name: &str, labels: &[(&str, &str)]) -> Namespace {
         Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| ((*k).into(), (*v).into()))
-                        .collect(),
-                ),
-                ..ObjectMeta::default()
-            },
+            metadata: named(name, labels),
             ..Namespace::default()
         }
     }

@@ -7,22 +7,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::*;
 use crate::doctor::report::Status;
+use crate::doctor::test_support::{labels, named};
 
 const CI: (&str, &str) = ("node-role.skatelescope.org/ci-worker", "true");
 const GPU: (&str, &str) = ("nvidia.com/gpu", "true");
 
-fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+fn node(name: &str, label_pairs: &[(&str, &str)]) -> Node {
     Node {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| ((*k).into(), (*v).into()))
-                    .collect(),
-            ),
-            ..ObjectMeta::default()
-        },
+        metadata: named(name, label_pairs),
         ..Node::default()
     }
 }
@@ -214,12 +206,7 @@ fn daemon_set(selector: &[(&str, &str)], desired: i32, ready: i32) -> DaemonSet 
         spec: Some(DaemonSetSpec {
             template: PodTemplateSpec {
                 spec: Some(PodSpec {
-                    node_selector: Some(
-                        selector
-                            .iter()
-                            .map(|(k, v)| ((*k).into(), (*v).into()))
-                            .collect(),
-                    ),
+                    node_selector: Some(labels(selector)),
                     tolerations: Some(vec![Toleration {
                         key: Some("nvidia.com/gpu".into()),
                         operator: Some("Exists".into()),

@@ -86,14 +86,8 @@ pub fn taint_text(taint: &Taint) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doctor::test_support::labels;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect()
-    }
 
     fn expression(key: &str, operator: &str, values: &[&str]) -> LabelSelectorRequirement {
         LabelSelectorRequirement {
