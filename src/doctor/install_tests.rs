@@ -67,6 +67,12 @@ fn ns(name: &str, value: &str) -> Namespace {
     }
 }
 
+/// The configuration checks when `entry` is the configuration's only webhook.
+fn entry_checks(policy: &Policy, entry: MutatingWebhook, namespaces: &[Namespace]) -> Vec<Check> {
+    let config = configuration_of(entry);
+    configuration(policy, "ci-pod-webhook", Ok(Some(&config)), namespaces)
+}
+
 fn not_ok(checks: &[Check]) -> Vec<(Status, &str)> {
     checks
         .iter()
@@ -78,13 +84,7 @@ fn not_ok(checks: &[Check]) -> Vec<(Status, &str)> {
 #[test]
 fn the_base_configuration_passes() {
     let policy = Policy::embedded();
-    let config = configuration_of(base_entry());
-    let checks = configuration(
-        &policy,
-        "ci-pod-webhook",
-        Ok(Some(&config)),
-        &[ns("gitlab", "enabled")],
-    );
+    let checks = entry_checks(&policy, base_entry(), &[ns("gitlab", "enabled")]);
     assert_eq!(not_ok(&checks), []);
     assert_eq!(checks.len(), 4, "{checks:#?}");
 }
@@ -116,8 +116,7 @@ fn a_long_timeout_warns_and_no_ca_bundle_fails() {
     let mut entry = base_entry();
     entry.timeout_seconds = None; // the API server's default, 10 s
     entry.client_config.ca_bundle = None;
-    let config = configuration_of(entry);
-    let checks = configuration(&policy, "ci-pod-webhook", Ok(Some(&config)), &[]);
+    let checks = entry_checks(&policy, entry, &[]);
     assert_eq!(
         not_ok(&checks),
         [
@@ -135,22 +134,11 @@ fn a_selector_on_another_label_misses_the_policys_opt_in() {
         "p.yaml",
     )
     .expect("policy");
-    let config = configuration_of(base_entry());
     let opted_in = Namespace {
-        metadata: ObjectMeta {
-            name: Some("gitlab".into()),
-            labels: Some(
-                [(
-                    "ci.example.org/pod-policy".to_string(),
-                    "enabled".to_string(),
-                )]
-                .into(),
-            ),
-            ..ObjectMeta::default()
-        },
+        metadata: named("gitlab", &[("ci.example.org/pod-policy", "enabled")]),
         ..Namespace::default()
     };
-    let checks = configuration(&policy, "ci-pod-webhook", Ok(Some(&config)), &[opted_in]);
+    let checks = entry_checks(&policy, base_entry(), &[opted_in]);
     assert_eq!(
         not_ok(&checks),
         [
@@ -169,13 +157,7 @@ fn a_selector_on_another_label_misses_the_policys_opt_in() {
 #[test]
 fn warn_mode_namespaces_the_selector_misses_fail_and_a_selector_for_all_warns() {
     let policy = Policy::embedded();
-    let config = configuration_of(base_entry());
-    let checks = configuration(
-        &policy,
-        "ci-pod-webhook",
-        Ok(Some(&config)),
-        &[ns("rollout", "warn")],
-    );
+    let checks = entry_checks(&policy, base_entry(), &[ns("rollout", "warn")]);
     assert_eq!(
         not_ok(&checks),
         [(
@@ -185,8 +167,7 @@ fn warn_mode_namespaces_the_selector_misses_fail_and_a_selector_for_all_warns() 
     );
     let mut everything = base_entry();
     everything.namespace_selector = None;
-    let config = configuration_of(everything);
-    let checks = configuration(&policy, "ci-pod-webhook", Ok(Some(&config)), &[]);
+    let checks = entry_checks(&policy, everything, &[]);
     assert_eq!(
         not_ok(&checks),
         [(
