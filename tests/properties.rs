@@ -64,6 +64,18 @@ fn resource_map() -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
+/// A `resources` object with the `limits` and `requests` given.
+fn limits_and_requests(limits: Option<Value>, requests: Option<Value>) -> Value {
+    let mut r = Map::new();
+    if let Some(l) = limits {
+        r.insert("limits".into(), l);
+    }
+    if let Some(q) = requests {
+        r.insert("requests".into(), q);
+    }
+    Value::Object(r)
+}
+
 /// Pod-level `spec.resources`: cpu and memory only.
 fn pod_resources() -> impl Strategy<Value = Option<Value>> {
     let map = || {
@@ -78,16 +90,8 @@ fn pod_resources() -> impl Strategy<Value = Option<Value>> {
     };
     prop_oneof![
         2 => Just(None),
-        1 => (prop::option::of(map()), prop::option::of(map())).prop_map(|(limits, requests)| {
-            let mut r = Map::new();
-            if let Some(l) = limits {
-                r.insert("limits".into(), l);
-            }
-            if let Some(q) = requests {
-                r.insert("requests".into(), q);
-            }
-            Some(Value::Object(r))
-        }),
+        1 => (prop::option::of(map()), prop::option::of(map()))
+            .prop_map(|(limits, requests)| Some(limits_and_requests(limits, requests))),
     ]
 }
 
@@ -95,16 +99,8 @@ fn resources() -> impl Strategy<Value = Option<Value>> {
     prop_oneof![
         1 => Just(None),
         1 => Just(Some(Value::Null)),
-        4 => (resource_map(), resource_map()).prop_map(|(limits, requests)| {
-            let mut r = Map::new();
-            if let Some(l) = limits {
-                r.insert("limits".into(), l);
-            }
-            if let Some(q) = requests {
-                r.insert("requests".into(), q);
-            }
-            Some(Value::Object(r))
-        }),
+        4 => (resource_map(), resource_map())
+            .prop_map(|(limits, requests)| Some(limits_and_requests(limits, requests))),
     ]
 }
 
