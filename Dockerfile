@@ -60,8 +60,8 @@ RUN cargo clean --release --package ci-pod-webhook \
 # no package manager. Debian 12 on both sides, so the binary's glibc symbols resolve.
 #
 # Why not a static binary on `static` or `scratch`: a musl build needs a musl C toolchain
-# for ring's C and assembly, and musl's allocator is slow under a multi-threaded tokio
-# server; a static glibc binary still needs the shared NSS modules at run time for
+# for ring's C and assembly (mimalloc, the binary's allocator, is C too); a static glibc
+# binary still needs the shared NSS modules at run time for
 # getaddrinfo (DNS), which glibc does not support in static programs. The dynamic glibc
 # binary on distroless/cc costs about 20 MB of base image and avoids all of that.
 FROM gcr.io/distroless/cc-debian12:nonroot
