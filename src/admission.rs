@@ -101,9 +101,10 @@ fn parse_text(text: &str) -> Result<Review<'_>, AdmissionError> {
 ///
 /// `wants_pod(namespace)` may answer `true` as a guess (the labels are not known yet:
 /// the core decides again), but `false` is a promise that the core will find the
-/// namespace out of scope. When `uid`, `kind` and `operation` come before `object` and
-/// show a review the core skips whatever its object holds (not a pod CREATE, or `false`
-/// from `wants_pod`), the body is not read past them: such a review has neither `object`
+/// namespace out of scope. When a valid envelope (`apiVersion`, `kind`) comes before the
+/// request, and a non-empty `uid`, `kind` and `operation` before `object`, and they show a
+/// review the core skips whatever its object holds (not a pod CREATE, or `false` from
+/// `wants_pod`), the body is not read past them: such a review has neither `object`
 /// nor `pod`, and a body broken after that point is answered (allowed, unchanged) where
 /// [`parse`] refuses it. Every other result is [`parse`]'s: whenever the single pass meets
 /// anything it cannot read (an invalid pod, a malformed review), the body is parsed again

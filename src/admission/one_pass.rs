@@ -21,7 +21,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::ReviewIn;
+use super::{API_VERSION, KIND, ReviewIn};
 use crate::mutate;
 use crate::mutate::view::{AdmissionRequest, Borrowed, GroupVersionKind, Object, Pod, UserInfo};
 
@@ -93,14 +93,21 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for ReviewSeed<'_, 'de, F> {
                 "apiVersion" => set(&mut api_version, map.next_value::<Option<Borrowed>>()?)?,
                 "kind" => set(&mut kind, map.next_value::<Option<Borrowed>>()?)?,
                 "request" => {
-                    // The request may end the reading only if the envelope came first,
-                    // as the API server writes it: the answer echoes it.
+                    // The request may end the reading only if a valid envelope came
+                    // first, as the API server writes it: the answer echoes it, and a
+                    // review stopped early must be one `finish` accepts, or its error
+                    // would differ from the ordinary parse's.
                     let envelope = match (&api_version, &kind) {
-                        (Some(api_version), Some(kind)) => stopped.take().map(|slot| Envelope {
-                            api_version: text_of(api_version),
-                            kind: text_of(kind),
-                            slot,
-                        }),
+                        (Some(api_version), Some(kind))
+                            if text_of(api_version).as_deref() == Some(API_VERSION)
+                                && text_of(kind).is_none_or(|kind| kind == KIND) =>
+                        {
+                            stopped.take().map(|slot| Envelope {
+                                api_version: text_of(api_version),
+                                kind: text_of(kind),
+                                slot,
+                            })
+                        }
                         _ => None,
                     };
                     set(
@@ -215,8 +222,9 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, '_, 'de, F
                     // a pod CREATE is final then (only a duplicate field, an error, could
                     // change it), and `false` from `wants_pod` is a promise.
                     let skipped = !pod_create || in_namespace == Some(false);
-                    let answerable =
-                        read.uid.is_some() && read.kind.is_some() && read.operation.is_some();
+                    let answerable = read.uid.as_ref().is_some_and(|uid| !uid.0.is_empty())
+                        && read.kind.is_some()
+                        && read.operation.is_some();
                     if skipped
                         && answerable
                         && let Some(envelope) = envelope.take()

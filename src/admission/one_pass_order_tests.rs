@@ -216,6 +216,22 @@ fn a_skip_needs_uid_kind_and_operation_before_the_object() {
         let broken = format!("{body} trailing");
         assert!(outcome(&broken, true, false).starts_with("error: the body is not valid JSON"));
     }
+    // An answer that would be an error (a wrong apiVersion or kind, an empty uid) is not
+    // given early: the whole body is read, and a flaw after the object is the error, as
+    // in the ordinary parse.
+    let skipped = [UID, KIND, NAMESPACE, ("operation", "\"UPDATE\""), object];
+    let mut no_uid = skipped;
+    no_uid[0] = ("uid", "\"\"");
+    for body in [
+        review(&skipped).replace("admission.k8s.io/v1", "admission.k8s.io/v2"),
+        review(&skipped).replace("\"AdmissionReview\"", "\"AdmissionRevue\""),
+        review(&no_uid),
+    ] {
+        let broken = format!("{body} trailing");
+        assert!(outcome(&body, true, false).starts_with("error: "));
+        assert_same(&broken);
+        assert!(outcome(&broken, true, false).starts_with("error: the body is not valid JSON"));
+    }
     // The envelope after the request: the answer echoes it, so it must be read too.
     let body = members(&[
         ("request", &members(&[UID, KIND, NAMESPACE, CREATE, object])),
