@@ -233,13 +233,26 @@ async fn recreating_a_stored_patched_pod_changes_nothing() {
     );
     assert_eq!(annotations(&second), annotations(&first));
     // A GPU-class job pod asks for a GPU once patched, so the GPU workloads entry
-    // (docs/gpu-workloads.md) reviews it too: two reviews per create, only the first
-    // of all changing anything.
+    // (docs/gpu-workloads.md) reviews it too, and leaves it to the opted-in entry: two
+    // reviews per create, the first create's first review the only one changing anything.
     let reviews = webhook.reviews(&ns.name, 4).await;
     assert_eq!(reviews.len(), 4, "{reviews:?}");
-    assert_eq!(reviews[0]["outcome"], "mutated", "{}", reviews[0]);
-    for review in &reviews[1..] {
-        assert_eq!(review["outcome"], "unchanged", "{review}");
+    let outcomes: Vec<(&str, &str)> = reviews
+        .iter()
+        .map(|r| {
+            (
+                r["outcome"].as_str().unwrap_or(""),
+                r["skip_reason"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    let gpu_entry = ("skipped", "job pod: decided through the opted-in entry");
+    for (create, expected) in [(0, "mutated"), (2, "unchanged")] {
+        let both = &outcomes[create..create + 2];
+        assert!(both.contains(&(expected, "")), "{reviews:?}");
+        assert!(both.contains(&gpu_entry), "{reviews:?}");
+    }
+    for review in reviews.iter().filter(|r| r["outcome"] != "mutated") {
         assert_eq!(review["patch_operations"], 0, "{review}");
     }
 }
