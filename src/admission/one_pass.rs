@@ -97,14 +97,17 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for ReviewSeed<'_, 'de, F> {
                     // first, as the API server writes it: the answer echoes it, and a
                     // review stopped early must be one `finish` accepts, or its error
                     // would differ from the ordinary parse's.
-                    let envelope = match (&api_version, &kind) {
-                        (Some(api_version), Some(kind))
-                            if text_of(api_version).as_deref() == Some(API_VERSION)
-                                && text_of(kind).is_none_or(|kind| kind == KIND) =>
+                    let envelope = match (
+                        api_version.as_ref().map(text_of),
+                        kind.as_ref().map(text_of),
+                    ) {
+                        (Some(Some(api_version)), Some(kind))
+                            if api_version == API_VERSION
+                                && kind.as_deref().is_none_or(|kind| kind == KIND) =>
                         {
                             stopped.take().map(|slot| Envelope {
-                                api_version: text_of(api_version),
-                                kind: text_of(kind),
+                                api_version: Some(api_version),
+                                kind,
                                 slot,
                             })
                         }
