@@ -14,6 +14,10 @@
 #[path = "../benches/cases/mod.rs"]
 mod cases;
 
+/// The server's allocator (see `src/main.rs`), so the counts are the server's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 
 fn main() {
