@@ -7,10 +7,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 use super::config::{LogFormat, ServeArgs};
+use super::logs::{self, LogGuard};
 use super::{Listeners, Server, signal};
 use crate::certs;
 use crate::cluster::Cluster;
@@ -102,11 +102,12 @@ fn certificate(args: &ServeArgs) -> anyhow::Result<Certificate> {
     ))
 }
 
-/// Logs to stdout through a background writer, so that a slow log pipe never blocks a
-/// review; the guard flushes what is left when `serve` returns.
-fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<WorkerGuard> {
+/// Logs to stdout through a background writer (`logs`), so that a slow log pipe never
+/// blocks a review; the guard writes what is left when `serve` returns.
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
     let filter = EnvFilter::try_new(filter).with_context(|| format!("--log-level {filter:?}"))?;
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let (writer, guard) =
+        logs::spawn(std::io::stdout()).context("cannot start the log writer thread")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);

@@ -13,6 +13,7 @@ pub mod command;
 pub mod config;
 mod deadlines;
 mod listener;
+mod logs;
 pub mod peers;
 mod reload;
 mod signal;

@@ -1,0 +1,293 @@
+//! The log writer: a review appends its line to a buffer and returns; a background
+//! thread writes the buffer to stdout in batches.
+//!
+//! A review never waits for the log pipe, and never wakes another thread per line:
+//! `tracing-appender`'s non-blocking writer sent every line through a channel and woke
+//! its thread for each one, which cost the server about a fifth of its CPU per review
+//! under load (BENCHMARKS.md, "The log writer"). Here the thread is woken when the
+//! buffer goes from empty to not empty, then lets lines gather for [`GATHER`] (or until
+//! [`BATCH`] bytes wait) and writes them with one call. Lines keep their order and
+//! their timestamps (taken when the event happened); they reach stdout at most
+//! [`GATHER`] later.
+//!
+//! If stdout stops taking lines (a full pipe), the buffer is bounded at [`LIMIT`]:
+//! lines beyond it are dropped, counted, and reported in a warning once stdout takes
+//! lines again. [`LogGuard`] writes what is left when it is dropped.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing_subscriber::fmt::MakeWriter;
+
+/// How long lines may gather before they are written.
+pub const GATHER: Duration = Duration::from_millis(20);
+/// Waiting bytes that get written without waiting for the rest of [`GATHER`].
+pub const BATCH: usize = 64 * 1024;
+/// Waiting bytes beyond which new lines are dropped (about 40,000 review lines).
+pub const LIMIT: usize = 8 * 1024 * 1024;
+
+/// The `MakeWriter` for the fmt subscriber; cheap to clone.
+#[derive(Clone)]
+pub struct Logs {
+    shared: Arc<Shared>,
+}
+
+/// Writes what is left, and stops the thread, when dropped.
+pub struct LogGuard {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: Vec<u8>,
+    dropped: u64,
+    closing: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain bytes behind: still writable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Starts the thread that writes to `out`.
+pub fn spawn<W: Write + Send + 'static>(out: W) -> io::Result<(Logs, LogGuard)> {
+    spawn_with_limit(out, LIMIT)
+}
+
+fn spawn_with_limit<W: Write + Send + 'static>(
+    out: W,
+    limit: usize,
+) -> io::Result<(Logs, LogGuard)> {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State::default()),
+        wake: Condvar::new(),
+        limit,
+    });
+    let thread = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("log-writer".to_string())
+            .spawn(move || write_batches(&shared, out))?
+    };
+    Ok((
+        Logs {
+            shared: shared.clone(),
+        },
+        LogGuard {
+            shared,
+            thread: Some(thread),
+        },
+    ))
+}
+
+fn write_batches<W: Write>(shared: &Shared, mut out: W) {
+    let mut batch = Vec::new();
+    let mut state = shared.lock();
+    loop {
+        while state.waiting.is_empty() && !state.closing {
+            state = shared
+                .wake
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if !state.closing && state.waiting.len() < BATCH {
+            state = shared
+                .wake
+                .wait_timeout(state, GATHER)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        std::mem::swap(&mut batch, &mut state.waiting);
+        let dropped = std::mem::take(&mut state.dropped);
+        let closing = state.closing;
+        drop(state);
+        // Nowhere to report a failing stdout: its lines are lost, the server goes on.
+        let _ = out.write_all(&batch).and_then(|()| out.flush());
+        batch.clear();
+        if batch.capacity() > 4 * BATCH {
+            batch.shrink_to(BATCH);
+        }
+        if dropped > 0 {
+            // Goes through the subscriber, so it has the configured format; it is
+            // written with the next batch.
+            tracing::warn!(
+                dropped,
+                "log lines dropped: stdout did not take them in time"
+            );
+        }
+        state = shared.lock();
+        if closing && state.waiting.is_empty() {
+            return;
+        }
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// One line's writer: appends to the waiting bytes.
+pub struct Sink<'a> {
+    shared: &'a Shared,
+}
+
+impl<'a> MakeWriter<'a> for Logs {
+    type Writer = Sink<'a>;
+
+    fn make_writer(&'a self) -> Sink<'a> {
+        Sink {
+            shared: &self.shared,
+        }
+    }
+}
+
+impl Write for Sink<'_> {
+    /// The fmt subscriber writes each line with one call: a line is kept or dropped
+    /// whole.
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let mut state = self.shared.lock();
+        let before = state.waiting.len();
+        if state.closing {
+            // After the guard: nobody writes these any more. Straight through.
+            drop(state);
+            return io::stdout().write(line);
+        }
+        if before + line.len() > self.shared.limit {
+            state.dropped += 1;
+            return Ok(line.len());
+        }
+        state.waiting.extend_from_slice(line);
+        let after = state.waiting.len();
+        drop(state);
+        if before == 0 || (before < BATCH && after >= BATCH) {
+            self.shared.wake.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// A stdout stand-in whose bytes the test can read.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn line(logs: &Logs, text: &str) {
+        logs.make_writer()
+            .write_all(text.as_bytes())
+            .expect("never fails");
+    }
+
+    #[test]
+    fn every_line_is_written_in_order_by_the_time_the_guard_is_dropped() {
+        let out = Captured::default();
+        let (logs, guard) = spawn(out.clone()).expect("thread");
+        let lines: Vec<String> = (0..5000).map(|i| format!("line {i}\n")).collect();
+        for l in &lines {
+            line(&logs, l);
+        }
+        drop(guard);
+        assert_eq!(
+            String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8"),
+            lines.concat()
+        );
+    }
+
+    #[test]
+    fn lines_are_written_without_the_guard_being_dropped() {
+        let out = Captured::default();
+        let (logs, _guard) = spawn(out.clone()).expect("thread");
+        line(&logs, "one\n");
+        // The thread writes within GATHER; wait for it without a deadline.
+        while out.0.lock().expect("lock").is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(out.0.lock().expect("lock").as_slice(), b"one\n");
+    }
+
+    /// A stdout that takes nothing until the test says so.
+    struct Stuck {
+        go: mpsc::Receiver<()>,
+        inner: Captured,
+    }
+
+    impl Write for Stuck {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let _ = self.go.recv();
+            self.inner.write(b)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stuck_stdout_never_blocks_a_line_and_past_the_limit_lines_are_dropped_and_counted() {
+        let (go, wait) = mpsc::channel();
+        let inner = Captured::default();
+        let stuck = Stuck {
+            go: wait,
+            inner: inner.clone(),
+        };
+        let (logs, guard) = spawn_with_limit(stuck, 100).expect("thread");
+        // The first line is taken by the thread, which then blocks on the stuck stdout.
+        line(&logs, "first\n");
+        while !logs.shared.lock().waiting.is_empty() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Ten lines of 20 bytes: five fit under the limit of 100, five are dropped. None
+        // of these calls may block (the test would hang).
+        for i in 0..10 {
+            line(&logs, &format!("{i:019}\n"));
+        }
+        let (dropped, waiting) = {
+            let state = logs.shared.lock();
+            (state.dropped, state.waiting.len())
+        };
+        // Unstick stdout before asserting: a failed assertion must not leave the
+        // guard's drop waiting for the thread.
+        for _ in 0..10 {
+            let _ = go.send(());
+        }
+        drop(go);
+        drop(guard);
+        assert_eq!((dropped, waiting), (5, 100));
+        let written = String::from_utf8(inner.0.lock().expect("lock").clone()).expect("utf8");
+        let kept: String = (0..5).map(|i| format!("{i:019}\n")).collect();
+        assert_eq!(written, format!("first\n{kept}"));
+    }
+}
