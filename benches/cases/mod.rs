@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use ci_pod_webhook::admission::{self, Outcome};
+use ci_pod_webhook::admission::{self, Outcome, Review};
 use ci_pod_webhook::mutate::{self, NamespaceFacts};
 use ci_pod_webhook::policy::Policy;
 use serde_json::{Value, json};
@@ -154,11 +154,21 @@ impl Cases {
     /// when the namespace is in scope, stopping before it when it is not), decide, patch,
     /// encode.
     pub fn respond(&self, case: &Case, body: &[u8]) -> Vec<u8> {
-        let review = admission::parse_with(body, |namespace| {
+        let review = self.read(case, body);
+        self.decide_and_encode(case, &review)
+    }
+
+    /// The first half of [`Cases::respond`]: the single pass over the body.
+    pub fn read<'b>(&self, case: &Case, body: &'b [u8]) -> Review<'b> {
+        admission::parse_with(body, |namespace| {
             mutate::in_scope(&self.policy, namespace, self.facts(case))
         })
-        .expect("readable");
-        admission::answer(&self.policy, self.facts(case), &review)
+        .expect("readable")
+    }
+
+    /// The second half of [`Cases::respond`]: decide, patch and encode the answer.
+    pub fn decide_and_encode(&self, case: &Case, review: &Review<'_>) -> Vec<u8> {
+        admission::answer(&self.policy, self.facts(case), review)
             .expect("answer")
             .body
     }
