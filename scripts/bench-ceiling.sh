@@ -15,6 +15,8 @@
 # /proc/PID/stat over warm-up and window, divided by reviews/s times their length).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-server.sh
+. scripts/bench-server.sh
 
 seconds=${1:-10}
 rounds=${2:-2}
@@ -27,13 +29,7 @@ work=$(mktemp -d)
 pid=''
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$target/release/ci-pod-webhook" serve --kube off --cert-dir "$work" \
-    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >/dev/null 2>&1 &
-pid=$!
-until curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { echo "the server exited (ports $port, $admin in use?)" >&2; exit 1; }
-    sleep 0.05
-done
+start_server "$work"
 python3 - "$work" <<'PY'
 import copy, json, sys
 work = sys.argv[1]

@@ -22,6 +22,8 @@
 # figure is the throughput of the pair, not of the server alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/bench-server.sh
+. scripts/bench-server.sh
 
 seconds=${1:-10}
 port=${PORT:-28443}
@@ -39,13 +41,7 @@ work=$(mktemp -d)
 pid='' kube_rs_pid=''
 trap 'kill $pid $kube_rs_pid 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$target/release/ci-pod-webhook" serve --kube off --cert-dir "$work" \
-    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >/dev/null 2>&1 &
-pid=$!
-until curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null; do
-    kill -0 "$pid" 2>/dev/null || { echo "the server exited (ports $port, $admin in use?)" >&2; exit 1; }
-    sleep 0.05
-done
+start_server "$work"
 python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":"), ensure_ascii=False), end="")' \
     tests/fixtures/job-pod-review.json >"$work/review.json"
 
