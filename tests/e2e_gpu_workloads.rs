@@ -137,7 +137,7 @@ async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
     assert_eq!(now.len(), logged.len() + 1, "{now:?}");
     assert!(now.iter().any(|l| l["pod"] == "trainer-2"), "{now:?}");
     assert!(now.iter().all(|l| l["pod"] != "web"), "{now:?}");
-    let after_gpu = reviews_answered(webhook).await;
+    let after_second_gpu = reviews_answered(webhook).await;
 
     // A GPU pod in kube-system: untouched (the namespaceSelector excludes it).
     let client = cp.client().await;
@@ -163,7 +163,7 @@ async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
     assert!(stored["spec"].get("nodeSelector").is_none());
     assert_eq!(
         reviews_answered(webhook).await,
-        after_gpu,
+        after_second_gpu,
         "kube-system never reaches the webhook"
     );
 }
