@@ -25,7 +25,7 @@
 #  4. The product contract: webhook configuration, Deployment, RBAC, NetworkPolicy (the
 #     webhook port admits only ipBlocks; shipped with its placeholder, valid once filled),
 #     certificate names,
-#     policy file identical to src/policy/default-policy.yaml, node daemon socket and
+#     policy file identical to crates/core/src/policy/default-policy.yaml, node daemon socket and
 #     node selector matching the policy, matchConditions CEL of both webhook entries
 #     evaluated against sample pods, every PromQL expression parsed and naming only metrics the webhook and the
 #     API server export, and a caBundle that verifies the serving certificate.
@@ -236,17 +236,17 @@ EOF
 fi
 
 # ---- policy copy ---------------------------------------------------------------------
-if [ -f "$repo/src/policy/default-policy.yaml" ]; then
-  if cmp -s "$repo/src/policy/default-policy.yaml" "$manifests/base/policy.yaml"; then
-    say "manifests/base/policy.yaml is identical to src/policy/default-policy.yaml"
+if [ -f "$repo/crates/core/src/policy/default-policy.yaml" ]; then
+  if cmp -s "$repo/crates/core/src/policy/default-policy.yaml" "$manifests/base/policy.yaml"; then
+    say "manifests/base/policy.yaml is identical to crates/core/src/policy/default-policy.yaml"
     passes=$((passes + 1))
   else
-    echo "FAIL manifests/base/policy.yaml differs from src/policy/default-policy.yaml:" \
-      "copy it again (cp src/policy/default-policy.yaml manifests/base/policy.yaml)" >&2
+    echo "FAIL manifests/base/policy.yaml differs from crates/core/src/policy/default-policy.yaml:" \
+      "copy it again (cp crates/core/src/policy/default-policy.yaml manifests/base/policy.yaml)" >&2
     failures=$((failures + 1))
   fi
 else
-  echo "FAIL src/policy/default-policy.yaml not found: cannot compare manifests/base/policy.yaml" >&2
+  echo "FAIL crates/core/src/policy/default-policy.yaml not found: cannot compare manifests/base/policy.yaml" >&2
   failures=$((failures + 1))
 fi
 

@@ -12,9 +12,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::certs::{self, CertsArgs};
-use crate::explain;
-use crate::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
 use crate::server::config::ServeArgs;
+use ci_pod_webhook_core::explain;
+use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -126,7 +126,7 @@ pub use mutate::mutate;
 
 fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     Ok(match path {
-        Some(p) => Policy::load(p)?,
+        Some(p) => crate::policy_file::load(p)?,
         None => Policy::embedded(),
     })
 }
@@ -172,7 +172,7 @@ pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result
         out,
         "opt-in namespace label: {}={}",
         policy.keys.opt_in,
-        crate::policy::OPT_IN_VALUE
+        ci_pod_webhook_core::policy::OPT_IN_VALUE
     )?;
     for warning in policy.warnings() {
         writeln!(out, "warning: {warning}")?;

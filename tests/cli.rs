@@ -245,7 +245,8 @@ fn default_policy_prints_the_embedded_policy_which_checks_clean() {
     let out = run(&["default-policy"], None);
     assert!(out.status.success());
     let embedded = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/policy/default-policy.yaml"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/core/src/policy/default-policy.yaml"),
     )
     .expect("read");
     assert_eq!(stdout(&out), embedded);

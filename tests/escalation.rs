@@ -8,7 +8,7 @@
 //! possibly pod labels (`KUBERNETES_POD_LABELS_*`, except under `runner.gitlab.com`,
 //! which GitLab Runner refuses), env variables, services (more `svc-N` containers).
 //! What they do not control: the namespace and its labels, the requesting service
-//! account, the runner name label. The unit tests in `src/mutate/tests.rs` cover each
+//! account, the runner name label. The unit tests in `crates/core/src/mutate/tests/` cover each
 //! rule once; this suite goes through every class and every override.
 
 mod common;
@@ -16,11 +16,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use ci_pod_webhook::admission;
 use ci_pod_webhook::cluster::Cluster;
-use ci_pod_webhook::mutate::NamespaceFacts;
-use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy, ResourceName, RunnerClass};
-use ci_pod_webhook::quantity::Quantity;
+use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::mutate::NamespaceFacts;
+use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Policy, ResourceName, RunnerClass};
+use ci_pod_webhook_core::quantity::Quantity;
 use common::*;
 use serde_json::{Value, json};
 

@@ -10,10 +10,10 @@ mod common;
 use std::path::PathBuf;
 
 use ci_pod_webhook::cli::{Cli, Command};
-use ci_pod_webhook::policy::{
+use ci_pod_webhook::server::config::ServeArgs;
+use ci_pod_webhook_core::policy::{
     DEFAULT_POLICY_YAML, DockerMode, OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy,
 };
-use ci_pod_webhook::server::config::ServeArgs;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -432,7 +432,7 @@ fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
         hook["clientConfig"]["service"]["path"],
         ci_pod_webhook::server::webhook::GPU_WORKLOADS_PATH
     );
-    let mut excluded: Vec<Value> = ci_pod_webhook::policy::SYSTEM_NAMESPACES
+    let mut excluded: Vec<Value> = ci_pod_webhook_core::policy::SYSTEM_NAMESPACES
         .iter()
         .map(|n| json!(n))
         .collect();

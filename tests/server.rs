@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use ci_pod_webhook::cluster::Cluster;
-use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy};
+use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Policy};
 use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ci_pod_webhook::certs;
-use ci_pod_webhook::policy::{DEFAULT_POLICY_YAML, Policy};
+use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Policy};
 use common::*;
 use hyper::StatusCode;
 use serde_json::Value;

@@ -148,7 +148,7 @@ fn stages(lines: &[Value]) {
 /// The JSONPatch ci-pod-webhook answers for `pod` in an opted-in namespace, with the
 /// policy of manifests/base (what the `serve` under test runs).
 fn our_patch(pod: &Value) -> String {
-    use ci_pod_webhook::{admission, mutate::NamespaceFacts, policy::Policy};
+    use ci_pod_webhook_core::{admission, mutate::NamespaceFacts, policy::Policy};
     let path = repo_file("manifests/base/policy.yaml");
     let text = std::fs::read_to_string(&path).expect("manifests/base/policy.yaml");
     let policy = Policy::parse(&text, &path.display().to_string()).expect("valid policy");

@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use ci_pod_webhook::admission::{self, Outcome};
-use ci_pod_webhook::mutate::{self, NamespaceFacts};
-use ci_pod_webhook::policy::Policy;
+use ci_pod_webhook_core::admission::{self, Outcome};
+use ci_pod_webhook_core::mutate::{self, NamespaceFacts};
+use ci_pod_webhook_core::policy::Policy;
 use libfuzzer_sys::fuzz_target;
 
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);

@@ -5,9 +5,9 @@
 
 use std::sync::LazyLock;
 
-use ci_pod_webhook::admission;
-use ci_pod_webhook::mutate::NamespaceFacts;
-use ci_pod_webhook::policy::{Policy, PolicyError};
+use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::mutate::NamespaceFacts;
+use ci_pod_webhook_core::policy::{Policy, PolicyError};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use ci_pod_webhook::admission;
-use ci_pod_webhook::mutate::NamespaceFacts;
-use ci_pod_webhook::policy::Policy;
+use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::mutate::NamespaceFacts;
+use ci_pod_webhook_core::policy::Policy;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

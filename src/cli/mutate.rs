@@ -25,11 +25,11 @@ use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
 use super::{Labels, MutateArgs, load_policy};
-use crate::admission;
-use crate::enforcement;
-use crate::explain;
-use crate::mutate::{self, Decision, NamespaceFacts, SkipReason};
-use crate::policy::{Enforcement, Policy};
+use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::enforcement;
+use ci_pod_webhook_core::explain;
+use ci_pod_webhook_core::mutate::{self, Decision, NamespaceFacts, SkipReason};
+use ci_pod_webhook_core::policy::{Enforcement, Policy};
 
 /// Exit status of `mutate` when the policy denies the pod (for a List: any item), the
 /// answer printed all the same, so that a CI job can gate on it; 1 stays "could not run",
@@ -98,7 +98,11 @@ fn one(
 /// Why `--namespace-labels` left the pod alone: without the opt-in label the policy does
 /// not apply, and a class label beside it is not used either.
 fn not_opted_in_note(policy: &Policy, labels: &Labels) -> String {
-    let opt_in = format!("{}={}", policy.keys.opt_in, crate::policy::OPT_IN_VALUE);
+    let opt_in = format!(
+        "{}={}",
+        policy.keys.opt_in,
+        ci_pod_webhook_core::policy::OPT_IN_VALUE
+    );
     let mut note = format!(
         "note: --namespace-labels has no {opt_in}, so the namespace is not opted in and the pod is left unchanged"
     );

@@ -38,10 +38,14 @@ pub enum NamespaceLabels {
 
 impl NamespaceLabels {
     /// The borrowed view the pure core takes.
-    pub fn as_facts(&self) -> crate::mutate::NamespaceFacts<'_> {
+    pub fn as_facts(&self) -> ci_pod_webhook_core::mutate::NamespaceFacts<'_> {
         match self {
-            NamespaceLabels::TrustSelector => crate::mutate::NamespaceFacts::TrustSelector,
-            NamespaceLabels::Known(labels) => crate::mutate::NamespaceFacts::Labels(labels),
+            NamespaceLabels::TrustSelector => {
+                ci_pod_webhook_core::mutate::NamespaceFacts::TrustSelector
+            }
+            NamespaceLabels::Known(labels) => {
+                ci_pod_webhook_core::mutate::NamespaceFacts::Labels(labels)
+            }
         }
     }
 }

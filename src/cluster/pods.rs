@@ -287,5 +287,4 @@ impl Store<DynamicObject> for PodVerdicts {
 }
 
 #[cfg(test)]
-#[path = "pods_tests.rs"]
 mod tests;

@@ -19,10 +19,10 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::enforcement;
-use crate::explain;
-use crate::mutate::{self, AdmissionRequest, Decision, NamespaceFacts};
-use crate::policy::{Enforcement, OPT_IN_VALUE, Policy};
+use ci_pod_webhook_core::enforcement;
+use ci_pod_webhook_core::explain;
+use ci_pod_webhook_core::mutate::{self, AdmissionRequest, Decision, NamespaceFacts};
+use ci_pod_webhook_core::policy::{Enforcement, OPT_IN_VALUE, Policy};
 
 /// What deciding a stored job pod now would do to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -191,5 +191,4 @@ fn is_bookkeeping(change: &mutate::Change, policy: &Policy, unrecorded: bool) ->
 }
 
 #[cfg(test)]
-#[path = "verdict_tests.rs"]
 mod tests;

@@ -169,5 +169,4 @@ fn verify(bundle: &[u8], serving: &Serving, host: &str) -> Vec<Check> {
 }
 
 #[cfg(test)]
-#[path = "certificate_tests.rs"]
 mod tests;

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use super::namespaces::OPT_IN_VALUES;
 use super::report::Check;
 use super::selector::selects;
-use crate::policy::{OPT_IN_VALUE, Policy};
+use ci_pod_webhook_core::policy::{OPT_IN_VALUE, Policy};
 
 pub const GROUP: &str = "webhook";
 /// The label the API server sets on every namespace (Kubernetes >= 1.21).
@@ -238,5 +238,4 @@ pub fn deployment(where_: &str, deployment: Result<Option<&Deployment>, &str>) -
 }
 
 #[cfg(test)]
-#[path = "install_tests.rs"]
 mod tests;

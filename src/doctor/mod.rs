@@ -30,7 +30,7 @@ use time::OffsetDateTime;
 pub use fetch::{Names, Snapshot};
 pub use report::{Check, Report, Status};
 
-use crate::policy::Policy;
+use ci_pod_webhook_core::policy::Policy;
 
 const POLICY_GROUP: &str = "policy";
 const API_GROUP: &str = "kubernetes API";
@@ -165,7 +165,9 @@ fn policy(inputs: &Inputs<'_>, snapshot: &Snapshot) -> (Check, Option<Policy>) {
     let names = inputs.names;
     let where_ = format!("ConfigMap {}/{}", names.namespace, names.policy_config_map);
     let parsed = match (inputs.policy_file, &snapshot.policy_text) {
-        (Some(path), _) => Policy::load(path).map_err(|e| (path.display().to_string(), e)),
+        (Some(path), _) => {
+            crate::policy_file::load(path).map_err(|e| (path.display().to_string(), e))
+        }
         (None, Ok(Some(text))) => Policy::parse(text, &where_).map_err(|e| (where_.clone(), e)),
         (None, Ok(None)) if inputs.pre => {
             let policy = Policy::embedded();
@@ -298,7 +300,6 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;
 
 #[cfg(test)]

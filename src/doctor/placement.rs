@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::{Node, Toleration};
 
 use super::report::Check;
 use super::selector::{node_matches, taint_text, unschedulable, untolerated};
-use crate::policy::{DockerMode, Policy, RunnerClass};
+use ci_pod_webhook_core::policy::{DockerMode, Policy, RunnerClass};
 
 pub const GROUP: &str = "runner classes";
 pub const DOCKER_GROUP: &str = "node Docker daemon";
@@ -298,5 +298,4 @@ pub fn docker_daemon(
 }
 
 #[cfg(test)]
-#[path = "placement_tests.rs"]
 mod tests;

@@ -50,7 +50,9 @@ fn a_full_run_checks_the_install_too() {
     let names = Names::default();
     let report = checks(
         &inputs(&names, false, None),
-        &snapshot(Ok(Some(crate::policy::DEFAULT_POLICY_YAML.into()))),
+        &snapshot(Ok(Some(
+            ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML.into(),
+        ))),
     );
     assert_eq!(
         groups(&report),
@@ -103,7 +105,7 @@ fn a_policy_file_is_checked_instead_of_the_config_map() {
     let names = Names::default();
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("policy.yaml");
-    std::fs::write(&path, crate::policy::DEFAULT_POLICY_YAML).expect("write");
+    std::fs::write(&path, ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML).expect("write");
     let report = checks(&inputs(&names, true, Some(&path)), &snapshot(Err(unread())));
     assert_eq!(report.checks[0].status, Status::Ok);
     assert!(

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::metrics::{self, Metrics};
-use crate::policy::{Policy, PolicyError};
+use ci_pod_webhook_core::policy::{Policy, PolicyError};
 use reload::Watched;
 use tls::{CertStore, ClientCaStore, TlsError};
 use webhook::Webhook;
@@ -422,9 +422,9 @@ fn watch_job_pods(cluster: &Cluster, webhook: &Arc<Webhook>, metrics: &Metrics) 
     let judging = webhook.clone();
     let judge: crate::cluster::pods::Judge = Box::new(move |namespace, labels, pod| {
         let active = judging.policy();
-        if !crate::mutate::opted_in(
+        if !ci_pod_webhook_core::mutate::opted_in(
             &active.policy,
-            crate::mutate::NamespaceFacts::Labels(labels),
+            ci_pod_webhook_core::mutate::NamespaceFacts::Labels(labels),
         ) {
             return None;
         }

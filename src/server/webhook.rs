@@ -32,11 +32,11 @@ use tower_http::timeout::TimeoutLayer;
 use tracing::field::Empty;
 
 use super::budget::{BodyBudget, Held};
-use crate::admission::{self, AdmissionError};
 use crate::cluster::{Cluster, NamespaceLabels, RuntimeClasses};
 use crate::metrics::{GaugeGuard, Metrics, NO_CLASS, PolicySeries};
-use crate::mutate::{self, Entry, NamespaceFacts};
-use crate::policy::Policy;
+use ci_pod_webhook_core::admission::{self, AdmissionError};
+use ci_pod_webhook_core::mutate::{self, Entry, NamespaceFacts};
+use ci_pod_webhook_core::policy::Policy;
 
 pub const MUTATE_PATH: &str = "/mutate";
 /// The path of the GPU workloads webhook entry.
@@ -383,5 +383,4 @@ fn micros(elapsed: Duration) -> u64 {
 }
 
 #[cfg(test)]
-#[path = "webhook_tests.rs"]
 mod tests;

@@ -14,7 +14,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use ci_pod_webhook::mutate::view::Pod;
+use ci_pod_webhook_core::mutate::view::Pod;
 use serde::de::IgnoredAny;
 
 /// ci-pod-webhook's allocator (see its `src/main.rs`).

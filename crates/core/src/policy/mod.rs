@@ -1,0 +1,426 @@
+//! The policy: runner classes and the rules that apply to their job pods.
+//!
+//! A policy file is parsed in two stages: `raw` mirrors the YAML and rejects unknown keys,
+//! `validate` turns it into the [`Policy`] below, whose types make bad states
+//! unrepresentable (quantities parsed, requests within limits, tolerations well formed).
+//! Once a `Policy` exists, the core cannot fail because of configuration.
+
+mod gpu_workloads;
+mod host_paths;
+mod limits_env;
+mod names;
+mod raw;
+mod validate;
+mod warnings;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::quantity::Quantity;
+
+pub use gpu_workloads::{GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, SYSTEM_NAMESPACES};
+pub use limits_env::LimitsEnv;
+pub use names::{
+    is_dns_label, is_dns_subdomain, is_extended_resource, is_label_value, is_qualified_name,
+};
+
+/// The embedded default policy: the SKAO runner classes.
+pub const DEFAULT_POLICY_YAML: &str = include_str!("default-policy.yaml");
+
+/// A validated policy, ready for the core.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub prefix: String,
+    pub keys: Keys,
+    pub job_pods: JobPodTest,
+    pub docker: Docker,
+    pub on_exceed: OnExceed,
+    /// The top-level `enforcement`, the default of every class.
+    pub enforcement: Enforcement,
+    /// Classes in file order: the first class whose match rules hold wins.
+    pub classes: Vec<RunnerClass>,
+    pub default_class: usize,
+    /// Placement of GPU pods that are not job pods; `None`: off.
+    pub gpu_workloads: Option<GpuWorkloads>,
+    /// Variables telling `build` its limits; `None`: off.
+    pub limits_env: Option<LimitsEnv>,
+    /// Short hash of the policy source, written to each pod as `<prefix>/policy`.
+    pub hash: String,
+    /// Where the policy came from, for logs and messages.
+    pub origin: String,
+}
+
+/// Label and annotation keys under the policy's prefix, built once.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    /// Namespace label that opts a namespace in (value `enabled`).
+    pub opt_in: String,
+    /// Namespace label an administrator sets to pin a namespace to a class.
+    pub runner_class: String,
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+    pub gpus: String,
+    pub docker: String,
+    /// Audit annotations written by the webhook only.
+    pub class: String,
+    pub policy: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Keys {
+        let key = |name: &str| format!("{prefix}/{name}");
+        Keys {
+            opt_in: key("pod-policy"),
+            runner_class: key("runner-class"),
+            cpu_request: key("cpu-request"),
+            cpu_limit: key("cpu-limit"),
+            memory_request: key("memory-request"),
+            memory_limit: key("memory-limit"),
+            gpus: key("gpus"),
+            docker: key("docker"),
+            class: key("class"),
+            policy: key("policy"),
+        }
+    }
+}
+
+/// Value of the opt-in namespace label that enables the webhook.
+pub const OPT_IN_VALUE: &str = "enabled";
+/// Value of the opt-in namespace label that enables the webhook in warn mode: nothing
+/// is changed or denied, the answer's warnings say what enforce would do.
+pub const OPT_IN_WARN_VALUE: &str = "warn";
+
+/// How a pod is recognised as a GitLab Runner job pod.
+#[derive(Debug, Clone)]
+pub struct JobPodTest {
+    /// All of these containers present → job pod.
+    pub containers: Vec<String>,
+    /// Or this label present → job pod.
+    pub or_label: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Docker {
+    pub mode: DockerMode,
+    /// Containers that get `DOCKER_HOST`.
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DockerMode {
+    /// Mount the node daemon's socket (or its directory) from the host.
+    Socket {
+        socket_path: String,
+        mount: SocketMount,
+        /// What is mounted, at the same path in the container: `socket_path` itself
+        /// (`File`) or its directory (`Directory`).
+        host_path: String,
+        volume_name: String,
+    },
+    /// Reach the node daemon over TCP at the node's IP.
+    Tcp {
+        port: u16,
+        tls: Option<DockerTls>,
+    },
+    Off,
+}
+
+/// What socket mode mounts (see docs/docker.md for the trade-off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketMount {
+    /// The socket's directory, which must be dedicated to it: survives daemon restarts.
+    Directory,
+    /// The socket file (hostPath type `Socket`): a restarted daemon's new socket reaches
+    /// only jobs started after it.
+    File,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DockerTls {
+    pub secret_name: String,
+    pub mount_path: String,
+    pub volume_name: String,
+}
+
+/// Whether a class's decisions are applied (`enforce`) or only reported as warnings
+/// (`warn`, for a rollout: see `crate::enforcement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Enforcement {
+    #[default]
+    Enforce,
+    Warn,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Enforce => "enforce",
+            Enforcement::Warn => "warn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExceed {
+    Clamp,
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ResourceName {
+    Cpu,
+    Memory,
+    EphemeralStorage,
+}
+
+impl ResourceName {
+    pub const ALL: [ResourceName; 3] = [
+        ResourceName::Cpu,
+        ResourceName::Memory,
+        ResourceName::EphemeralStorage,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceName::Cpu => "cpu",
+            ResourceName::Memory => "memory",
+            ResourceName::EphemeralStorage => "ephemeral-storage",
+        }
+    }
+}
+
+impl fmt::Display for ResourceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the class wants for one resource's limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Fill in this limit when the pod has none.
+    Set(Quantity),
+    /// `null` in the policy: the class wants no limit, an existing one is removed.
+    Unlimited,
+}
+
+/// Requests and limits for one container role (build, helper, services).
+#[derive(Debug, Clone, Default)]
+pub struct RoleResources {
+    pub requests: BTreeMap<ResourceName, Quantity>,
+    pub limits: BTreeMap<ResourceName, Limit>,
+}
+
+/// The container roles of a job pod. Every container of a job pod has one: a container
+/// left out would keep whatever the job gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Build,
+    /// `helper` and the `init-permissions` init container.
+    Helper,
+    /// Every other container: GitLab Runner up to 17.8 names services `svc-N`, 17.9 and
+    /// later after their first alias (`db`), and the job chooses both image and command.
+    Service,
+}
+
+/// Which list of the pod spec a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerList {
+    Containers,
+    InitContainers,
+}
+
+impl ContainerList {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerList::Containers => "containers",
+            ContainerList::InitContainers => "initContainers",
+        }
+    }
+}
+
+impl Role {
+    /// The role whose class values a container of a job pod gets. In `containers`,
+    /// `build` and `helper` are themselves and anything else is a service. In
+    /// `initContainers`, `init-permissions` (the helper image) is a helper and any other
+    /// init container takes the build values: `init-build-uid-gid-collector` (added with
+    /// `FF_DISABLE_UMASK_FOR_KUBERNETES_EXECUTOR`) runs the job's own image with the
+    /// build container's resources.
+    pub fn of(list: ContainerList, name: &str) -> Role {
+        match (list, name) {
+            (ContainerList::Containers, "build") => Role::Build,
+            (ContainerList::Containers, "helper")
+            | (ContainerList::InitContainers, "init-permissions") => Role::Helper,
+            (ContainerList::Containers, _) => Role::Service,
+            (ContainerList::InitContainers, _) => Role::Build,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toleration {
+    pub key: String,
+    pub operator: TolerationOperator,
+    pub value: String,
+    pub effect: String,
+    pub toleration_seconds: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TolerationOperator {
+    Exists,
+    Equal,
+}
+
+impl TolerationOperator {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TolerationOperator::Exists => "Exists",
+            TolerationOperator::Equal => "Equal",
+        }
+    }
+}
+
+/// One block of rules that pick a class from trusted facts. All non-empty rules must
+/// hold; a class matches when any of its blocks does.
+#[derive(Debug, Clone, Default)]
+pub struct MatchRules {
+    /// Values of the runner name label `manager.runner.gitlab.com/name`.
+    pub runner_names: Vec<String>,
+    /// Runner short tokens, as they appear in job pod names (`runner-<token>-…`):
+    /// lower-case, `_` as `-`.
+    pub runner_tokens: Vec<String>,
+    /// Requesting users, as `system:serviceaccount:<ns>:<name>`.
+    pub service_accounts: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+impl MatchRules {
+    pub fn is_empty(&self) -> bool {
+        self.runner_names.is_empty()
+            && self.runner_tokens.is_empty()
+            && self.service_accounts.is_empty()
+            && self.namespaces.is_empty()
+            && self.pod_labels.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Gpu {
+    pub resource: String,
+    pub count: u32,
+    pub max: u32,
+    pub runtime_class_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RunnerClass {
+    pub name: String,
+    pub description: Option<String>,
+    /// The class's `enforcement`, else the policy's.
+    pub enforcement: Enforcement,
+    /// The class's match blocks, in file order; empty when it has no match rules.
+    pub match_blocks: Vec<MatchRules>,
+    pub build: RoleResources,
+    pub helper: RoleResources,
+    pub services: RoleResources,
+    /// Ceiling for any single container of the class and for the pod-level values; a
+    /// resource left out is knowingly unlimited (`null` in the file).
+    pub max: BTreeMap<ResourceName, Quantity>,
+    /// CI-node, class and GPU node selectors merged (later wins).
+    pub node_selector: BTreeMap<String, String>,
+    /// CI-node, class and GPU tolerations, without duplicates.
+    pub tolerations: Vec<Toleration>,
+    pub gpu: Option<Gpu>,
+}
+
+impl RunnerClass {
+    pub fn resources(&self, role: Role) -> &RoleResources {
+        match role {
+            Role::Build => &self.build,
+            Role::Helper => &self.helper,
+            Role::Service => &self.services,
+        }
+    }
+}
+
+/// A policy file that could not be loaded. The message names the file, line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read (the core reads no files; the shell reports it so).
+    #[error("cannot read policy file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// One or more problems, each on its own line as `file:line:column: message`.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One thing wrong in a policy file, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub origin: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.origin, self.line, self.column, self.message
+        )
+    }
+}
+
+impl Policy {
+    /// Parses and validates policy text. `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        validate::parse(text, origin).map(|mut policy| {
+            policy.hash = short_hash(text.as_bytes());
+            policy
+        })
+    }
+
+    /// The embedded default policy.
+    pub fn embedded() -> Policy {
+        // The embedded file is checked by a unit test, so this cannot fail in a build
+        // that passed its tests; a failure would be a build defect, hence the expect.
+        Policy::parse(DEFAULT_POLICY_YAML, "<embedded default policy>")
+            .expect("the embedded default policy is valid")
+    }
+
+    /// Tells the policy the namespace the webhook runs in: `gpuWorkloads` never applies
+    /// there (its pods must start while the webhook is down). Called for every policy
+    /// the server puts in force.
+    pub fn set_webhook_namespace(&mut self, namespace: &str) {
+        if let Some(g) = &mut self.gpu_workloads {
+            g.never.insert(namespace.to_string());
+        }
+    }
+
+    pub fn class(&self, name: &str) -> Option<(usize, &RunnerClass)> {
+        self.classes
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+    }
+}
+
+fn short_hash(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,58 @@
+//! Policy footguns: valid policies that a job author can turn against their class.
+//! `check-policy` prints them and `serve` logs them on every load; they are warnings,
+//! not errors, because each can be a knowing choice.
+
+use super::{Policy, TolerationOperator};
+
+/// The label domain GitLab Runner keeps for itself: a job cannot overwrite a label
+/// whose key prefix is `runner.gitlab.com` or ends in `.runner.gitlab.com`.
+const RUNNER_LABEL_DOMAIN: &str = "runner.gitlab.com";
+
+impl Policy {
+    /// What is risky about this policy, one sentence each, naming the key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for class in &self.classes {
+            let n = &class.name;
+            let pod_label_keys = class.match_blocks.iter().flat_map(|b| b.pod_labels.keys());
+            for key in pod_label_keys {
+                if !runner_owned(key) {
+                    out.push(format!(
+                        "classes.{n}.match.podLabels.{key}: a job can set this label (KUBERNETES_POD_LABELS_* where the runner allows pod_labels_overwrite_allowed, and job labels win over the runner's pod_labels), and so choose class {n}; match on a key under {RUNNER_LABEL_DOMAIN}, the runner name, the service account or the namespace instead"
+                    ));
+                }
+            }
+            if class
+                .tolerations
+                .iter()
+                .any(|t| t.key.is_empty() && t.operator == TolerationOperator::Exists)
+            {
+                out.push(format!(
+                    "classes.{n}: a toleration with operator Exists and no key (from ciNodes.tolerations, the class or its gpu) tolerates every taint: the class's job pods may run on any node, including control-plane, GPU and other reserved nodes; name the taint key"
+                ));
+            }
+        }
+        let default = &self.classes[self.default_class];
+        if default.gpu.is_some() {
+            out.push(format!(
+                "defaultClass: {} is a GPU class: every job pod no class matches (any runner not listed, any runner older than 17.9) gets GPUs; make a class without GPUs the default",
+                default.name
+            ));
+        }
+        out
+    }
+}
+
+/// Whether GitLab Runner keeps the label key to itself.
+fn runner_owned(key: &str) -> bool {
+    let Some((prefix, _)) = key.split_once('/') else {
+        return false;
+    };
+    prefix == RUNNER_LABEL_DOMAIN
+        || prefix
+            .strip_suffix(RUNNER_LABEL_DOMAIN)
+            .is_some_and(|p| p.ends_with('.'))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,55 @@
+use super::*;
+use clap::ValueEnum;
+use std::time::Duration;
+
+#[tokio::test]
+async fn without_a_cluster_every_namespace_trusts_the_selector() {
+    let cluster = Cluster::connect(KubeMode::Off)
+        .await
+        .expect("off never fails");
+    assert!(cluster.client().is_none());
+    assert!(cluster.is_ready());
+    cluster.wait_ready().await;
+    assert_eq!(cluster.labels("ci").await, NamespaceLabels::TrustSelector);
+    assert_eq!(cluster.labels("").await, NamespaceLabels::TrustSelector);
+}
+
+#[tokio::test]
+async fn a_fixed_view_knows_only_its_namespaces() {
+    let cluster = Cluster::fixed([("ci", &[("team", "a")][..])]);
+    let team = BTreeMap::from([("team".to_string(), "a".to_string())]);
+    assert_eq!(
+        cluster.labels("ci").await,
+        NamespaceLabels::Known(Arc::new(team))
+    );
+    assert_eq!(
+        cluster.labels("other").await,
+        NamespaceLabels::Known(Arc::default())
+    );
+}
+
+#[tokio::test]
+async fn stopping_the_cluster_stops_its_watches() {
+    // A port nobody listens on: the watcher keeps failing and backing off.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let url = format!("http://{}", closed.local_addr().expect("local addr"));
+    drop(closed);
+    let config = kube::Config::new(url.parse().expect("url"));
+    let client = kube::Client::try_from(config).expect("client");
+
+    let cluster = Cluster::from_client(client);
+    assert!(!cluster.is_ready());
+    cluster.stop();
+    // `wait_ready` resolves without a sync only once the task has dropped its end.
+    tokio::time::timeout(Duration::from_secs(10), cluster.wait_ready())
+        .await
+        .expect("the watcher task ends on stop");
+    assert!(!cluster.is_ready());
+}
+
+#[test]
+fn the_kube_flag_accepts_auto_and_off() {
+    assert_eq!(KubeMode::from_str("auto", false), Ok(KubeMode::Auto));
+    assert_eq!(KubeMode::from_str("off", false), Ok(KubeMode::Off));
+    assert!(KubeMode::from_str("on", false).is_err());
+}

@@ -1,0 +1,271 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSetSpec, DaemonSetStatus};
+use k8s_openapi::api::core::v1::{NodeSpec, NodeStatus, PodSpec, PodTemplateSpec, Taint};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::*;
+use crate::doctor::report::Status;
+use crate::doctor::test_support::{labels, named};
+
+const CI: (&str, &str) = ("node-role.skatelescope.org/ci-worker", "true");
+const GPU: (&str, &str) = ("nvidia.com/gpu", "true");
+
+fn node(name: &str, label_pairs: &[(&str, &str)]) -> Node {
+    Node {
+        metadata: named(name, label_pairs),
+        ..Node::default()
+    }
+}
+
+fn tainted(mut node: Node, key: &str, effect: &str) -> Node {
+    node.spec
+        .get_or_insert_with(NodeSpec::default)
+        .taints
+        .get_or_insert_with(Vec::new)
+        .push(Taint {
+            key: key.into(),
+            value: None,
+            effect: effect.into(),
+            time_added: None,
+        });
+    node
+}
+
+fn with_gpus(mut node: Node, count: &str) -> Node {
+    node.status = Some(NodeStatus {
+        allocatable: Some(BTreeMap::from([(
+            "nvidia.com/gpu".to_string(),
+            Quantity(count.into()),
+        )])),
+        ..NodeStatus::default()
+    });
+    node
+}
+
+fn gpu_node(name: &str) -> Node {
+    with_gpus(
+        tainted(node(name, &[CI, GPU]), "nvidia.com/gpu", "NoSchedule"),
+        "1",
+    )
+}
+
+fn lines<'c>(checks: &'c [Check], class: &str) -> Vec<(Status, &'c str)> {
+    let prefix = format!("class {class}:");
+    checks
+        .iter()
+        .filter(|c| c.message.starts_with(&prefix))
+        .map(|c| (c.status, c.message.as_str()))
+        .collect()
+}
+
+const RUNTIME: &[String] = &[];
+
+fn nvidia() -> Vec<String> {
+    vec!["nvidia".to_string()]
+}
+
+#[test]
+fn a_cluster_with_ci_and_gpu_nodes_passes_every_class() {
+    let policy = Policy::embedded();
+    let nodes = [node("ci-1", &[CI]), gpu_node("gpu-1")];
+    let runtime = nvidia();
+    let checks = classes(&policy, &nodes, Ok(&runtime));
+    assert!(checks.iter().all(|c| c.status == Status::Ok), "{checks:#?}");
+    assert_eq!(
+        lines(&checks, "k8srunner-gpu-v100"),
+        [
+            (
+                Status::Ok,
+                "class k8srunner-gpu-v100: 1 node(s) can run its job pods (gpu-1)"
+            ),
+            (
+                Status::Ok,
+                "class k8srunner-gpu-v100: 1 node(s) with allocatable nvidia.com/gpu"
+            ),
+            (
+                Status::Ok,
+                "class k8srunner-gpu-v100: RuntimeClass nvidia exists"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn no_labelled_node_means_every_job_pod_stays_pending() {
+    let policy = Policy::embedded();
+    let checks = classes(&policy, &[node("worker", &[])], Ok(RUNTIME));
+    let check = &checks[0];
+    assert_eq!(check.status, Status::Failure);
+    assert_eq!(
+        check.message,
+        "class k8srunner: no node can run its job pods"
+    );
+    assert_eq!(
+        check.hint.as_deref(),
+        Some(
+            "every job pod of class k8srunner would stay Pending: no node is labelled node-role.skatelescope.org/ci-worker=true"
+        )
+    );
+    assert_eq!(
+        check.fix.as_deref(),
+        Some("kubectl label node <node> node-role.skatelescope.org/ci-worker=true")
+    );
+}
+
+#[test]
+fn an_untolerated_taint_or_a_cordon_is_named_with_its_fix() {
+    let policy = Policy::embedded();
+    let checks = classes(
+        &policy,
+        &[tainted(node("ci-1", &[CI]), "dedicated", "NoSchedule")],
+        Ok(RUNTIME),
+    );
+    assert_eq!(checks[0].status, Status::Failure);
+    assert!(
+        checks[0]
+            .hint
+            .as_deref()
+            .is_some_and(|h| h.contains("dedicated:NoSchedule")),
+        "{checks:?}"
+    );
+    assert!(
+        checks[0]
+            .fix
+            .as_deref()
+            .is_some_and(|f| f.contains("kubectl taint node ci-1 dedicated:NoSchedule-"))
+    );
+    // PreferNoSchedule never keeps a pod Pending.
+    let soft = classes(
+        &policy,
+        &[tainted(
+            node("ci-1", &[CI]),
+            "dedicated",
+            "PreferNoSchedule",
+        )],
+        Ok(RUNTIME),
+    );
+    assert_eq!(soft[0].status, Status::Ok);
+    let mut cordoned = node("ci-1", &[CI]);
+    cordoned.spec = Some(NodeSpec {
+        unschedulable: Some(true),
+        ..NodeSpec::default()
+    });
+    let checks = classes(&policy, &[cordoned], Ok(RUNTIME));
+    assert_eq!(checks[0].fix.as_deref(), Some("kubectl uncordon ci-1"));
+}
+
+#[test]
+fn a_gpu_class_needs_allocatable_gpus_and_its_runtime_class() {
+    let policy = Policy::embedded();
+    let no_plugin = with_gpus(
+        tainted(node("gpu-1", &[CI, GPU]), "nvidia.com/gpu", "NoExecute"),
+        "0",
+    );
+    let checks = classes(&policy, &[no_plugin], Ok(RUNTIME));
+    let gpu = lines(&checks, "k8srunner-gpu-v100");
+    assert_eq!(
+        gpu[0].0,
+        Status::Ok,
+        "the GPU taint is tolerated whatever its effect"
+    );
+    assert_eq!(
+        gpu[1],
+        (
+            Status::Failure,
+            "class k8srunner-gpu-v100: none of its nodes has 1 allocatable nvidia.com/gpu"
+        )
+    );
+    assert_eq!(
+        gpu[2],
+        (
+            Status::Failure,
+            "class k8srunner-gpu-v100: RuntimeClass nvidia does not exist"
+        )
+    );
+    let forbidden = classes(
+        &policy,
+        &[gpu_node("gpu-1")],
+        Err("runtimeclasses is forbidden"),
+    );
+    assert!(
+        lines(&forbidden, "k8srunner-gpu-v100")[2]
+            .1
+            .contains("cannot list RuntimeClasses")
+    );
+}
+
+fn daemon_set(selector: &[(&str, &str)], desired: i32, ready: i32) -> DaemonSet {
+    DaemonSet {
+        metadata: ObjectMeta {
+            name: Some("ci-dind".into()),
+            namespace: Some("ci-dind".into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(DaemonSetSpec {
+            template: PodTemplateSpec {
+                spec: Some(PodSpec {
+                    node_selector: Some(labels(selector)),
+                    tolerations: Some(vec![Toleration {
+                        key: Some("nvidia.com/gpu".into()),
+                        operator: Some("Exists".into()),
+                        ..Toleration::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+                ..PodTemplateSpec::default()
+            },
+            ..DaemonSetSpec::default()
+        }),
+        status: Some(DaemonSetStatus {
+            desired_number_scheduled: desired,
+            number_ready: ready,
+            ..DaemonSetStatus::default()
+        }),
+    }
+}
+
+#[test]
+fn the_docker_daemon_must_cover_every_ci_node() {
+    let policy = Policy::embedded();
+    let nodes = [node("ci-1", &[CI]), gpu_node("gpu-1"), node("web", &[])];
+    let good = daemon_set(&[CI], 2, 2);
+    let checks = docker_daemon(&policy, &nodes, Ok(Some(&good)), "ci-dind/ci-dind");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        (checks[0].status, checks[0].message.as_str()),
+        (
+            Status::Ok,
+            "DaemonSet ci-dind/ci-dind covers all 2 CI node(s)"
+        )
+    );
+
+    let elsewhere = daemon_set(&[("role", "docker")], 0, 0);
+    let checks = docker_daemon(&policy, &nodes, Ok(Some(&elsewhere)), "ci-dind/ci-dind");
+    assert_eq!(checks[0].status, Status::Failure);
+    assert_eq!(
+        checks[0].message,
+        "DaemonSet ci-dind/ci-dind does not run on 2 of 2 CI node(s): ci-1, gpu-1"
+    );
+
+    let starting = daemon_set(&[CI], 2, 1);
+    let checks = docker_daemon(&policy, &nodes, Ok(Some(&starting)), "ci-dind/ci-dind");
+    assert_eq!(checks[1].status, Status::Warning);
+    assert_eq!(checks[1].message, "Docker daemon ready on 1 of 2 node(s)");
+
+    let missing = docker_daemon(&policy, &nodes, Ok(None), "ci-dind/ci-dind");
+    assert_eq!(missing[0].status, Status::Failure);
+    assert_eq!(
+        missing[0].fix.as_deref(),
+        Some("kubectl apply -k manifests/node-docker")
+    );
+}
+
+#[test]
+fn tcp_and_off_modes_need_no_socket_daemon_check() {
+    let text =
+        ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML.replace("  mode: socket", "  mode: off");
+    let policy = Policy::parse(&text, "off.yaml").expect("policy");
+    assert!(docker_daemon(&policy, &[node("ci-1", &[CI])], Ok(None), "ci-dind/ci-dind").is_empty());
+}
