@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use ci_pod_webhook_core::admission::{self, Outcome};
+use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::answer::Outcome;
 use ci_pod_webhook_core::mutate::{self, NamespaceFacts};
 use ci_pod_webhook_core::policy::Policy;
 use libfuzzer_sys::fuzz_target;
@@ -25,10 +26,10 @@ fn outcome(
     review: Result<admission::Review<'_>, admission::AdmissionError>,
     facts: NamespaceFacts<'_>,
 ) -> (String, bool) {
-    match review.and_then(|r| admission::answer(&POLICY, facts, &r)) {
+    match review.and_then(|r| admission::respond(&POLICY, facts, &r)) {
         Ok(answer) => (
             String::from_utf8_lossy(&answer.body).into_owned(),
-            answer.summary.outcome == Outcome::Skipped,
+            answer.answer.outcome == Outcome::Skipped,
         ),
         Err(error) => (format!("error: {error}"), false),
     }

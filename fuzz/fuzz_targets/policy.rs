@@ -12,23 +12,24 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 static REVIEW: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let pod: Value = serde_json::from_str(include_str!("../../tests/fixtures/gitlab-runner-17.9-job-pod.json")).expect("fixture");
-    serde_json::to_vec(&serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {"uid": "f", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                    "namespace": "gitlab", "operation": "CREATE", "object": pod}
-    }))
-    .expect("json")
+    let pod: Value = serde_json::from_str(include_str!(
+        "../../tests/fixtures/gitlab-runner-17.9-job-pod.json"
+    ))
+    .expect("fixture");
+    admission::PodReview::create("gitlab", &pod).to_json()
 });
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     match Policy::parse(text, "fuzz.yaml") {
         Err(PolicyError::Invalid(problems)) => assert!(!problems.is_empty()),
         Err(PolicyError::Read { .. }) => unreachable!("parse does not read files"),
         Ok(policy) => {
             let review = admission::parse(&REVIEW).expect("fixture review");
-            let answer = admission::answer(&policy, NamespaceFacts::TrustSelector, &review).expect("fixture pod");
+            let answer = admission::respond(&policy, NamespaceFacts::TrustSelector, &review)
+                .expect("fixture pod");
             let _: Value = serde_json::from_slice(&answer.body).expect("response is JSON");
         }
     }

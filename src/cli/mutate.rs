@@ -22,14 +22,16 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use ci_pod_webhook_core::admission::{self, PodReview, Review};
+use ci_pod_webhook_core::answer::{self, Answer, Outcome};
+use ci_pod_webhook_core::explain::{self, Subject};
+use ci_pod_webhook_core::mutate::view::Object;
+use ci_pod_webhook_core::mutate::{NamespaceFacts, Pod, SkipReason};
+use ci_pod_webhook_core::policy::Policy;
 
 use super::{Labels, MutateArgs, load_policy};
-use ci_pod_webhook_core::admission;
-use ci_pod_webhook_core::enforcement;
-use ci_pod_webhook_core::explain;
-use ci_pod_webhook_core::mutate::{self, Decision, NamespaceFacts, SkipReason};
-use ci_pod_webhook_core::policy::{Enforcement, Policy};
 
 /// Exit status of `mutate` when the policy denies the pod (for a List: any item), the
 /// answer printed all the same, so that a CI job can gate on it; 1 stays "could not run",
@@ -75,24 +77,50 @@ fn one(
 ) -> anyhow::Result<bool> {
     let body = serde_json::to_vec(review)?;
     let parsed = admission::parse(&body).context("the input is not a usable AdmissionReview")?;
-    let decision = mutate::decide(policy, facts, &parsed.request).context("cannot read the pod")?;
-    if let (Decision::Skip(SkipReason::NamespaceNotOptedIn), Some(labels)) =
-        (&decision, &args.namespace_labels)
+    let answer = answer::decide(policy, facts, &parsed.request).context("cannot read the pod")?;
+    if let (Some(SkipReason::NamespaceNotOptedIn), Some(labels)) =
+        (answer.skip_reason(), &args.namespace_labels)
     {
         eprintln!("{}", not_opted_in_note(policy, labels));
     }
-    let mode = enforcement::mode(policy, facts, &decision);
     if args.explain {
-        let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
-        out.write_all(explain::render(policy, &parsed, pod, &decision, mode).as_bytes())?;
+        let subject = subject(&parsed, &answer)?;
+        out.write_all(explain::render(policy, &subject, &answer).as_bytes())?;
     } else {
-        let answer = admission::encode(policy, &parsed, &decision, mode);
-        let response: Value = serde_json::from_slice(&answer.body)?;
+        let response: Value = serde_json::from_slice(&admission::encode(&parsed, &answer))?;
         serde_json::to_writer_pretty(&mut *out, &response)?;
         writeln!(out)?;
     }
     // In warn mode the pod is allowed: a would-deny does not fail the command.
-    Ok(matches!(decision, Decision::Deny { .. }) && mode == Enforcement::Enforce)
+    Ok(answer.outcome == Outcome::Denied)
+}
+
+/// What an explanation names: the pod and its namespace, and the values it set that its
+/// class would have set otherwise.
+fn subject<'r>(review: &'r Review<'_>, answer: &Answer<'_>) -> anyhow::Result<Subject<'r>> {
+    let read;
+    let pod = match (&review.request.pod, review.request.object) {
+        (Some(pod), _) => pod,
+        (None, Some(raw)) => {
+            let Object(pod) = serde_json::from_str::<Object<Pod<'_>>>(raw.get())
+                .context("cannot read the pod")?;
+            read = pod;
+            &read
+        }
+        (None, None) => &Pod::default(),
+    };
+    let meta = pod.meta();
+    let name = [&meta.name, &meta.generate_name]
+        .into_iter()
+        .flatten()
+        .find(|n| !n.is_empty())
+        .map(|n| n.to_string())
+        .unwrap_or_default();
+    Ok(Subject {
+        namespace: review.namespace(),
+        pod: name,
+        kept: explain::kept(answer, pod),
+    })
 }
 
 /// Why `--namespace-labels` left the pod alone: without the opt-in label the policy does
@@ -137,14 +165,12 @@ fn list(
         let row = match item_review(item, args) {
             Ok(review) => {
                 let body = serde_json::to_vec(&review)?;
-                let pod = review.pointer("/request/object").unwrap_or(&Value::Null);
                 let decided = admission::parse(&body)
                     .map_err(anyhow::Error::from)
                     .and_then(|parsed| {
-                        let decision = mutate::decide(policy, facts, &parsed.request)?;
-                        let mode = enforcement::mode(policy, facts, &decision);
-                        let text = explain::render(policy, &parsed, pod, &decision, mode);
-                        Ok((text, row(&parsed, &decision, mode)))
+                        let answer = answer::decide(policy, facts, &parsed.request)?;
+                        let text = explain::render(policy, &subject(&parsed, &answer)?, &answer);
+                        Ok((text, row(&parsed, &answer)))
                     });
                 match decided {
                     Ok((text, row)) => {
@@ -170,37 +196,29 @@ const DENIED: &str = "DENIED";
 const WOULD_DENY: &str = "would deny (warn)";
 const WOULD_MUTATE: &str = "would mutate (warn)";
 
-fn row(review: &admission::Review<'_>, decision: &Decision<'_>, mode: Enforcement) -> Row {
-    let warn = mode == Enforcement::Warn;
-    let namespace = review.namespace();
-    let pod = |name: &str| format!("{namespace}/{name}");
-    let name = review.request.name.as_deref().unwrap_or("");
-    match decision {
-        Decision::Skip(reason) => Row {
-            pod: pod(name),
-            class: "-".into(),
-            changes: "-".into(),
-            result: format!("skipped ({})", reason.as_str()),
+fn row(review: &Review<'_>, answer: &Answer<'_>) -> Row {
+    let name = match answer.pod() {
+        "" => review.request.name.as_deref().unwrap_or(""),
+        name => name,
+    };
+    let result = match answer.outcome {
+        Outcome::Skipped => match answer.skip_reason() {
+            Some(reason) => format!("skipped ({})", reason.as_str()),
+            None => "skipped".to_string(),
         },
-        Decision::Deny { chosen, pod: p, .. } => Row {
-            pod: pod(p),
-            class: chosen.class.name.clone(),
-            changes: "-".into(),
-            result: if warn { WOULD_DENY } else { DENIED }.into(),
-        },
-        Decision::Allow(m) => Row {
-            pod: pod(&m.pod),
-            class: m.chosen.class.name.clone(),
-            changes: m.patch.len().to_string(),
-            result: if m.patch.is_empty() {
-                "unchanged"
-            } else if warn {
-                WOULD_MUTATE
-            } else {
-                "mutated"
-            }
-            .into(),
-        },
+        Outcome::Denied => DENIED.into(),
+        Outcome::WouldDeny => WOULD_DENY.into(),
+        Outcome::WouldMutate => WOULD_MUTATE.into(),
+        Outcome::Mutated => "mutated".into(),
+        Outcome::Unchanged | Outcome::Invalid => "unchanged".into(),
+    };
+    Row {
+        pod: format!("{}/{name}", review.namespace()),
+        class: answer.class().unwrap_or("-").to_string(),
+        changes: answer
+            .changes()
+            .map_or_else(|| "-".to_string(), |p| p.len().to_string()),
+        result,
     }
 }
 
@@ -308,25 +326,10 @@ fn as_review(document: Value, args: &MutateArgs) -> anyhow::Result<Value> {
                         .map(str::to_string)
                 })
                 .unwrap_or_else(|| "default".to_string());
-            let name = document
-                .pointer("/metadata/name")
-                .cloned()
-                .unwrap_or(Value::Null);
-            Ok(json!({
-                "apiVersion": admission::API_VERSION,
-                "kind": "AdmissionReview",
-                "request": {
-                    "uid": "00000000-0000-0000-0000-00000000c11e",
-                    "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                    "resource": {"group": "", "version": "v1", "resource": "pods"},
-                    "name": name,
-                    "namespace": namespace,
-                    "operation": "CREATE",
-                    "userInfo": {"username": args.user.clone().unwrap_or_default()},
-                    "object": document,
-                    "dryRun": false
-                }
-            }))
+            let review = PodReview::create(&namespace, &document)
+                .by(args.user.as_deref().unwrap_or(""))
+                .to_value();
+            Ok(review)
         }
         Some(other) => bail!(
             "the input is a {other}; give an AdmissionReview, a Pod, or a List of pods (kubectl get pods -o json)"

@@ -16,13 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
-use serde_json::Value;
-
-use ci_pod_webhook_core::enforcement;
-use ci_pod_webhook_core::explain;
-use ci_pod_webhook_core::mutate::{self, AdmissionRequest, Decision, NamespaceFacts};
+use ci_pod_webhook_core::answer;
+use ci_pod_webhook_core::mutate::view::Object;
+use ci_pod_webhook_core::mutate::{self, AdmissionRequest, Change, NamespaceFacts, Pod};
 use ci_pod_webhook_core::policy::{Enforcement, OPT_IN_VALUE, Policy};
+use serde::Serialize;
 
 /// What deciding a stored job pod now would do to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -82,7 +80,14 @@ pub fn judge(
     labels: &BTreeMap<String, String>,
     pod: &str,
 ) -> Result<Option<Judgement>, String> {
-    let recorded = recorded_class(policy, pod)?;
+    let Object(pod) =
+        serde_json::from_str::<Object<Pod<'_>>>(pod).map_err(|e| format!("not a pod: {e}"))?;
+    let recorded = pod
+        .meta()
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(&policy.keys.class))
+        .map(str::to_string);
     let mut labels = labels.clone();
     if !mutate::opted_in(policy, NamespaceFacts::Labels(&labels)) {
         labels.insert(policy.keys.opt_in.clone(), OPT_IN_VALUE.to_string());
@@ -96,39 +101,31 @@ pub fn judge(
         }
         _ => false,
     };
-    let review = format!(
-        r#"{{"uid":"audit","kind":{{"group":"","version":"v1","kind":"Pod"}},"operation":"CREATE","namespace":{},"object":{pod}}}"#,
-        Value::String(namespace.to_string())
-    );
-    let request: AdmissionRequest<'_> =
-        serde_json::from_str(&review).map_err(|e| format!("not a pod: {e}"))?;
-    let facts = NamespaceFacts::Labels(&labels);
-    let decision = mutate::decide(policy, facts, &request).map_err(|e| e.to_string())?;
-    let mode = enforcement::mode(policy, facts, &decision);
-    let (chosen, verdict, details) = match &decision {
-        Decision::Skip(_) => return Ok(None),
-        Decision::Deny {
-            chosen, message, ..
-        } => (chosen, Verdict::WouldDeny, vec![message.clone()]),
-        Decision::Allow(m) => {
-            let value: Value = serde_json::from_str(pod).unwrap_or_default();
-            let changes: Vec<String> = m
-                .patch
-                .changes
-                .iter()
+    let request = AdmissionRequest::create(namespace, pod);
+    let answer = answer::decide(policy, NamespaceFacts::Labels(&labels), &request)
+        .map_err(|e| e.to_string())?;
+    let Some(chosen) = answer.chosen() else {
+        return Ok(None);
+    };
+    let (verdict, details) = match (answer.denial(), answer.changes()) {
+        (Some(message), _) => (Verdict::WouldDeny, vec![message.to_string()]),
+        (None, changes) => {
+            let changes: Vec<String> = changes
+                .into_iter()
+                .flat_map(|p| &p.changes)
                 .filter(|c| !is_bookkeeping(c, policy, recorded.is_none()))
-                .map(|c| explain::describe(c, &value))
+                .map(Change::describe)
                 .collect();
             let verdict = if changes.is_empty() {
                 Verdict::Ok
             } else {
                 Verdict::Drift
             };
-            (&m.chosen, verdict, changes)
+            (verdict, changes)
         }
     };
     // Warn mode writes nothing, so a pod there is judged by what enforce would do.
-    let verdict = if recorded.is_none() && mode == Enforcement::Enforce {
+    let verdict = if recorded.is_none() && answer.mode == Enforcement::Enforce {
         Verdict::Unpolicied
     } else {
         verdict
@@ -144,46 +141,24 @@ pub fn judge(
     Ok(Some(Judgement {
         class: chosen.class.name.clone(),
         reason,
-        mode: mode.as_str(),
+        mode: answer.mode.as_str(),
         verdict,
         details,
     }))
 }
 
-/// The pod's `<prefix>/class` annotation.
-fn recorded_class(policy: &Policy, pod: &str) -> Result<Option<String>, String> {
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        #[serde(default)]
-        annotations: Option<BTreeMap<String, String>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        #[serde(default)]
-        metadata: Option<Meta>,
-    }
-    let stored: Stored = serde_json::from_str(pod).map_err(|e| format!("not a pod: {e}"))?;
-    Ok(stored
-        .metadata
-        .and_then(|m| m.annotations)
-        .and_then(|mut a| a.remove(&policy.keys.class)))
-}
-
 /// Whether a change only writes the webhook's own annotations: the `<prefix>/policy`
 /// hash (different after every policy change), and `<prefix>/class` when the pod has
 /// none (`unpolicied` or warn mode say that already). A changed class is drift.
-fn is_bookkeeping(change: &mutate::Change, policy: &Policy, unrecorded: bool) -> bool {
-    let (path, value) = match &change.op {
-        json_patch::PatchOperation::Add(op) => (&op.path, &op.value),
-        json_patch::PatchOperation::Replace(op) => (&op.path, &op.value),
-        _ => return false,
-    };
+fn is_bookkeeping(change: &Change, policy: &Policy, unrecorded: bool) -> bool {
     let ours = |key: &str| key == policy.keys.policy || (unrecorded && key == policy.keys.class);
-    let tokens: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
-    match tokens.as_slice() {
-        [m, a, key] if m == "metadata" && a == "annotations" => ours(key),
-        // No annotations at all: the patch adds the whole map.
-        [m, a] if m == "metadata" && a == "annotations" => value
+    if let Some(key) = change.annotation_key() {
+        return ours(&key);
+    }
+    // No annotations at all: the patch adds the whole map.
+    match &change.op {
+        json_patch::PatchOperation::Add(op) if op.path.as_str() == "/metadata/annotations" => op
+            .value
             .as_object()
             .is_some_and(|map| map.keys().all(|key| ours(key))),
         _ => false,

@@ -20,7 +20,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::server::peers::Refused;
-use ci_pod_webhook_core::admission::{Outcome, Summary};
+use ci_pod_webhook_core::answer::{Answer, Outcome};
 use ci_pod_webhook_core::mutate::{OverrideKind, OverrideResult, RefusedChange};
 use ci_pod_webhook_core::policy::Policy;
 pub use histogram::LatencyHistogram;
@@ -266,25 +266,25 @@ impl Metrics {
     }
 
     /// Records one answered review.
-    pub fn record_review(&self, series: &PolicySeries, summary: &Summary, elapsed: Duration) {
-        let class = match summary.class.as_deref() {
+    pub fn record_review(&self, series: &PolicySeries, answer: &Answer<'_>, elapsed: Duration) {
+        let class = match answer.class() {
             None => &self.unclassified,
             Some(name) => match series.classes.iter().find(|(n, _)| n == name) {
                 Some((_, counters)) => counters,
                 // Cannot happen: the class came from the same policy. Stay correct anyway.
                 None => {
-                    ClassSeries::lookup(&self.requests, name).0[summary.outcome as usize].inc();
-                    self.durations[summary.outcome as usize].observe(elapsed);
+                    ClassSeries::lookup(&self.requests, name).0[answer.outcome as usize].inc();
+                    self.durations[answer.outcome as usize].observe(elapsed);
                     return;
                 }
             },
         };
-        class.0[summary.outcome as usize].inc();
-        self.durations[summary.outcome as usize].observe(elapsed);
-        for (kind, result) in &summary.overrides {
-            self.overrides[*kind as usize][*result as usize].inc();
+        class.0[answer.outcome as usize].inc();
+        self.durations[answer.outcome as usize].observe(elapsed);
+        for (kind, result) in answer.overrides() {
+            self.overrides[kind as usize][result as usize].inc();
         }
-        for change in &summary.refused {
+        for change in answer.refused() {
             self.refused_changes[*change as usize].inc();
         }
     }

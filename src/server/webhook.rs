@@ -11,7 +11,7 @@
 //! current policy (one atomic load: a review sees one whole policy), parses the review
 //! (reading the pod in the same pass when the cached namespace labels say it will be
 //! needed), asks the namespace source for the labels it did not find cached, calls
-//! [`admission::answer`], and records one log line and the metrics.
+//! [`admission::respond`], and records one log line and the metrics.
 //! A readable review always gets HTTP 200, denials included; only an unreadable request
 //! gets a 4xx, with a message that says what is wrong with it.
 
@@ -280,24 +280,29 @@ async fn review(
         runtime_classes: RuntimeClasses::facts(runtime_classes.as_ref()),
         entry,
     };
-    let answer = admission::answer(&active.policy, facts, &review)?;
+    let response = admission::respond(&active.policy, facts, &review)?;
     let elapsed = started.elapsed();
-    let summary = &answer.summary;
+    let answer = &response.answer;
     webhook
         .metrics
-        .record_review(&active.series, summary, elapsed);
+        .record_review(&active.series, answer, elapsed);
+    // A skipped request has no pod name of its own: the request's.
+    let pod = match answer.pod() {
+        "" => review.request.name.as_deref().unwrap_or(""),
+        name => name,
+    };
     tracing::info!(
         parent: span,
-        pod = %summary.pod,
-        class = summary.class.as_deref().unwrap_or(NO_CLASS),
-        outcome = summary.outcome.as_str(),
-        skip_reason = summary.skip_reason.map(|r| r.as_str()),
-        patch_operations = summary.patch_operations,
+        pod,
+        class = answer.class().unwrap_or(NO_CLASS),
+        outcome = answer.outcome.as_str(),
+        skip_reason = answer.skip_reason().map(|r| r.as_str()),
+        patch_operations = answer.patch_operations(),
         latency_us = micros(elapsed),
         body_us = micros(read),
         "review"
     );
-    Ok(([(header::CONTENT_TYPE, "application/json")], answer.body).into_response())
+    Ok(([(header::CONTENT_TYPE, "application/json")], response.body).into_response())
 }
 
 /// `application/json`, with no charset or UTF-8 (JSON is UTF-8 on the wire).

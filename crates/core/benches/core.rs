@@ -13,7 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::hint::black_box;
 
-use ci_pod_webhook_core::admission::Outcome;
+use ci_pod_webhook_core::answer::Outcome;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn benches(c: &mut Criterion) {

@@ -5,9 +5,10 @@
 //!
 //! The server calls, in order: [`parse_with`] (borrowing the body; [`parse`] is the same
 //! in two passes), looks up the namespace's labels for [`Review::namespace`], then
-//! [`answer`].
+//! [`respond`]: the answer is built once ([`crate::answer`]) and only serialised here.
 
 mod one_pass;
+mod pod_review;
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -15,13 +16,12 @@ use std::collections::BTreeMap;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::enforcement::{self, Would};
+use crate::answer::{self, Answer};
 use crate::mutate::view::Object;
-use crate::mutate::{
-    self, AdmissionRequest, Decision, Facts, ObjectError, OverrideKind, OverrideRecord,
-    OverrideResult, RefusedChange, SkipReason,
-};
-use crate::policy::{Enforcement, Policy};
+use crate::mutate::{self, AdmissionRequest, Facts, ObjectError};
+use crate::policy::Policy;
+
+pub use pod_review::{MADE_UP_UID, PodReview};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
@@ -162,218 +162,50 @@ fn finish(review: ReviewIn<'_>) -> Result<Review<'_>, AdmissionError> {
     })
 }
 
-/// How a review ended, for metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    Mutated,
-    Unchanged,
-    Skipped,
-    Denied,
-    /// Unreadable request (HTTP 4xx); never produced by [`answer`].
-    Invalid,
-    /// Warn mode: allowed unchanged, enforce would have patched it.
-    WouldMutate,
-    /// Warn mode: allowed unchanged, enforce would have denied it.
-    WouldDeny,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 7] = [
-        Outcome::Mutated,
-        Outcome::Unchanged,
-        Outcome::Skipped,
-        Outcome::Denied,
-        Outcome::Invalid,
-        Outcome::WouldMutate,
-        Outcome::WouldDeny,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Mutated => "mutated",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Skipped => "skipped",
-            Outcome::Denied => "denied",
-            Outcome::Invalid => "invalid",
-            Outcome::WouldMutate => "would_mutate",
-            Outcome::WouldDeny => "would_deny",
-        }
-    }
-}
-
-/// What happened to one review, for the log line and the metrics.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub uid: String,
-    pub namespace: String,
-    /// Pod name, or generateName when the name is not set yet.
-    pub pod: String,
-    pub class: Option<String>,
-    pub outcome: Outcome,
-    pub skip_reason: Option<SkipReason>,
-    pub patch_operations: usize,
-    pub overrides: Vec<(OverrideKind, OverrideResult)>,
-    /// Changes left out or denied because the API server would refuse them.
-    pub refused: Vec<RefusedChange>,
-}
-
-/// The encoded AdmissionReview response and its summary.
+/// A review's answer, and its bytes as the API server reads them.
 #[derive(Debug)]
-pub struct Answer {
+pub struct Response<'p> {
     pub body: Vec<u8>,
-    pub summary: Summary,
+    pub answer: Answer<'p>,
 }
 
-/// Decides and encodes the response to a readable review.
-pub fn answer<'f>(
-    policy: &Policy,
+/// Decides a readable review and encodes its answer.
+///
+/// # Errors
+/// The review's object is missing or not a Pod (HTTP 400).
+pub fn respond<'p, 'f>(
+    policy: &'p Policy,
     facts: impl Into<Facts<'f>>,
     review: &Review<'_>,
-) -> Result<Answer, AdmissionError> {
-    let facts = facts.into();
-    let decision = mutate::decide(policy, facts, &review.request)?;
-    let mode = enforcement::mode(policy, facts.namespace, &decision);
-    Ok(encode(policy, review, &decision, mode))
+) -> Result<Response<'p>, AdmissionError> {
+    let answer = answer::decide(policy, facts, &review.request)?;
+    let body = encode(review, &answer);
+    Ok(Response { body, answer })
 }
 
-/// Encodes a decision as the AdmissionReview response: applied in `Enforce` mode,
-/// only reported as warnings in `Warn` mode (see [`enforcement`]).
-pub fn encode(
-    policy: &Policy,
-    review: &Review<'_>,
-    decision: &Decision<'_>,
-    mode: Enforcement,
-) -> Answer {
-    let request = &review.request;
-    let mut summary = Summary {
-        uid: request.uid.to_string(),
-        namespace: review.namespace().to_string(),
-        pod: request.name.as_deref().unwrap_or("").to_string(),
-        class: None,
-        outcome: Outcome::Skipped,
-        skip_reason: None,
-        patch_operations: 0,
-        overrides: Vec::new(),
-        refused: Vec::new(),
-    };
-    let mut response = ResponseOut {
-        uid: &request.uid,
-        allowed: true,
-        patch_type: None,
-        patch: None,
-        warnings: Vec::new(),
-        audit_annotations: BTreeMap::new(),
-        status: None,
-    };
-    let warned = match mode {
-        Enforcement::Warn => {
-            // Only to name containers in the warnings. The single-pass parse has
-            // already read the pod and left no raw object.
-            let pod = match (&request.pod, request.object) {
-                (Some(pod), _) => enforcement::container_names(pod),
-                (None, Some(raw)) => serde_json::from_str(raw.get()).unwrap_or_default(),
-                (None, None) => serde_json::Value::Null,
-            };
-            enforcement::would(policy, decision, &pod)
-        }
-        Enforcement::Enforce => None,
-    };
-    let warnings;
-    match decision {
-        Decision::Skip(reason) => summary.skip_reason = Some(*reason),
-        Decision::Deny { chosen, pod, .. }
-        | Decision::Allow(mutate::Mutation { chosen, pod, .. })
-            if warned.is_some() =>
-        {
-            let (would, would_warnings) = warned.unwrap_or((Would::Nothing, Vec::new()));
-            summary.class = Some(chosen.class.name.clone());
-            summary.pod.clone_from(pod);
-            summary.outcome = match would {
-                Would::Nothing => Outcome::Unchanged,
-                Would::Mutate => Outcome::WouldMutate,
-                Would::Deny => Outcome::WouldDeny,
-            };
-            warnings = would_warnings;
-            response.warnings = warnings.iter().map(String::as_str).collect();
-            let audit = &mut response.audit_annotations;
-            audit.insert("class", chosen.class.name.clone());
-            audit.insert("mode", Enforcement::Warn.as_str().to_string());
-            audit.insert("policy", policy.hash.clone());
-            let would = match would {
-                Would::Nothing => "nothing",
-                Would::Mutate => "mutate",
-                Would::Deny => "deny",
-            };
-            audit.insert("would", would.to_string());
-            if let Decision::Deny { message, .. } = decision {
-                audit.insert("wouldDeny", message.clone());
-            }
-        }
-        Decision::Deny {
-            chosen,
-            pod,
-            message,
-            overrides,
-            refused,
-        } => {
-            summary.outcome = Outcome::Denied;
-            summary.refused.extend(*refused);
-            summary.class = Some(chosen.class.name.clone());
-            summary.pod.clone_from(pod);
-            summary.overrides = override_results(overrides);
-            response.allowed = false;
-            response.status = Some(Status {
-                code: 403,
-                reason: "Forbidden",
-                message: format!("ci-pod-webhook: {message}"),
-            });
-            response
-                .audit_annotations
-                .insert("class", chosen.class.name.clone());
-            response.audit_annotations.insert("denied", message.clone());
-        }
-        Decision::Allow(m) => {
-            summary.class = Some(m.chosen.class.name.clone());
-            summary.pod.clone_from(&m.pod);
-            summary.overrides = override_results(&m.overrides);
-            summary.refused.clone_from(&m.refused);
-            summary.patch_operations = m.patch.len();
-            summary.outcome = if m.patch.is_empty() {
-                Outcome::Unchanged
-            } else {
-                response.patch_type = Some("JSONPatch");
-                response.patch =
-                    Some(base64::engine::general_purpose::STANDARD.encode(m.patch.to_json()));
-                Outcome::Mutated
-            };
-            warnings = enforcement::fit(m.warnings.clone());
-            response.warnings = warnings.iter().map(String::as_str).collect();
-            response
-                .audit_annotations
-                .insert("class", m.chosen.class.name.clone());
-            response
-                .audit_annotations
-                .insert("policy", policy.hash.clone());
-            if !m.overrides.is_empty() {
-                let details: Vec<&str> = m.overrides.iter().map(|o| o.detail.as_str()).collect();
-                response
-                    .audit_annotations
-                    .insert("overrides", details.join(", "));
-            }
-        }
-    }
+/// The AdmissionReview response that carries `answer`, as JSON.
+pub fn encode(review: &Review<'_>, answer: &Answer<'_>) -> Vec<u8> {
     let out = ReviewOut {
         api_version: &review.api_version,
         kind: KIND,
-        response,
+        response: ResponseOut {
+            uid: &review.request.uid,
+            allowed: answer.allowed,
+            patch_type: answer.patch().map(|_| "JSONPatch"),
+            patch: answer
+                .patch()
+                .map(|p| base64::engine::general_purpose::STANDARD.encode(p.to_json())),
+            warnings: answer.warnings.iter().map(String::as_str).collect(),
+            audit_annotations: &answer.audit_annotations,
+            status: answer.status.as_ref().map(|s| StatusOut {
+                code: s.code,
+                reason: s.reason,
+                message: &s.message,
+            }),
+        },
     };
     // Serialising strings and booleans cannot fail.
-    let body = serde_json::to_vec(&out).unwrap_or_default();
-    Answer { body, summary }
-}
-
-fn override_results(records: &[OverrideRecord]) -> Vec<(OverrideKind, OverrideResult)> {
-    records.iter().map(|r| (r.kind, r.result)).collect()
+    serde_json::to_vec(&out).unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -396,16 +228,16 @@ struct ResponseOut<'a> {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    audit_annotations: BTreeMap<&'static str, String>,
+    audit_annotations: &'a BTreeMap<&'static str, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<Status>,
+    status: Option<StatusOut<'a>>,
 }
 
 #[derive(Serialize)]
-struct Status {
+struct StatusOut<'a> {
     code: u16,
     reason: &'static str,
-    message: String,
+    message: &'a str,
 }
 
 #[cfg(test)]

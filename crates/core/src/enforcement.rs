@@ -14,9 +14,6 @@
 //! [`WARNINGS_BUDGET`] together (leaving room for other webhooks and Pod Security), and
 //! says what it left out in a last "... and N more".
 
-use serde_json::Value;
-
-use crate::explain;
 use crate::mutate::{Change, Decision, NamespaceFacts};
 use crate::policy::{Enforcement, OPT_IN_WARN_VALUE, Policy};
 
@@ -58,7 +55,7 @@ pub fn namespace_warns(policy: &Policy, namespace: NamespaceFacts<'_>) -> bool {
 }
 
 /// What enforce would have done, as a warn-mode answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Would {
     /// Enforce would change nothing.
     Nothing,
@@ -68,17 +65,24 @@ pub enum Would {
     Deny,
 }
 
-/// The warnings of a warn-mode answer: what enforce would do, then the core's own
-/// warnings, fitted to the API server's limits. `pod` is the request's object, used
-/// only to name containers. `None` for a skipped request.
-pub fn would(
-    policy: &Policy,
-    decision: &Decision<'_>,
-    pod: &Value,
-) -> Option<(Would, Vec<String>)> {
+impl Would {
+    /// The `would` audit annotation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Would::Nothing => "nothing",
+            Would::Mutate => "mutate",
+            Would::Deny => "deny",
+        }
+    }
+}
+
+/// What enforce would do, and the warnings of a warn-mode answer: that, each change
+/// enforce would make (containers named), then the core's own warnings, fitted to the
+/// API server's limits. A skipped request would get nothing.
+pub fn would(policy: &Policy, decision: &Decision<'_>) -> (Would, Vec<String>) {
     let mut warnings = Vec::new();
     let would = match decision {
-        Decision::Skip(_) => return None,
+        Decision::Skip(_) => return (Would::Nothing, Vec::new()),
         Decision::Deny {
             chosen, message, ..
         } => {
@@ -103,11 +107,7 @@ pub fn would(
                     m.chosen.class.name,
                     shown.len()
                 ));
-                warnings.extend(
-                    shown
-                        .iter()
-                        .map(|c| format!("would set {}", explain::describe(c, pod))),
-                );
+                warnings.extend(shown.iter().map(|c| format!("would set {}", c.describe())));
                 Would::Mutate
             };
             // The core's own (a clamped override, an ignored one) hold in both modes.
@@ -115,40 +115,15 @@ pub fn would(
             would
         }
     };
-    Some((would, fit(warnings)))
-}
-
-/// The pod's container names, where [`explain::describe`] looks for them.
-pub fn container_names(pod: &crate::mutate::Pod<'_>) -> Value {
-    let names = |containers: &Option<Vec<crate::mutate::view::Container<'_>>>| {
-        containers
-            .iter()
-            .flatten()
-            .map(|c| serde_json::json!({ "name": c.name }))
-            .collect::<Vec<_>>()
-    };
-    let spec = pod.spec();
-    serde_json::json!({ "spec": {
-        "containers": names(&spec.containers),
-        "initContainers": names(&spec.init_containers),
-    }})
+    (would, fit(warnings))
 }
 
 /// The `<prefix>/class` and `<prefix>/policy` annotations: bookkeeping, not worth a
 /// line of the user's job log.
 fn is_audit_annotation(policy: &Policy, change: &Change) -> bool {
-    let path = match &change.op {
-        json_patch::PatchOperation::Add(op) => &op.path,
-        json_patch::PatchOperation::Replace(op) => &op.path,
-        _ => return false,
-    };
-    let tokens: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
-    match tokens.as_slice() {
-        [meta, annotations, key] if meta == "metadata" && annotations == "annotations" => {
-            *key == policy.keys.class || *key == policy.keys.policy
-        }
-        _ => false,
-    }
+    change
+        .annotation_key()
+        .is_some_and(|key| key == policy.keys.class || key == policy.keys.policy)
 }
 
 /// Warnings within the API server's limits: each cut to [`MAX_WARNING_CHARS`], at

@@ -6,46 +6,41 @@
 
 use std::fmt::Write as _;
 
-use json_patch::PatchOperation;
-use serde_json::Value;
-
-use crate::admission::Review;
-use crate::mutate::{Change, Decision, OverrideRecord};
+use crate::answer::Answer;
+use crate::mutate::{Decision, Pod};
 use crate::policy::{
     ContainerList, DockerMode, Enforcement, Limit, Policy, ResourceName, Role, RunnerClass,
     SocketMount,
 };
 use crate::quantity::Quantity;
 
-/// Explains one decision. `pod` is the request's object, to name containers.
-pub fn render(
-    policy: &Policy,
-    review: &Review<'_>,
-    pod: &Value,
-    decision: &Decision<'_>,
-    mode: Enforcement,
-) -> String {
+/// What an explanation is about: the pod (its name, or its generateName) and its
+/// namespace, and the lines [`kept`] found.
+#[derive(Debug, Clone, Default)]
+pub struct Subject<'a> {
+    pub namespace: &'a str,
+    pub pod: String,
+    pub kept: Vec<String>,
+}
+
+/// Explains one answer.
+pub fn render(policy: &Policy, subject: &Subject<'_>, answer: &Answer<'_>) -> String {
     let mut s = String::new();
-    let name = pod
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
+    let name = Some(subject.pod.as_str())
         .filter(|n| !n.is_empty())
-        .or_else(|| {
-            pod.pointer("/metadata/generateName")
-                .and_then(Value::as_str)
-        })
         .unwrap_or("(unnamed)");
-    let _ = writeln!(s, "pod:       {name} in namespace {}", review.namespace());
+    let mode = answer.mode;
+    let _ = writeln!(s, "pod:       {name} in namespace {}", subject.namespace);
     let _ = writeln!(s, "policy:    {} (hash {})", policy.origin, policy.hash);
     if mode == Enforcement::Warn {
         let _ = writeln!(
             s,
             "mode:      warn (nothing is changed or denied; the answer warns what enforce would do)"
         );
-    } else if !matches!(decision, Decision::Skip(_)) {
+    } else if !matches!(answer.decision, Decision::Skip(_)) {
         let _ = writeln!(s, "mode:      enforce");
     }
-    match decision {
+    match &answer.decision {
         Decision::Skip(reason) => {
             let _ = writeln!(s, "result:    skipped ({}), no changes", reason.as_str());
         }
@@ -81,13 +76,12 @@ pub fn render(
             } else {
                 let _ = writeln!(s, "changes:   {}", m.patch.len());
                 for change in &m.patch.changes {
-                    let _ = writeln!(s, "  {}", describe(change, pod));
+                    let _ = writeln!(s, "  {}", change.describe());
                 }
             }
-            let kept = kept(m.chosen.class, pod, &m.patch.changes, &m.overrides);
-            if !kept.is_empty() {
-                let _ = writeln!(s, "kept:      {}", kept.len());
-                for line in &kept {
+            if !subject.kept.is_empty() {
+                let _ = writeln!(s, "kept:      {}", subject.kept.len());
+                for line in &subject.kept {
                     let _ = writeln!(s, "  {line}");
                 }
             }
@@ -109,77 +103,37 @@ pub fn render(
     s
 }
 
-/// One change as `where: before → after`.
-pub fn describe(change: &Change, pod: &Value) -> String {
-    let (path, after) = match &change.op {
-        PatchOperation::Add(op) => (&op.path, Some(&op.value)),
-        PatchOperation::Replace(op) => (&op.path, Some(&op.value)),
-        PatchOperation::Remove(op) => (&op.path, None),
-        other => return format!("{other:?}"),
-    };
-    let tokens: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
-    let mut place = String::new();
-    for (i, token) in tokens.iter().enumerate() {
-        let parent = if i > 0 { tokens[i - 1].as_str() } else { "" };
-        if token == "-" {
-            place.push_str("[+]");
-        } else if let Ok(index) = token.parse::<usize>() {
-            let container = matches!(parent, "containers" | "initContainers")
-                .then(|| {
-                    pod.pointer(&format!("/spec/{parent}/{index}/name"))
-                        .and_then(Value::as_str)
-                })
-                .flatten();
-            let _ = match container {
-                Some(name) => write!(place, "[{name}]"),
-                None => write!(place, "[{index}]"),
-            };
-        } else if token.contains(['.', '/']) {
-            let _ = write!(place, "[{token:?}]");
-        } else {
-            if !place.is_empty() {
-                place.push('.');
-            }
-            place.push_str(token);
-        }
-    }
-    let show = |v: Option<&Value>| match v {
-        None => "(none)".to_string(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    format!(
-        "{place}: {} → {}",
-        show(change.before.as_ref()),
-        show(after)
-    )
-}
-
-/// The requests and limits the pod set itself where the class names another value: the
+/// The requests and limits the pod set itself where its class names another value: the
 /// webhook keeps them (within `max`), and says so rather than leave the reader to
-/// believe the class value applies.
-fn kept(
-    class: &RunnerClass,
-    pod: &Value,
-    changes: &[Change],
-    overrides: &[OverrideRecord],
-) -> Vec<String> {
-    let changed: Vec<String> = changes.iter().map(|c| c.op.path().to_string()).collect();
+/// believe the class value applies. Empty unless the answer allows the pod.
+pub fn kept(answer: &Answer<'_>, pod: &Pod<'_>) -> Vec<String> {
+    let Decision::Allow(m) = &answer.decision else {
+        return Vec::new();
+    };
+    let class = m.chosen.class;
+    let changed: Vec<String> = m
+        .patch
+        .changes
+        .iter()
+        .map(|c| c.op.path().to_string())
+        .collect();
     let overridden = |section: &str, resource: ResourceName| {
         let singular = section.trim_end_matches('s');
         let name = format!("{resource}-{singular}");
-        overrides.iter().any(|o| o.kind.as_str() == name)
+        m.overrides.iter().any(|o| o.kind.as_str() == name)
     };
+    let spec = pod.spec();
     let mut lines = Vec::new();
-    for (list, kind) in [
-        ("initContainers", ContainerList::InitContainers),
-        ("containers", ContainerList::Containers),
+    for (list, kind, containers) in [
+        (
+            "initContainers",
+            ContainerList::InitContainers,
+            &spec.init_containers,
+        ),
+        ("containers", ContainerList::Containers, &spec.containers),
     ] {
-        let containers = pod
-            .pointer(&format!("/spec/{list}"))
-            .and_then(Value::as_array);
-        for (index, container) in containers.into_iter().flatten().enumerate() {
-            let name = container.get("name").and_then(Value::as_str).unwrap_or("");
+        for (index, container) in containers.iter().flatten().enumerate() {
+            let name = container.name.as_ref();
             let role = Role::of(kind, name);
             let wanted = class.resources(role);
             let requests = wanted.requests.iter().map(|(r, q)| ("requests", *r, *q));
@@ -189,16 +143,18 @@ fn kept(
             });
             for (section, resource, class_value) in requests.chain(limits) {
                 let key = resource.as_str();
-                let path = format!("/spec/{list}/{index}/resources/{section}/{key}");
-                let text = match pod.pointer(&path) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Number(n)) => n.to_string(),
-                    _ => continue, // none: filled in, shown as a change
+                let set = container.resources.as_ref().and_then(|r| match section {
+                    "requests" => r.requests.as_ref(),
+                    _ => r.limits.as_ref(),
+                });
+                let Some(text) = set.and_then(|values| values.get(key)) else {
+                    continue; // none: filled in, shown as a change
                 };
+                let path = format!("/spec/{list}/{index}/resources/{section}/{key}");
                 let is_build = role == Role::Build && list == "containers";
                 if changed.contains(&path)
                     || (is_build && overridden(section, resource))
-                    || Quantity::parse(&text).is_ok_and(|q| q == class_value)
+                    || Quantity::parse(text).is_ok_and(|q| q == class_value)
                 {
                     continue;
                 }

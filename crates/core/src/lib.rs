@@ -15,6 +15,7 @@
 //! - [`explain`]: human-readable explanations of a decision.
 
 pub mod admission;
+pub mod answer;
 pub mod enforcement;
 pub mod explain;
 pub mod mutate;

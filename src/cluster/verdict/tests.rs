@@ -18,7 +18,7 @@ fn admitted(policy: &Policy) -> Value {
     let review = admission::parse(REVIEW.as_bytes()).expect("review");
     let labels = enabled();
     let answer =
-        admission::answer(policy, NamespaceFacts::Labels(&labels), &review).expect("answer");
+        admission::respond(policy, NamespaceFacts::Labels(&labels), &review).expect("answer");
     let body: Value = serde_json::from_slice(&answer.body).expect("json");
     let patch = body["response"]["patch"].as_str().expect("a patch");
     let patch =

@@ -11,7 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use ci_pod_webhook_core::admission::{self, Outcome, Review};
+use ci_pod_webhook_core::admission::{self, PodReview, Review};
+use ci_pod_webhook_core::answer::Outcome;
 use ci_pod_webhook_core::mutate::{self, NamespaceFacts};
 use ci_pod_webhook_core::policy::Policy;
 use serde_json::{Value, json};
@@ -31,28 +32,22 @@ pub struct Cases {
     pub cases: Vec<Case>,
 }
 
-/// A CREATE review of `pod`, with the fields in the order the API server writes them
-/// (Go struct order), which the single-pass parse relies on to read the pod on the way.
-fn review(pod: Value) -> Vec<u8> {
-    let pod = serde_json::to_string(&pod).expect("json");
-    format!(
-        concat!(
-            r#"{{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{{"#,
-            r#""uid":"c7a5b2b4-7d0e-4f3c-9a39-2d4c7f0b8e11","#,
-            r#""kind":{{"group":"","version":"v1","kind":"Pod"}},"#,
-            r#""resource":{{"group":"","version":"v1","resource":"pods"}},"#,
-            r#""requestKind":{{"group":"","version":"v1","kind":"Pod"}},"#,
-            r#""requestResource":{{"group":"","version":"v1","resource":"pods"}},"#,
-            r#""namespace":"gitlab","operation":"CREATE","#,
-            r#""userInfo":{{"username":"system:serviceaccount:gitlab:gitlab-runner","#,
-            r#""uid":"0b8d3c1a-6f6e-4c5e-8a8e-1f9a4f0d2c33","#,
-            r#""groups":["system:serviceaccounts","system:serviceaccounts:gitlab","system:authenticated"]}},"#,
-            r#""object":{},"oldObject":null,"dryRun":false,"#,
-            r#""options":{{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1"}}}}}}"#
-        ),
-        pod
-    )
-    .into_bytes()
+/// A review of `pod` in namespace `gitlab` from the runner's service account, as the
+/// API server writes it (its field order is what the single pass relies on to read the
+/// pod on the way).
+fn review(pod: &Value, operation: &str) -> Vec<u8> {
+    PodReview {
+        uid: "c7a5b2b4-7d0e-4f3c-9a39-2d4c7f0b8e11",
+        operation,
+        user_uid: Some("0b8d3c1a-6f6e-4c5e-8a8e-1f9a4f0d2c33"),
+        groups: &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:gitlab",
+            "system:authenticated",
+        ],
+        ..PodReview::create("gitlab", pod).by("system:serviceaccount:gitlab:gitlab-runner")
+    }
+    .to_json()
 }
 
 fn fixture(name: &str) -> Value {
@@ -62,7 +57,8 @@ fn fixture(name: &str) -> Value {
 
 impl Cases {
     pub fn new() -> Cases {
-        let job = review(fixture("gitlab-runner-16.5-job-pod.json"));
+        let job_pod = fixture("gitlab-runner-16.5-job-pod.json");
+        let job = review(&job_pod, "CREATE");
         let mut gpu_pod = fixture("gitlab-runner-17.9-job-pod.json");
         gpu_pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] =
             json!("ska-k8srunner-dp-gpu-a100");
@@ -77,15 +73,15 @@ impl Cases {
         for (index, name) in [(0, "app"), (1, "sidecar")] {
             not_a_job["spec"]["containers"][index]["name"] = json!(name);
         }
-        let update = String::from_utf8(job.clone())
-            .expect("utf-8")
-            .replacen(r#""operation":"CREATE""#, r#""operation":"UPDATE""#, 1)
-            .into_bytes();
-        let small = review(json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "web-5d4f8", "namespace": "gitlab", "labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}
-        }));
+        let update = review(&job_pod, "UPDATE");
+        let small = review(
+            &json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-5d4f8", "namespace": "gitlab", "labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}
+            }),
+            "CREATE",
+        );
         let case = |name, body, opted_in, outcome| Case {
             name,
             body,
@@ -110,13 +106,13 @@ impl Cases {
                 case("c_small_non_job_pod", small, true, Outcome::Skipped),
                 case(
                     "d_gpu_pod_with_overrides",
-                    review(gpu_pod),
+                    review(&gpu_pod, "CREATE"),
                     true,
                     Outcome::Mutated,
                 ),
                 case(
                     "e_large_non_job_pod",
-                    review(not_a_job),
+                    review(&not_a_job, "CREATE"),
                     true,
                     Outcome::Skipped,
                 ),
@@ -138,12 +134,12 @@ impl Cases {
     pub fn check(&self) {
         for case in &self.cases {
             let review = admission::parse(&case.body).expect("readable");
-            let answer =
-                admission::answer(&self.policy, self.facts(case), &review).expect("answer");
-            assert_eq!(answer.summary.outcome, case.outcome, "{}", case.name);
+            let response =
+                admission::respond(&self.policy, self.facts(case), &review).expect("answer");
+            assert_eq!(response.answer.outcome, case.outcome, "{}", case.name);
             let single = self.respond(case, &case.body);
             assert_eq!(
-                single, answer.body,
+                single, response.body,
                 "{}: the single pass answers otherwise",
                 case.name
             );
@@ -168,7 +164,7 @@ impl Cases {
 
     /// The second half of [`Cases::respond`]: decide, patch and encode the answer.
     pub fn decide_and_encode(&self, case: &Case, review: &Review<'_>) -> Vec<u8> {
-        admission::answer(&self.policy, self.facts(case), review)
+        admission::respond(&self.policy, self.facts(case), review)
             .expect("answer")
             .body
     }

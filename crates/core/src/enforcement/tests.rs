@@ -3,7 +3,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::*;
-use crate::admission::{self, Outcome};
+use crate::admission;
+use crate::answer::Outcome;
 use crate::mutate;
 
 const REVIEW: &str = include_str!(concat!(
@@ -22,14 +23,24 @@ fn labels(value: &str) -> BTreeMap<String, String> {
     BTreeMap::from([("ci.skao.int/pod-policy".to_string(), value.to_string())])
 }
 
+/// What a review came to: its outcome and class.
+struct Seen {
+    outcome: Outcome,
+    class: Option<String>,
+}
+
 /// The fixture review, answered with the namespace labelled `pod-policy=<value>`.
-fn review_in(policy: &Policy, value: &str, review: &str) -> (admission::Answer, Value) {
+fn review_in(policy: &Policy, value: &str, review: &str) -> (Seen, Value) {
     let labels = labels(value);
     let parsed = admission::parse(review.as_bytes()).expect("readable review");
-    let answer =
-        admission::answer(policy, NamespaceFacts::Labels(&labels), &parsed).expect("answered");
-    let body: Value = serde_json::from_slice(&answer.body).expect("json");
-    (answer, body)
+    let response =
+        admission::respond(policy, NamespaceFacts::Labels(&labels), &parsed).expect("answered");
+    let body: Value = serde_json::from_slice(&response.body).expect("json");
+    let seen = Seen {
+        outcome: response.answer.outcome,
+        class: response.answer.class().map(str::to_string),
+    };
+    (seen, body)
 }
 
 fn warnings(body: &Value) -> Vec<String> {
@@ -50,8 +61,8 @@ fn a_warn_namespace_is_allowed_unchanged_and_told_what_enforce_would_do() {
     let (answer, body) = review_in(&policy, "warn", REVIEW);
     assert_eq!(body.pointer("/response/allowed"), Some(&Value::Bool(true)));
     assert!(body.pointer("/response/patch").is_none(), "{body}");
-    assert_eq!(answer.summary.outcome, Outcome::WouldMutate);
-    assert_eq!(answer.summary.class.as_deref(), Some("small"));
+    assert_eq!(answer.outcome, Outcome::WouldMutate);
+    assert_eq!(answer.class.as_deref(), Some("small"));
     let warnings = warnings(&body);
     assert!(
         warnings[0].contains("warn mode, class small"),
@@ -79,8 +90,9 @@ fn warnings_name_containers_when_the_pod_was_read_in_the_same_pass() {
     let labels = labels("warn");
     let parsed = admission::parse_with(REVIEW.as_bytes(), |_| true).expect("readable");
     assert!(parsed.request.pod.is_some() && parsed.request.object.is_none());
+    let policy = policy("");
     let answer =
-        admission::answer(&policy(""), NamespaceFacts::Labels(&labels), &parsed).expect("answered");
+        admission::respond(&policy, NamespaceFacts::Labels(&labels), &parsed).expect("answered");
     let body: Value = serde_json::from_slice(&answer.body).expect("json");
     let warnings = warnings(&body);
     assert!(
@@ -94,7 +106,7 @@ fn warnings_name_containers_when_the_pod_was_read_in_the_same_pass() {
 #[test]
 fn the_same_review_in_an_enabled_namespace_is_patched() {
     let (answer, body) = review_in(&policy(""), "enabled", REVIEW);
-    assert_eq!(answer.summary.outcome, Outcome::Mutated);
+    assert_eq!(answer.outcome, Outcome::Mutated);
     assert!(body.pointer("/response/patch").is_some());
     assert!(body.pointer("/response/auditAnnotations/mode").is_none());
 }
@@ -105,16 +117,16 @@ fn a_warn_policy_warns_and_a_class_can_insist_on_enforce() {
     assert_eq!(policy.classes[0].enforcement, Enforcement::Warn);
     assert_eq!(policy.classes[1].enforcement, Enforcement::Enforce);
     let (answer, _) = review_in(&policy, "enabled", REVIEW);
-    assert_eq!(answer.summary.outcome, Outcome::WouldMutate);
+    assert_eq!(answer.outcome, Outcome::WouldMutate);
 
     let strict = REVIEW.replace("\"namespace\": \"gitlab\"", "\"namespace\": \"strict\"");
     assert_ne!(strict, REVIEW, "the fixture names its namespace");
     let (answer, _) = review_in(&policy, "enabled", &strict);
-    assert_eq!(answer.summary.class.as_deref(), Some("strict"));
-    assert_eq!(answer.summary.outcome, Outcome::Mutated);
+    assert_eq!(answer.class.as_deref(), Some("strict"));
+    assert_eq!(answer.outcome, Outcome::Mutated);
     // The namespace label wins over the class.
     let (answer, _) = review_in(&policy, "warn", &strict);
-    assert_eq!(answer.summary.outcome, Outcome::WouldMutate);
+    assert_eq!(answer.outcome, Outcome::WouldMutate);
 }
 
 #[test]
@@ -124,9 +136,9 @@ fn a_denial_in_warn_mode_is_allowed_with_the_reason() {
         "\"ci.skao.int/cpu-limit\": \"lots\", \"job.runner.gitlab.com/id\"",
     );
     let (enforced, _) = review_in(&policy(""), "enabled", &review);
-    assert_eq!(enforced.summary.outcome, Outcome::Denied);
+    assert_eq!(enforced.outcome, Outcome::Denied);
     let (answer, body) = review_in(&policy(""), "warn", &review);
-    assert_eq!(answer.summary.outcome, Outcome::WouldDeny);
+    assert_eq!(answer.outcome, Outcome::WouldDeny);
     assert_eq!(body.pointer("/response/allowed"), Some(&Value::Bool(true)));
     let warnings = warnings(&body);
     assert!(warnings[0].contains("would deny:"), "{warnings:?}");
@@ -143,7 +155,7 @@ fn skipped_requests_have_no_mode_to_warn_in() {
         mode(&policy, NamespaceFacts::Labels(&labels), &decision),
         Enforcement::Enforce
     );
-    assert!(would(&policy, &decision, &Value::Null).is_none());
+    assert_eq!(would(&policy, &decision), (Would::Nothing, Vec::new()));
 }
 
 #[test]
@@ -184,8 +196,7 @@ fn the_cores_own_warnings_are_kept_when_enforce_would_change_nothing() {
         overrides: Vec::new(),
         refused: Vec::new(),
     };
-    let (would, warnings) =
-        would(&policy, &Decision::Allow(mutation), &Value::Null).expect("not skipped");
+    let (would, warnings) = would(&policy, &Decision::Allow(mutation));
     assert_eq!(would, Would::Nothing);
     assert_eq!(warnings, ["gpus ignored: class small has no GPUs"]);
 }

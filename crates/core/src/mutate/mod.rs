@@ -276,9 +276,10 @@ pub fn decide_pod<'p>(
     if !is_job_pod(policy, pod) {
         let name = request.namespace.as_deref().unwrap_or("");
         return Ok(match gpu_workloads::selects(policy, name, namespace) {
-            Some((g, selected)) => {
-                gpu_workloads::decide(g, selected, name, pod, facts.runtime_classes)
-            }
+            Some((g, selected)) => named(
+                gpu_workloads::decide(g, selected, name, pod, facts.runtime_classes),
+                pod,
+            ),
             None => Decision::Skip(SkipReason::NotJobPod),
         });
     }
@@ -358,6 +359,7 @@ pub fn decide_pod<'p>(
     }
     nvidia::apply(pod, &mut patch, &mut warnings);
     limits_env::apply(policy, chosen.class, pod, &mut patch, &mut warnings);
+    patch.name_containers(pod);
     Ok(Decision::Allow(Mutation {
         chosen,
         pod: pod_name(pod),
@@ -366,6 +368,14 @@ pub fn decide_pod<'p>(
         overrides: overrides.records,
         refused,
     }))
+}
+
+/// The decision, its changes naming the containers they change.
+fn named<'p>(mut decision: Decision<'p>, pod: &Pod<'_>) -> Decision<'p> {
+    if let Decision::Allow(m) = &mut decision {
+        m.patch.name_containers(pod);
+    }
+    decision
 }
 
 /// The policy's job-pod test: all listed containers present, or the runner label set.

@@ -1,19 +1,91 @@
-//! Targeted JSONPatch operations against the request's raw JSON.
+//! Targeted JSONPatch operations against the request's raw JSON, each carrying what an
+//! explanation needs: the value it replaces and the container it changes.
 //!
 //! Paths are built from tokens with `jsonptr`, which escapes `/` and `~` in keys such
 //! as `ci.skao.int/class` (`ci.skao.int~1class`). A member is added to its parent only
 //! when the parent exists; otherwise the parent is added whole, with the member in it.
 
+use std::fmt::Write as _;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use serde_json::{Map, Value};
 
-/// One patch operation, with what it replaces (for `--explain`).
+use super::view::Pod;
+
+/// One patch operation, with what it replaces and the container it changes, so that it
+/// can be explained without the pod at hand.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
     pub op: PatchOperation,
     /// The value before, when the operation replaces or removes one.
     pub before: Option<Value>,
+    /// The name of the container (or init container) the operation changes, when its
+    /// path is under one ([`Patch::name_containers`]).
+    pub container: Option<String>,
+}
+
+impl Change {
+    fn new(op: PatchOperation, before: Option<Value>) -> Change {
+        Change {
+            op,
+            before,
+            container: None,
+        }
+    }
+
+    /// The annotation key, when the operation adds or replaces one annotation.
+    pub fn annotation_key(&self) -> Option<String> {
+        let path = match &self.op {
+            PatchOperation::Add(op) => &op.path,
+            PatchOperation::Replace(op) => &op.path,
+            _ => return None,
+        };
+        let mut tokens = path.tokens().map(|t| t.decoded().into_owned());
+        match (tokens.next(), tokens.next(), tokens.next(), tokens.next()) {
+            (Some(m), Some(a), Some(key), None) if m == "metadata" && a == "annotations" => {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+
+    /// The change as `where: before → after`, containers named, for people.
+    pub fn describe(&self) -> String {
+        let (path, after) = match &self.op {
+            PatchOperation::Add(op) => (&op.path, Some(&op.value)),
+            PatchOperation::Replace(op) => (&op.path, Some(&op.value)),
+            PatchOperation::Remove(op) => (&op.path, None),
+            other => return format!("{other:?}"),
+        };
+        let tokens: Vec<String> = path.tokens().map(|t| t.decoded().into_owned()).collect();
+        let mut place = String::new();
+        for (i, token) in tokens.iter().enumerate() {
+            let parent = if i > 0 { tokens[i - 1].as_str() } else { "" };
+            if token == "-" {
+                place.push_str("[+]");
+            } else if let Ok(index) = token.parse::<usize>() {
+                let in_container = i == 2 && matches!(parent, "containers" | "initContainers");
+                let _ = match self.container.as_deref().filter(|_| in_container) {
+                    Some(name) => write!(place, "[{name}]"),
+                    None => write!(place, "[{index}]"),
+                };
+            } else if token.contains(['.', '/']) {
+                let _ = write!(place, "[{token:?}]");
+            } else {
+                if !place.is_empty() {
+                    place.push('.');
+                }
+                place.push_str(token);
+            }
+        }
+        let show = |v: Option<&Value>| match v {
+            None => "(none)".to_string(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        format!("{place}: {} → {}", show(self.before.as_ref()), show(after))
+    }
 }
 
 /// The state of a JSON object member the patch wants to change.
@@ -46,24 +118,24 @@ pub fn pointer(tokens: &[&str]) -> PointerBuf {
 
 impl Patch {
     pub fn add(&mut self, path: PointerBuf, value: Value) {
-        self.changes.push(Change {
-            op: PatchOperation::Add(AddOperation { path, value }),
-            before: None,
-        });
+        self.changes.push(Change::new(
+            PatchOperation::Add(AddOperation { path, value }),
+            None,
+        ));
     }
 
     pub fn replace(&mut self, path: PointerBuf, before: Value, value: Value) {
-        self.changes.push(Change {
-            op: PatchOperation::Replace(ReplaceOperation { path, value }),
-            before: Some(before),
-        });
+        self.changes.push(Change::new(
+            PatchOperation::Replace(ReplaceOperation { path, value }),
+            Some(before),
+        ));
     }
 
     pub fn remove(&mut self, path: PointerBuf, before: Value) {
-        self.changes.push(Change {
-            op: PatchOperation::Remove(RemoveOperation { path }),
-            before: Some(before),
-        });
+        self.changes.push(Change::new(
+            PatchOperation::Remove(RemoveOperation { path }),
+            Some(before),
+        ));
     }
 
     /// Sets string members of the object at `parent`: one `add`/`replace` each when the
@@ -128,6 +200,30 @@ impl Patch {
                     self.add(path, item);
                 }
             }
+        }
+    }
+
+    /// Names the container of each change under `/spec/containers/N` or
+    /// `/spec/initContainers/N`, from the pod the patch was made for.
+    pub fn name_containers(&mut self, pod: &Pod<'_>) {
+        let spec = pod.spec();
+        for change in &mut self.changes {
+            let mut tokens = change.op.path().tokens();
+            let (Some(s), Some(list), Some(index)) = (tokens.next(), tokens.next(), tokens.next())
+            else {
+                continue;
+            };
+            let containers = match list.decoded().as_ref() {
+                "containers" if s.decoded() == "spec" => &spec.containers,
+                "initContainers" if s.decoded() == "spec" => &spec.init_containers,
+                _ => continue,
+            };
+            change.container = index
+                .decoded()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| containers.as_ref()?.get(i))
+                .map(|c| c.name.to_string());
         }
     }
 

@@ -40,7 +40,7 @@ fn check_review(policy: &Policy, data: &[u8]) {
         NamespaceFacts::TrustSelector,
         NamespaceFacts::Labels(&opted_in),
     ] {
-        let Ok(answer) = admission::answer(policy, facts, &review) else {
+        let Ok(answer) = admission::respond(policy, facts, &review) else {
             continue;
         };
         let response: Value = serde_json::from_slice(&answer.body).expect("response is JSON");
@@ -60,8 +60,8 @@ fn check_review(policy: &Policy, data: &[u8]) {
         whole["request"]["object"] = object;
         let body = serde_json::to_vec(&whole).expect("json");
         let again = admission::parse(&body).expect("the patched review is readable");
-        let again = admission::answer(policy, facts, &again).expect("the patched pod is readable");
-        assert_eq!(again.summary.patch_operations, 0, "not idempotent");
+        let again = admission::respond(policy, facts, &again).expect("the patched pod is readable");
+        assert_eq!(again.answer.patch_operations(), 0, "not idempotent");
     }
 }
 

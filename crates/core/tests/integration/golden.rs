@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::admission::{self, PodReview};
 use ci_pod_webhook_core::mutate::NamespaceFacts;
 use ci_pod_webhook_core::policy::Policy;
 use serde_json::{Value, json};
@@ -522,25 +522,18 @@ fn run(case: &Case, policy: &Policy) -> Golden {
     for (k, v) in case.annotations {
         pod["metadata"]["annotations"][*k] = json!(v);
     }
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("golden-{}", case.name),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
-            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "gitlab",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:gitlab:gitlab-runner", "uid": "1c7e5a4e", "groups": ["system:serviceaccounts", "system:serviceaccounts:gitlab", "system:authenticated"]},
-            "object": pod,
-            "oldObject": null,
-            "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
-        }
-    });
-    let body = serde_json::to_vec(&review).expect("json");
+    let uid = format!("golden-{}", case.name);
+    let body = PodReview {
+        uid: &uid,
+        user_uid: Some("1c7e5a4e"),
+        groups: &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:gitlab",
+            "system:authenticated",
+        ],
+        ..PodReview::create("gitlab", &pod).by("system:serviceaccount:gitlab:gitlab-runner")
+    }
+    .to_json();
     let parsed = admission::parse(&body).expect("readable review");
     let labels: Option<BTreeMap<String, String>> = case.namespace_labels.map(|l| {
         l.iter()
@@ -551,7 +544,7 @@ fn run(case: &Case, policy: &Policy) -> Golden {
         Some(l) => NamespaceFacts::Labels(l),
         None => NamespaceFacts::TrustSelector,
     };
-    let answer = admission::answer(policy, facts, &parsed).expect("answer");
+    let answer = admission::respond(policy, facts, &parsed).expect("answer");
     let out: Value = serde_json::from_slice(&answer.body).expect("response JSON");
     assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(out["kind"], "AdmissionReview");

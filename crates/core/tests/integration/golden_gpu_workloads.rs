@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::admission::{self, PodReview};
 use ci_pod_webhook_core::mutate::NamespaceFacts;
 use ci_pod_webhook_core::policy::Policy;
 use serde_json::{Value, json};
@@ -109,22 +109,13 @@ fn run(case: &Case, policy: &Policy) -> (Value, Option<Value>) {
         serde_json::from_slice(&std::fs::read(path).expect("fixture")).expect("fixture JSON");
     pod["metadata"]["namespace"] = json!(case.namespace);
     (case.edit)(&mut pod);
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("golden-gpu-{}", case.name),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": case.namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod,
-            "oldObject": null,
-            "dryRun": false
-        }
-    });
-    let body = serde_json::to_vec(&review).expect("json");
+    let uid = format!("golden-gpu-{}", case.name);
+    let body = PodReview {
+        uid: &uid,
+        ..PodReview::create(case.namespace, &pod)
+            .by("system:serviceaccount:kube-system:replicaset-controller")
+    }
+    .to_json();
     let parsed = admission::parse(&body).expect("readable review");
     let labels: BTreeMap<String, String> = case
         .labels
@@ -132,7 +123,7 @@ fn run(case: &Case, policy: &Policy) -> (Value, Option<Value>) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let answer =
-        admission::answer(policy, NamespaceFacts::Labels(&labels), &parsed).expect("answer");
+        admission::respond(policy, NamespaceFacts::Labels(&labels), &parsed).expect("answer");
     let out: Value = serde_json::from_slice(&answer.body).expect("response JSON");
     let mut response = out["response"].clone();
     let patched = support::apply_patch(&mut response, pod);

@@ -5,7 +5,7 @@
 //! reviewing the change), and its key facts are asserted in code.
 
 use base64::Engine as _;
-use ci_pod_webhook_core::admission;
+use ci_pod_webhook_core::admission::{self, PodReview};
 use ci_pod_webhook_core::mutate::NamespaceFacts;
 use ci_pod_webhook_core::policy::Policy;
 use serde_json::{Value, json};
@@ -40,22 +40,14 @@ fn job_pod_of(token: &str) -> Value {
 
 /// The response (patch decoded) and the patched pod.
 fn review(policy: &Policy, pod: &Value, user: &str) -> (Value, Value) {
-    let body = serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "ska-example",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "gitlab",
-            "operation": "CREATE",
-            "userInfo": {"username": user},
-            "object": pod,
-        }
-    }))
-    .expect("json");
+    let body = PodReview {
+        uid: "ska-example",
+        ..PodReview::create("gitlab", pod).by(user)
+    }
+    .to_json();
     let parsed = admission::parse(&body).expect("review");
-    let answer = admission::answer(policy, NamespaceFacts::TrustSelector, &parsed).expect("answer");
+    let answer =
+        admission::respond(policy, NamespaceFacts::TrustSelector, &parsed).expect("answer");
     let mut response: Value = serde_json::from_slice(&answer.body).expect("json");
     let mut patched = pod.clone();
     if let Some(Value::String(b64)) = response["response"]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::admission;
+use crate::admission::{self, PodReview};
 use crate::mutate::{Decision, Entry, Facts, decide};
 use crate::policy::Enforcement;
 use serde_json::{Value, json};
@@ -39,20 +39,9 @@ const FIXTURE: &str = include_str!(concat!(
 ));
 
 fn review(pod: &Value) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "u",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "ci",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:ci:runner"},
-            "object": pod,
-        }
-    }))
-    .expect("json")
+    PodReview::create("ci", pod)
+        .by("system:serviceaccount:ci:runner")
+        .to_json()
 }
 
 fn namespace(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -223,8 +212,8 @@ fn a_gpu_class_whose_runtime_class_is_missing_is_denied_with_the_fix() {
         message.contains("RuntimeClass \"nvidia\"") && message.contains("doctor"),
         "{message}"
     );
-    let answer = admission::encode(&policy, &parsed, &decision, Enforcement::Enforce);
-    assert_eq!(answer.summary.refused, [RefusedChange::RuntimeClass]);
+    let answer = crate::answer::build(&policy, decision, Enforcement::Enforce);
+    assert_eq!(answer.refused(), [RefusedChange::RuntimeClass]);
 }
 
 #[test]

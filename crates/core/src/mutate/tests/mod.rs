@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::admission;
+use crate::admission::{self, PodReview};
 
 mod class;
 mod docker;
@@ -112,20 +112,16 @@ pub(super) fn opted_in() -> Option<BTreeMap<String, String>> {
 }
 
 fn review_bytes(req: &Req, pod: &Value) -> Vec<u8> {
-    let mut request = json!({
-        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
-        "kind": req.kind,
-        "resource": {"group": "", "version": "v1", "resource": "pods"},
-        "namespace": req.namespace,
-        "operation": req.operation,
-        "userInfo": {"username": req.user},
-        "object": pod,
-    });
-    if let Some(sub) = req.sub_resource {
-        request["subResource"] = json!(sub);
+    let mut review = PodReview {
+        uid: "705ab4f5-6393-11e8-b7cc-42010a800002",
+        operation: req.operation,
+        sub_resource: req.sub_resource,
+        ..PodReview::create(req.namespace, pod).by(req.user)
     }
-    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}))
-        .expect("json")
+    .to_value();
+    // Requests for other kinds than Pod, for the tests of what is skipped.
+    review["request"]["kind"] = req.kind.clone();
+    serde_json::to_vec(&review).expect("json")
 }
 
 pub(super) fn run_with(policy: &Policy, req: &Req, pod: &Value) -> Out {

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use crate::admission;
+use crate::admission::{self, PodReview};
 use crate::mutate::{Decision, NamespaceFacts};
 use crate::policy::{Policy, ResourceName};
 use crate::quantity::Quantity;
@@ -291,17 +291,9 @@ enum Run {
 }
 
 fn run(pod: &Value) -> Run {
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "p", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "namespace": "gitlab", "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:gitlab:runner"},
-            "object": pod
-        }
-    });
-    let body = serde_json::to_vec(&review).expect("json");
+    let body = PodReview::create("gitlab", pod)
+        .by("system:serviceaccount:gitlab:runner")
+        .to_json();
     let parsed = admission::parse(&body).expect("readable");
     match crate::mutate::decide(&POLICY, NamespaceFacts::TrustSelector, &parsed.request)
         .expect("decide")

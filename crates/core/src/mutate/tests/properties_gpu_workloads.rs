@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
-use crate::admission;
+use crate::admission::{self, PodReview};
 use crate::mutate::{Decision, NamespaceFacts, SkipReason};
 use crate::policy::Policy;
 use crate::quantity::Quantity;
@@ -116,16 +116,9 @@ enum Out {
 }
 
 fn run(pod: &Value) -> Out {
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "p", "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "namespace": "ci-ska-1", "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod
-        }
-    });
-    let body = serde_json::to_vec(&review).expect("json");
+    let body = PodReview::create("ci-ska-1", pod)
+        .by("system:serviceaccount:kube-system:replicaset-controller")
+        .to_json();
     let parsed = admission::parse(&body).expect("readable");
     let labels = BTreeMap::new();
     match crate::mutate::decide(&POLICY, NamespaceFacts::Labels(&labels), &parsed.request)

@@ -2,7 +2,7 @@ mod order;
 
 use std::collections::BTreeMap;
 
-use crate::admission::{self, answer, parse, parse_with};
+use crate::admission::{self, parse, parse_with, respond};
 use crate::mutate::NamespaceFacts;
 use crate::policy::Policy;
 
@@ -29,7 +29,7 @@ fn outcome_told(body: &[u8], wants_pod: Option<bool>, opted_in: bool) -> String 
         Some(wants_pod) => parse_with(body, |_| wants_pod),
         None => parse(body),
     };
-    match review.and_then(|r| answer(&policy, NamespaceFacts::Labels(&labels), &r)) {
+    match review.and_then(|r| respond(&policy, NamespaceFacts::Labels(&labels), &r)) {
         Ok(a) => String::from_utf8_lossy(&a.body).into_owned(),
         Err(e) => format!("error: {e}"),
     }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::admission::{answer, parse, parse_with};
+use crate::admission::{parse, parse_with, respond};
 use crate::mutate::NamespaceFacts;
 use crate::policy::Policy;
 
@@ -51,7 +51,8 @@ fn outcome(body: &str, one_pass: bool, opted_in: bool) -> String {
     } else {
         parse(body.as_bytes())
     };
-    match review.and_then(|r| answer(&Policy::embedded(), NamespaceFacts::Labels(&labels), &r)) {
+    let policy = Policy::embedded();
+    match review.and_then(|r| respond(&policy, NamespaceFacts::Labels(&labels), &r)) {
         Ok(a) => String::from_utf8_lossy(&a.body).into_owned(),
         Err(e) => format!("error: {e}"),
     }
