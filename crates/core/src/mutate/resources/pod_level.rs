@@ -26,9 +26,9 @@
 //! So the budget the containers' aggregate request must fit is the pod-level request, or
 //! the pod-level limit when the pod has no request of its own.
 
-use super::patch::Patch;
-use super::resources::{self, Entry, Planned, Section, existing};
-use super::view::Pod;
+use super::{Entry, Planned, Section, edits, emit, existing};
+use crate::mutate::patch::Patch;
+use crate::mutate::view::Pod;
 use crate::policy::{ContainerList, ResourceName, RunnerClass};
 use crate::quantity::Quantity;
 
@@ -157,11 +157,11 @@ impl Budget {
 
     /// The patch operations for `spec.resources`.
     pub fn emit(&self, pod: &Pod<'_>, patch: &mut Patch) {
-        resources::emit(
+        emit(
             patch,
             &["spec", "resources"],
             pod.spec().resources.as_ref(),
-            resources::edits(self.levels.iter().map(|(_, e)| e)),
+            edits(self.levels.iter().map(|(_, e)| e)),
         );
     }
 }

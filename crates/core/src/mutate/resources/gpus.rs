@@ -1,8 +1,8 @@
 //! GPUs belong to the `build` container of a GPU class, nowhere else: a class's GPU
-//! ceiling holds for the whole pod. Called per container by `resources.rs`.
+//! ceiling holds for the whole pod. Called per container by `containers.rs`.
 
-use super::overrides::Overrides;
-use super::resources::{Entry, Place, Section, existing};
+use super::{Entry, Place, Section, existing};
+use crate::mutate::overrides::Overrides;
 use crate::policy::{Policy, RunnerClass};
 use crate::quantity::Quantity;
 
