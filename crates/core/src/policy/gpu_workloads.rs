@@ -11,13 +11,15 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
+use super::gpus::Gpu;
+use super::names::is_extended_resource;
 use super::raw::{Ordered, RawToleration, S};
 use super::validate::Validator;
-use super::{Gpu, RunnerClass, Toleration, is_extended_resource};
+use super::{Policy, RunnerClass, Toleration};
 
 /// Namespaces the section never applies to, whatever the policy says: the cluster's own,
 /// whose pods must start with or without the webhook. The webhook's own namespace is
-/// added at start-up ([`super::Policy::set_webhook_namespace`]).
+/// added at start-up ([`Policy::set_webhook_namespace`]).
 pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
 /// The name GPU workloads go by where a runner class name would be: the class in
@@ -130,6 +132,17 @@ impl NameGlob {
             }
         }
         p[pi..].iter().all(|&c| c == b'*')
+    }
+}
+
+impl Policy {
+    /// Tells the policy the namespace the webhook runs in: `gpuWorkloads` never applies
+    /// there (its pods must start while the webhook is down). Called for every policy
+    /// the server puts in force.
+    pub fn set_webhook_namespace(&mut self, namespace: &str) {
+        if let Some(g) = &mut self.gpu_workloads {
+            g.never.insert(namespace.to_string());
+        }
     }
 }
 

@@ -1,26 +1,43 @@
 //! The policy: runner classes and the rules that apply to their job pods.
 //!
-//! A policy file is parsed in two stages: `raw` mirrors the YAML and rejects unknown keys,
-//! `validate` turns it into the [`Policy`] below, whose types make bad states
-//! unrepresentable (quantities parsed, requests within limits, tolerations well formed).
-//! Once a `Policy` exists, the core cannot fail because of configuration.
+//! A policy file is read in two stages: raw serde structs mirror the YAML and reject
+//! unknown keys, then one conversion turns them into the [`Policy`] below, whose types
+//! make bad states unrepresentable (quantities parsed, requests within limits,
+//! tolerations well formed). Once a `Policy` exists, the core cannot fail because of
+//! configuration.
+//!
+//! This file holds the validated types the whole core reads. Each section of the file
+//! has a module of its own with its raw structs, its validated types and its checks,
+//! named as its pair in `mutate/` where it has one: `job_pods`, `docker` (with
+//! `host_paths`), `classes` (with `resources` and `gpus`), `gpu_workloads`,
+//! `limits_env`. `document` reads the file as a whole (`Policy::parse`,
+//! `Policy::embedded`) and is the only module that knows every section; `validate` (the
+//! problem collector and the checks sections share), `raw` and `names` serve them all;
+//! `warnings` names the risks of a valid policy.
 
+mod classes;
+mod docker;
+mod document;
 mod gpu_workloads;
+mod gpus;
 mod host_paths;
+mod job_pods;
 mod limits_env;
 mod names;
 mod raw;
+mod resources;
 mod validate;
 mod warnings;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use sha2::{Digest, Sha256};
-
 use crate::quantity::Quantity;
 
+pub use docker::{Docker, DockerMode, DockerTls, SocketMount};
 pub use gpu_workloads::{GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, SYSTEM_NAMESPACES};
+pub use gpus::Gpu;
+pub use job_pods::JobPodTest;
 pub use limits_env::LimitsEnv;
 pub use names::{
     is_dns_label, is_dns_subdomain, is_extended_resource, is_label_value, is_qualified_name,
@@ -93,58 +110,6 @@ pub const OPT_IN_VALUE: &str = "enabled";
 /// Value of the opt-in namespace label that enables the webhook in warn mode: nothing
 /// is changed or denied, the answer's warnings say what enforce would do.
 pub const OPT_IN_WARN_VALUE: &str = "warn";
-
-/// How a pod is recognised as a GitLab Runner job pod.
-#[derive(Debug, Clone)]
-pub struct JobPodTest {
-    /// All of these containers present → job pod.
-    pub containers: Vec<String>,
-    /// Or this label present → job pod.
-    pub or_label: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Docker {
-    pub mode: DockerMode,
-    /// Containers that get `DOCKER_HOST`.
-    pub containers: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DockerMode {
-    /// Mount the node daemon's socket (or its directory) from the host.
-    Socket {
-        socket_path: String,
-        mount: SocketMount,
-        /// What is mounted, at the same path in the container: `socket_path` itself
-        /// (`File`) or its directory (`Directory`).
-        host_path: String,
-        volume_name: String,
-    },
-    /// Reach the node daemon over TCP at the node's IP.
-    Tcp {
-        port: u16,
-        tls: Option<DockerTls>,
-    },
-    Off,
-}
-
-/// What socket mode mounts (see docs/docker.md for the trade-off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SocketMount {
-    /// The socket's directory, which must be dedicated to it: survives daemon restarts.
-    Directory,
-    /// The socket file (hostPath type `Socket`): a restarted daemon's new socket reaches
-    /// only jobs started after it.
-    File,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DockerTls {
-    pub secret_name: String,
-    pub mount_path: String,
-    pub volume_name: String,
-}
 
 /// Whether a class's decisions are applied (`enforce`) or only reported as warnings
 /// (`warn`, for a rollout: see `crate::enforcement`).
@@ -310,14 +275,6 @@ impl MatchRules {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Gpu {
-    pub resource: String,
-    pub count: u32,
-    pub max: u32,
-    pub runtime_class_name: Option<String>,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct RunnerClass {
     pub name: String,
@@ -384,42 +341,12 @@ impl fmt::Display for Problem {
 }
 
 impl Policy {
-    /// Parses and validates policy text. `origin` names the source in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-        validate::parse(text, origin).map(|mut policy| {
-            policy.hash = short_hash(text.as_bytes());
-            policy
-        })
-    }
-
-    /// The embedded default policy.
-    pub fn embedded() -> Policy {
-        // The embedded file is checked by a unit test, so this cannot fail in a build
-        // that passed its tests; a failure would be a build defect, hence the expect.
-        Policy::parse(DEFAULT_POLICY_YAML, "<embedded default policy>")
-            .expect("the embedded default policy is valid")
-    }
-
-    /// Tells the policy the namespace the webhook runs in: `gpuWorkloads` never applies
-    /// there (its pods must start while the webhook is down). Called for every policy
-    /// the server puts in force.
-    pub fn set_webhook_namespace(&mut self, namespace: &str) {
-        if let Some(g) = &mut self.gpu_workloads {
-            g.never.insert(namespace.to_string());
-        }
-    }
-
     pub fn class(&self, name: &str) -> Option<(usize, &RunnerClass)> {
         self.classes
             .iter()
             .enumerate()
             .find(|(_, c)| c.name == name)
     }
-}
-
-fn short_hash(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

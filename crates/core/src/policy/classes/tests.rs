@@ -1,6 +1,8 @@
-//! `match` as one block or a list of blocks, and the runnerTokens rule.
+//! Runner classes: their names, and `match` as one block or a list of blocks, with the
+//! runnerTokens and serviceAccounts rules.
 
-use super::*;
+use crate::policy::tests::{assert_problems_located, parse};
+use crate::policy::{Policy, PolicyError};
 
 /// A policy with class `a` matched by `match` and an unmatched default `z`.
 fn with_match(rules: &str) -> Result<Policy, PolicyError> {
@@ -99,4 +101,36 @@ fn wrong_runner_tokens_are_refused_and_full_tokens_are_not_repeated() {
         assert!(p[0].contains("never the runner's full token"), "{p:?}");
         assert!(!p[0].contains(secret), "the secret is not repeated: {p:?}");
     }
+}
+
+#[test]
+fn service_accounts_are_normalised_to_usernames() {
+    let p = parse(
+        "defaultClass: a\nclasses:\n  a:\n    match: { serviceAccounts: [gitlab/runner, \"system:serviceaccount:ci:r2\"] }\n    max: { cpu: null, memory: null }\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        p.classes[0].match_blocks[0].service_accounts,
+        [
+            "system:serviceaccount:gitlab:runner",
+            "system:serviceaccount:ci:r2"
+        ]
+    );
+}
+
+#[test]
+fn wrong_class_names_and_service_accounts_are_rejected_with_file_line_and_key() {
+    let cases: &[(&str, &str, u64)] = &[
+        (
+            "defaultClass: a\nclasses:\n  a:\n    match: { serviceAccounts: [justaname] }\n",
+            "write namespace/name",
+            4,
+        ),
+        (
+            "defaultClass: \"bad name\"\nclasses:\n  \"bad name\": { max: { cpu: null, memory: null } }\n",
+            "is not a valid class name",
+            3,
+        ),
+    ];
+    assert_problems_located(cases);
 }
