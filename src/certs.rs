@@ -71,42 +71,15 @@ pub struct DevCertLock {
     _file: fs::File,
 }
 
-/// `ci-pod-webhook certs`: a CA and a serving certificate for a Service.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CertsArgs {
-    /// Name of the webhook's Service.
-    #[arg(long, value_name = "NAME", default_value = "ci-pod-webhook")]
-    pub service: String,
-    /// Namespace of the webhook's Service.
-    #[arg(long, value_name = "NAMESPACE", default_value = "ci-pod-webhook")]
-    pub namespace: String,
-    /// Directory for ca.crt, ca.key, tls.crt, tls.key and ca-bundle.b64.
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
-    /// Validity of both certificates, in days.
-    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+/// The serving certificate `certs` makes: for a Service, with extra names.
+#[derive(Debug, Clone)]
+pub struct ServiceCertificate<'a> {
+    pub service: &'a str,
+    pub namespace: &'a str,
+    /// Validity of both certificates, in days (1 to 3650).
     pub days: u32,
-    /// Also name this IP address in the serving certificate (repeatable), e.g. the
-    /// host address a kind or minikube cluster reaches a local `serve` on.
-    #[arg(long = "ip", value_name = "IP")]
-    pub ips: Vec<IpAddr>,
-    /// Also name this DNS name in the serving certificate (repeatable), e.g.
-    /// host.minikube.internal.
-    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns_name)]
-    pub dns_names: Vec<String>,
-    /// Replace certificates already in --out (any of the five files).
-    #[arg(long)]
-    pub force: bool,
-}
-
-fn parse_dns_name(s: &str) -> Result<String, String> {
-    if ci_pod_webhook_core::policy::is_dns_subdomain(s) {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not a DNS name (lower-case labels of letters, digits and '-', separated by dots, like host.minikube.internal); for an IP address use --ip"
-        ))
-    }
+    pub ips: &'a [IpAddr],
+    pub dns_names: &'a [String],
 }
 
 /// A CA and a serving certificate it signed, PEM-encoded.
@@ -169,27 +142,32 @@ pub fn generate(common_name: &str, names: &[String], days: u32) -> Result<Genera
     })
 }
 
-/// The `certs` command: writes the five files to `--out`, returns what it wrote.
-pub fn run(args: &CertsArgs) -> Result<Vec<PathBuf>, CertError> {
-    if !(1..=3650).contains(&args.days) {
-        return Err(CertError::Days(args.days));
+/// The `certs` command: writes the five files to `out` (replacing any there only when
+/// `force`), returns what it wrote.
+pub fn run(
+    cert: &ServiceCertificate<'_>,
+    out: &Path,
+    force: bool,
+) -> Result<Vec<PathBuf>, CertError> {
+    if !(1..=3650).contains(&cert.days) {
+        return Err(CertError::Days(cert.days));
     }
-    if !args.force {
+    if !force {
         // Any of them, not only ca.key: the docs advise deleting ca.key once installed,
         // and a re-run must not then swap the CA the cluster trusts without a word.
         let present = [CA_CERT, CA_KEY, TLS_CERT, TLS_KEY, CA_BUNDLE]
             .iter()
-            .map(|name| args.out.join(name))
+            .map(|name| out.join(name))
             .find(|path| path.symlink_metadata().is_ok());
         if let Some(path) = present {
             return Err(CertError::Exists(path));
         }
     }
-    let mut names = service_names(&args.service, &args.namespace);
-    names.extend(args.dns_names.iter().cloned());
-    names.extend(args.ips.iter().map(IpAddr::to_string));
-    let generated = generate(&names[2], &names, args.days)?;
-    create_dir(&args.out, 0o755)?;
+    let mut names = service_names(cert.service, cert.namespace);
+    names.extend(cert.dns_names.iter().cloned());
+    names.extend(cert.ips.iter().map(IpAddr::to_string));
+    let generated = generate(&names[2], &names, cert.days)?;
+    create_dir(out, 0o755)?;
     let bundle = base64::engine::general_purpose::STANDARD.encode(&generated.ca_cert) + "\n";
     let files = [
         (CA_CERT, generated.ca_cert.as_str(), 0o644),
@@ -200,7 +178,7 @@ pub fn run(args: &CertsArgs) -> Result<Vec<PathBuf>, CertError> {
     ];
     let mut written = Vec::new();
     for (name, contents, mode) in files {
-        let path = args.out.join(name);
+        let path = out.join(name);
         write_file(&path, contents.as_bytes(), mode)?;
         written.push(path);
     }

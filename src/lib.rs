@@ -12,10 +12,9 @@
 //! - [`certs`]: development and self-managed certificates;
 //! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
 //! - [`doctor`]: read-only checks of a cluster and an install;
-//! - [`audit`]: the `audit` command, job pods that exist now judged by the policy;
-//! - [`cli`]: the command line.
+//! - [`cli`]: the commands (`serve`, `mutate`, `audit`, `doctor`, `certs`, …), each
+//!   with its arguments: the top layer.
 
-pub mod audit;
 pub mod certs;
 pub mod cli;
 pub mod cluster;

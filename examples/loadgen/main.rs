@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use ci_pod_webhook::server::config::parse_duration;
+use ci_pod_webhook::cli::serve::parse_duration;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use hyper::StatusCode;

@@ -32,8 +32,8 @@ pub use runtime_classes::RuntimeClasses;
 pub use verdict::{Judgement, Verdict, judge};
 use watcher::Watcher;
 
-/// The `--kube` flag: whether the webhook talks to the API server.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// Whether the webhook talks to the API server (`serve --kube`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KubeMode {
     /// Watch the cluster when a kubeconfig or in-cluster config is found, else as `off`.
     Auto,

@@ -1,5 +1,4 @@
 use super::*;
-use clap::ValueEnum;
 use std::time::Duration;
 
 #[tokio::test]
@@ -45,11 +44,4 @@ async fn stopping_the_cluster_stops_its_watches() {
         .await
         .expect("the watcher task ends on stop");
     assert!(!cluster.is_ready());
-}
-
-#[test]
-fn the_kube_flag_accepts_auto_and_off() {
-    assert_eq!(KubeMode::from_str("auto", false), Ok(KubeMode::Auto));
-    assert_eq!(KubeMode::from_str("off", false), Ok(KubeMode::Off));
-    assert!(KubeMode::from_str("on", false).is_err());
 }

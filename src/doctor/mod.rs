@@ -3,7 +3,7 @@
 //! warning, ✘ failure with a hint and the fixing command), grouped; exit code 1 on any
 //! failure; `-o json` for scripts.
 //!
-//! The shell ([`run`]) connects like kubectl and fetches every object once
+//! The command (`cli/doctor.rs`) connects like kubectl and fetches every object once
 //! ([`fetch::Snapshot`]); the checks are plain functions over the fetched objects
 //! ([`checks`]), so each is a table test without a cluster. `--pre` runs only what makes
 //! sense before installing: the policy, the nodes of each class, GPUs and RuntimeClasses,
@@ -17,14 +17,8 @@ pub mod placement;
 pub mod report;
 pub mod selector;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::time::Duration;
+use std::path::Path;
 
-use anyhow::Context as _;
-use clap::{Args, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use time::OffsetDateTime;
 
 pub use fetch::{Names, Snapshot};
@@ -33,41 +27,6 @@ pub use report::{Check, Report, Status};
 use ci_pod_webhook_core::policy::Policy;
 
 const POLICY_GROUP: &str = "policy";
-const API_GROUP: &str = "kubernetes API";
-/// Bounds each request, so an unreachable API server fails the run instead of hanging.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
-    /// Only the checks that make sense before installing (policy, nodes, GPUs,
-    /// RuntimeClasses, namespaces).
-    #[arg(long)]
-    pub pre: bool,
-    /// Check this policy file instead of the one in the cluster's ConfigMap.
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
-    #[arg(long, value_name = "FILE")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context (default: the current context).
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
-    /// The webhook's namespace.
-    #[arg(long, default_value = "ci-pod-webhook", value_name = "NAMESPACE")]
-    pub namespace: String,
-    /// The node Docker daemon's namespace (its DaemonSet is `ci-dind`).
-    #[arg(long, default_value = "ci-dind", value_name = "NAMESPACE")]
-    pub docker_namespace: String,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value_t = Output::Text)]
-    pub output: Output,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    Text,
-    Json,
-}
 
 /// What the checks are run with, besides the fetched objects.
 #[derive(Debug)]
@@ -77,87 +36,6 @@ pub struct Inputs<'a> {
     pub policy_file: Option<&'a Path>,
     pub pre: bool,
     pub now: OffsetDateTime,
-}
-
-/// Runs the doctor and writes its report; exit code 1 if any check failed.
-pub fn run(args: &DoctorArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let names = Names {
-        namespace: args.namespace.clone(),
-        docker_namespace: args.docker_namespace.clone(),
-        ..Names::default()
-    };
-    let report = runtime.block_on(async {
-        let client = connect(args).await?;
-        let mut report = Report::default();
-        match client.apiserver_version().await {
-            Ok(info) => report.checks.push(Check::ok(
-                API_GROUP,
-                format!("can reach the Kubernetes API ({})", info.git_version),
-            )),
-            Err(error) => {
-                report.checks.push(
-                    Check::failure(
-                        API_GROUP,
-                        format!("cannot reach the Kubernetes API: {error}"),
-                    )
-                    .fix("check the kubeconfig and context (kubectl cluster-info)"),
-                );
-                return Ok::<_, anyhow::Error>(report);
-            }
-        }
-        let snapshot = Snapshot::fetch(&client, &names, args.pre).await;
-        let inputs = Inputs {
-            names: &names,
-            policy_file: args.policy.as_deref(),
-            pre: args.pre,
-            now: OffsetDateTime::now_utc(),
-        };
-        report.checks.extend(checks(&inputs, &snapshot).checks);
-        Ok(report)
-    })?;
-    match args.output {
-        Output::Text => out.write_all(report.text().as_bytes())?,
-        Output::Json => {
-            serde_json::to_writer_pretty(&mut *out, &report.json())?;
-            writeln!(out)?;
-        }
-    }
-    Ok(if report.failed() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// A client as kubectl would make it: `--kubeconfig`, else $KUBECONFIG or
-/// ~/.kube/config, else the in-cluster service account; `--context` picks the context.
-async fn connect(args: &DoctorArgs) -> anyhow::Result<kube::Client> {
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let mut config = match (&args.kubeconfig, &args.context) {
-        (Some(path), _) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read --kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .with_context(|| format!("cannot use --kubeconfig {}", path.display()))?
-        }
-        (None, Some(context)) => kube::Config::from_kubeconfig(&options)
-            .await
-            .with_context(|| format!("cannot use --context {context}"))?,
-        (None, None) => kube::Config::infer().await.context(
-            "no kubeconfig ($KUBECONFIG, ~/.kube/config) and not inside a cluster: pass --kubeconfig FILE",
-        )?,
-    };
-    config.connect_timeout = Some(REQUEST_TIMEOUT);
-    config.read_timeout = Some(REQUEST_TIMEOUT);
-    kube::Client::try_from(config).context("cannot build a Kubernetes client")
 }
 
 /// The policy the other checks use, and the check that says where it came from.

@@ -19,11 +19,38 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::server::peers::Refused;
 use ci_pod_webhook_core::answer::{Answer, Outcome};
 use ci_pod_webhook_core::mutate::{OverrideKind, OverrideResult, RefusedChange};
 use ci_pod_webhook_core::policy::Policy;
 pub use histogram::LatencyHistogram;
+
+/// Why a connection was refused: the `reason` label of `connections_refused_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Its address already holds `--max-connections-per-address` connections.
+    AddressConnections,
+    /// Its address already has `--max-handshakes-per-address` handshakes in progress.
+    AddressHandshakes,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 2] = [Refused::AddressConnections, Refused::AddressHandshakes];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refused::AddressConnections => "address_connections",
+            Refused::AddressHandshakes => "address_handshakes",
+        }
+    }
+
+    /// The flag that sets the bound, for log lines.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Refused::AddressConnections => "--max-connections-per-address",
+            Refused::AddressHandshakes => "--max-handshakes-per-address",
+        }
+    }
+}
 
 /// The registry prefix: every metric is `ci_pod_webhook_*`.
 pub const PREFIX: &str = "ci_pod_webhook";

@@ -9,14 +9,12 @@
 
 mod admin;
 mod budget;
-pub mod command;
-pub mod config;
 mod deadlines;
 mod listener;
-mod logs;
+pub mod logs;
 pub mod peers;
 mod reload;
-mod signal;
+pub mod signal;
 pub mod tls;
 pub mod webhook;
 

@@ -25,6 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::metrics::Refused;
+
 /// The per-address bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PeerLimits {
@@ -32,34 +34,6 @@ pub struct PeerLimits {
     pub connections: usize,
     /// Of those, connections that have not finished their TLS handshake.
     pub handshakes: usize,
-}
-
-/// Why a connection was refused: the `reason` label of `connections_refused_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// Its address already holds `--max-connections-per-address` connections.
-    AddressConnections,
-    /// Its address already has `--max-handshakes-per-address` handshakes in progress.
-    AddressHandshakes,
-}
-
-impl Refused {
-    pub const ALL: [Refused; 2] = [Refused::AddressConnections, Refused::AddressHandshakes];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refused::AddressConnections => "address_connections",
-            Refused::AddressHandshakes => "address_handshakes",
-        }
-    }
-
-    /// The flag that sets the bound, for log lines.
-    pub fn flag(self) -> &'static str {
-        match self {
-            Refused::AddressConnections => "--max-connections-per-address",
-            Refused::AddressHandshakes => "--max-handshakes-per-address",
-        }
-    }
 }
 
 #[derive(Debug, Default)]

@@ -1,5 +1,7 @@
 //! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`,
-//! `doctor`. (`mutate`, with its input forms, is in `cli/mutate.rs`.)
+//! `doctor`, `audit`. The commands are the top layer: each has its file here, with its
+//! clap arguments, and calls into the layers below (the core, `cluster`, `server`,
+//! `doctor`, `certs`); nothing below imports from here.
 //!
 //! Arguments are parsed once into typed values by clap; each command then runs and
 //! returns an exit code. Errors travel up as `anyhow` chains and `main` prints them.
@@ -11,10 +13,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::certs::{self, CertsArgs};
-use crate::server::config::ServeArgs;
+use audit::AuditArgs;
+use certs::CertsArgs;
 use ci_pod_webhook_core::explain;
 use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
+use doctor::DoctorArgs;
+use serve::ServeArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,9 +47,9 @@ pub enum Command {
     /// Make a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
     /// Check, read-only, that the cluster is ready and the install healthy.
-    Doctor(crate::doctor::DoctorArgs),
+    Doctor(DoctorArgs),
     /// Report on the job pods that exist now: ok, drift, unpolicied or would-deny.
-    Audit(crate::audit::AuditArgs),
+    Audit(AuditArgs),
 }
 
 #[derive(Debug, Args)]
@@ -88,7 +92,12 @@ fn parse_labels(s: &str) -> Result<Labels, String> {
     Ok(Labels(labels))
 }
 
+pub mod audit;
+pub mod certs;
+pub mod doctor;
+pub mod kube;
 mod mutate;
+pub mod serve;
 
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -97,29 +106,17 @@ pub fn run() -> anyhow::Result<ExitCode> {
     // background thread, which would wait forever on a lock held here.
     let stdout = std::io::stdout();
     match cli.command {
-        Command::Serve(args) => crate::server::command::serve(&args),
+        Command::Serve(args) => serve::serve(&args),
         Command::Mutate(args) => mutate(&args, &mut stdout.lock()),
         Command::CheckPolicy { file } => check_policy(file.as_deref(), &mut stdout.lock()),
         Command::DefaultPolicy => {
             stdout.lock().write_all(DEFAULT_POLICY_YAML.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Certs(args) => run_certs(&args, &mut stdout.lock()),
-        Command::Doctor(args) => crate::doctor::run(&args, &mut stdout.lock()),
-        Command::Audit(args) => crate::audit::run(&args, &mut stdout.lock()),
+        Command::Certs(args) => certs::run(&args, &mut stdout.lock()),
+        Command::Doctor(args) => doctor::run(&args, &mut stdout.lock()),
+        Command::Audit(args) => audit::run(&args, &mut stdout.lock()),
     }
-}
-
-fn run_certs(args: &CertsArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
-    for path in certs::run(args)? {
-        writeln!(out, "wrote {}", path.display())?;
-    }
-    writeln!(
-        out,
-        "caBundle for the MutatingWebhookConfiguration: the one line in {}",
-        args.out.join(certs::CA_BUNDLE).display()
-    )?;
-    Ok(ExitCode::SUCCESS)
 }
 
 pub use mutate::mutate;

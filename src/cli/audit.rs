@@ -14,11 +14,11 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{ListParams, ObjectList};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::{Api, Client};
 use serde::Serialize;
 
+use super::kube::KubeArgs;
 use crate::cluster::{self, Judgement, Verdict};
 use ci_pod_webhook_core::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy};
 
@@ -35,12 +35,8 @@ pub struct AuditArgs {
     /// policy the webhook runs with (its ConfigMap).
     #[arg(long, env = "CI_POD_WEBHOOK_POLICY")]
     pub policy: Option<PathBuf>,
-    /// Kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster).
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context (default: the current context).
-    #[arg(long)]
-    pub context: Option<String>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// Only this namespace, judged as if it had opted in (to preview one that has not);
     /// repeatable. Default: every namespace labelled `<prefix>/pod-policy=enabled|warn`.
     #[arg(long, short = 'n')]
@@ -97,7 +93,7 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let rows = runtime.block_on(async {
-        let client = connect(args).await?;
+        let client = args.kube.connect(None).await?;
         collect(&client, &policy, &args.namespace).await
     })?;
     match args.output {
@@ -117,30 +113,6 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-/// A client as kubectl would make it.
-async fn connect(args: &AuditArgs) -> anyhow::Result<Client> {
-    let options = KubeConfigOptions {
-        context: args.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let config = match (&args.kubeconfig, &args.context) {
-        (Some(path), _) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .with_context(|| format!("--kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-                .await
-                .with_context(|| format!("--kubeconfig {}", path.display()))?
-        }
-        (None, Some(context)) => kube::Config::from_kubeconfig(&options)
-            .await
-            .with_context(|| format!("--context {context}"))?,
-        (None, None) => kube::Config::infer()
-            .await
-            .context("no kubeconfig ($KUBECONFIG, ~/.kube/config) and not in a cluster")?,
-    };
-    Client::try_from(config).context("cannot make a Kubernetes client")
 }
 
 /// The namespaces to look at and their labels.

@@ -28,7 +28,7 @@ fn defaults_need_no_flags() {
     assert_eq!(args.drain_timeout, Duration::from_secs(20));
     assert_eq!(args.max_connections_per_address, 256);
     assert_eq!(args.max_handshakes_per_address, 128);
-    assert_eq!(args.kube, KubeMode::Auto);
+    assert_eq!(args.kube, Kube::Auto);
     assert!(args.cert_dir().ends_with("ci-pod-webhook-dev-certs"));
 }
 
@@ -51,4 +51,13 @@ fn bad_values_are_refused_when_parsed() {
     ] {
         assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
     }
+}
+
+#[test]
+fn the_kube_flag_accepts_auto_and_off() {
+    use clap::ValueEnum as _;
+    assert_eq!(Kube::from_str("auto", false), Ok(Kube::Auto));
+    assert_eq!(Kube::from_str("off", false), Ok(Kube::Off));
+    assert!(Kube::from_str("on", false).is_err());
+    assert_eq!(KubeMode::from(Kube::Off), KubeMode::Off);
 }

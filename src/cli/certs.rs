@@ -1,0 +1,69 @@
+//! `ci-pod-webhook certs`: a CA and a serving certificate for the webhook's Service
+//! (the certificates themselves are made by [`crate::certs`]).
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::certs::{self, ServiceCertificate};
+
+/// `ci-pod-webhook certs`: a CA and a serving certificate for a Service.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, value_name = "NAME", default_value = "ci-pod-webhook")]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, value_name = "NAMESPACE", default_value = "ci-pod-webhook")]
+    pub namespace: String,
+    /// Directory for ca.crt, ca.key, tls.crt, tls.key and ca-bundle.b64.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Validity of both certificates, in days.
+    #[arg(long, value_name = "DAYS", default_value_t = 365)]
+    pub days: u32,
+    /// Also name this IP address in the serving certificate (repeatable), e.g. the
+    /// host address a kind or minikube cluster reaches a local `serve` on.
+    #[arg(long = "ip", value_name = "IP")]
+    pub ips: Vec<IpAddr>,
+    /// Also name this DNS name in the serving certificate (repeatable), e.g.
+    /// host.minikube.internal.
+    #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns_name)]
+    pub dns_names: Vec<String>,
+    /// Replace certificates already in --out (any of the five files).
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(args: &CertsArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let cert = ServiceCertificate {
+        service: &args.service,
+        namespace: &args.namespace,
+        days: args.days,
+        ips: &args.ips,
+        dns_names: &args.dns_names,
+    };
+    for path in certs::run(&cert, &args.out, args.force)? {
+        writeln!(out, "wrote {}", path.display())?;
+    }
+    writeln!(
+        out,
+        "caBundle for the MutatingWebhookConfiguration: the one line in {}",
+        args.out.join(certs::CA_BUNDLE).display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_dns_name(s: &str) -> Result<String, String> {
+    if ci_pod_webhook_core::policy::is_dns_subdomain(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS name (lower-case labels of letters, digits and '-', separated by dots, like host.minikube.internal); for an IP address use --ip"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
