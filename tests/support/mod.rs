@@ -1,13 +1,19 @@
-//! Test harness: real servers on loopback port 0 with generated certificates, and a
-//! real HTTPS client (rustls + hyper's connection-level client) whose connections the
-//! tests hold explicitly, so keep-alive reuse, ALPN and the served certificate can be
-//! checked rather than assumed.
-#![allow(dead_code)] // Each test crate uses a different part of the harness.
+//! The harness of the test binaries, in two parts.
+//!
+//! For tests/integration.rs, this file, client.rs and load.rs: real servers on loopback
+//! port 0 with generated certificates, and a real HTTPS client (rustls + hyper's
+//! connection-level client) whose connections the tests hold explicitly, so keep-alive
+//! reuse, ALPN and the served certificate can be checked rather than assumed.
+//!
+//! For tests/e2e.rs, `e2e/`: a real kube-apiserver, etcd and kube-scheduler, and
+//! `ci-pod-webhook serve` installed on them (docs/e2e.md). The e2e benches use it too.
 
 mod client;
+// tests/e2e.rs's part (and the e2e benches'): unused in tests/integration.rs.
+#[allow(dead_code)]
+pub mod e2e;
 mod load;
 pub use client::*;
-#[allow(unused_imports)] // Only the tests that put servers under load use it.
 pub use load::*;
 
 use std::net::SocketAddr;
@@ -215,6 +221,39 @@ where
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+// ---------------------------------------------------------------- a process of its own
+
+/// Set in a test binary started by [`alone_in_a_process`].
+const ALONE: &str = "INTEGRATION_TEST_ALONE";
+
+/// For a test that reads figures of the whole process (its RSS): runs the test `name` of
+/// `module` (`module_path!()` there) in a new process of this test binary, where nothing
+/// else runs, and panics if it fails there. Returns `true` in that process, where the
+/// test then does its work, and `false` here once it passed.
+pub fn alone_in_a_process(module: &str, name: &str) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    // module_path!() starts with the crate's name; test names do not.
+    let path = module.split_once("::").map_or(module, |(_, rest)| rest);
+    let test = format!("{path}::{name}");
+    let binary = std::env::current_exe().expect("the test binary's path");
+    let output = std::process::Command::new(binary)
+        .args([&test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("start the test binary again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test}, alone in a process: {}\n{stdout}",
+        output.status
+    );
+    false
 }
 
 // ---------------------------------------------------------------- reviews
