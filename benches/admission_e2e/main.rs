@@ -153,24 +153,16 @@ fn stages(lines: &[Value]) {
 /// The JSONPatch ci-pod-webhook answers for `pod` in an opted-in namespace, with the
 /// policy of manifests/base (what the `serve` under test runs).
 fn our_patch(pod: &Value) -> String {
-    use ci_pod_webhook_core::{admission, mutate::NamespaceFacts, policy::Policy};
+    use ci_pod_webhook_core::admission::{self, PodReview};
+    use ci_pod_webhook_core::{mutate::NamespaceFacts, policy::Policy};
     let path = repo_file("manifests/base/policy.yaml");
     let text = std::fs::read_to_string(&path).expect("manifests/base/policy.yaml");
     let policy = Policy::parse(&text, &path.display().to_string()).expect("valid policy");
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "bench",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "bench-ours",
-            "operation": "CREATE",
-            "userInfo": {"username": "bench"},
-            "object": pod,
-        }
-    });
-    let body = serde_json::to_vec(&review).expect("JSON");
+    let body = PodReview {
+        uid: "bench",
+        ..PodReview::create("bench-ours", pod).by("bench")
+    }
+    .to_json();
     let parsed = admission::parse(&body).expect("a review");
     let labels = BTreeMap::from([(OPT_IN.0.to_string(), OPT_IN.1.to_string())]);
     let answer =

@@ -23,13 +23,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ci_pod_webhook::certs;
 use ci_pod_webhook::server::{Server, Settings};
+use ci_pod_webhook_core::admission::PodReview;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -271,21 +272,11 @@ pub fn job_pod_review(uid: &str, namespace: &str, edit: impl FnOnce(&mut Value))
 }
 
 pub fn pod_review(uid: &str, namespace: &str, pod: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": pod["metadata"]["name"],
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:gitlab:gitlab-runner"},
-            "object": pod,
-            "dryRun": false
-        }
-    })
+    PodReview {
+        uid,
+        ..PodReview::create(namespace, &pod).by("system:serviceaccount:gitlab:gitlab-runner")
+    }
+    .to_value()
 }
 
 /// The response's patch applied to the review's pod.

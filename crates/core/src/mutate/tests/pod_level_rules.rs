@@ -1,5 +1,5 @@
 //! The API server's rules for pod-level resources (`spec.resources`) after its
-//! defaulting, written out apart from the webhook's own code (`src/mutate/pod_level.rs`
+//! defaulting, written out apart from the webhook's own code (`mutate/resources/pod_level.rs`
 //! names the sources), so that tests can check a patched pod would be admitted.
 //!
 //! Shared by the escape tests (`escapes.rs`) and the property tests (`properties.rs`).
