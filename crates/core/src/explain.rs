@@ -180,13 +180,19 @@ pub fn docker_summary(policy: &Policy) -> String {
             socket_path,
             mount,
             host_path,
-            ..
+            volume_name,
+            group,
         } => {
             let what = match mount {
                 SocketMount::Directory => "host directory",
                 SocketMount::File => "socket file",
             };
-            format!("socket unix://{socket_path} ({what} {host_path} mounted into {containers})")
+            let group = group
+                .map(|gid| format!("; group {gid} added to the pod's supplementalGroups"))
+                .unwrap_or_default();
+            format!(
+                "socket unix://{socket_path} ({what} {host_path} mounted into {containers} as volume {volume_name}{group})"
+            )
         }
         DockerMode::Tcp { port, tls } => format!(
             "tcp://$(NODE_IP):{port}{} in {containers}",

@@ -107,6 +107,7 @@ static NO_SPEC: PodSpec<'static> = PodSpec {
     tolerations: None,
     runtime_class_name: None,
     resources: None,
+    security_context: None,
 };
 
 impl<'a> Pod<'a> {
@@ -153,6 +154,18 @@ pub struct PodSpec<'a> {
     /// Pod-level requests and limits (Kubernetes 1.32+, GitLab Runner 18.10+).
     #[serde(borrow, default, deserialize_with = "object_opt")]
     pub resources: Option<Resources<'a>>,
+    /// `None` when absent or `null`: a patch must then create it.
+    #[serde(default, deserialize_with = "object_opt")]
+    pub security_context: Option<PodSecurityContext>,
+}
+
+/// The pod's security context, reduced to the groups every container's processes get.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    /// `None` when absent or `null`.
+    #[serde(default)]
+    pub supplemental_groups: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
