@@ -26,6 +26,7 @@ mod e2e {
     mod gpu_workloads;
     mod http1;
     mod namespaces;
+    mod node;
     mod scheduling;
     mod webhook_down;
 }

@@ -279,11 +279,13 @@ fn with_cpus(mut node: Node, cpus: &str) -> Node {
     node
 }
 
+/// The CI nodes and their allocatable CPUs, a class, and the warning about it.
+type CpuCase<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+
 #[test]
 fn a_cpu_limit_above_the_cpus_of_a_classs_nodes_is_a_warning() {
     let policy = Policy::embedded();
-    // (the CI nodes and their allocatable CPUs, class, the warning)
-    let cases: &[(&[(&str, &str)], &str, Option<&str>)] = &[
+    let cases: &[CpuCase] = &[
         (&[("ci-1", "30")], "k8srunner", None),
         (
             &[("ci-big", "30"), ("ci-small", "2")],
