@@ -68,7 +68,9 @@ fn watch_running(api: Api<Pod>) -> mpsc::UnboundedReceiver<(String, Instant)> {
                 .and_then(|s| s.container_statuses)
                 .unwrap_or_default()
                 .iter()
-                .any(|c| c.name == "build" && c.state.as_ref().is_some_and(|s| s.running.is_some()));
+                .any(|c| {
+                    c.name == "build" && c.state.as_ref().is_some_and(|s| s.running.is_some())
+                });
             if running && seen.insert(name.clone(), ()).is_none() {
                 let _ = send.send((name, Instant::now()));
             }
@@ -157,7 +159,9 @@ async fn run(pods: usize) {
             way.one(&format!("job-{i}"), i >= WARM_UP).await;
         }
     }
-    println!("\n| way | pods | create call p50 ms | create → build running: p50 ms | p90 ms | min ms | max ms |");
+    println!(
+        "\n| way | pods | create call p50 ms | create → build running: p50 ms | p90 ms | min ms | max ms |"
+    );
     println!("|---|---|---|---|---|---|---|");
     for way in &mut ways {
         way.to_running.sort_unstable();
