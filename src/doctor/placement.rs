@@ -14,6 +14,8 @@ use ci_pod_webhook_core::policy::{DockerMode, Policy, RunnerClass};
 
 pub const GROUP: &str = "runner classes";
 pub const DOCKER_GROUP: &str = "node Docker daemon";
+/// The socket of manifests/node-docker's DaemonSet.
+const NODE_DOCKER_SOCKET: &str = "/var/run/ci-dind/docker.sock";
 
 /// The class's tolerations as the API server would store them.
 fn tolerations(class: &RunnerClass) -> Vec<Toleration> {
@@ -213,9 +215,9 @@ pub fn docker_daemon(
     daemon_set: Result<Option<&DaemonSet>, &str>,
     where_: &str,
 ) -> Vec<Check> {
-    if !matches!(policy.docker.mode, DockerMode::Socket { .. }) {
+    let DockerMode::Socket { socket_path, .. } = &policy.docker.mode else {
         return Vec::new();
-    }
+    };
     let mut ci_nodes: Vec<&Node> = policy
         .classes
         .iter()
@@ -228,6 +230,18 @@ pub fn docker_daemon(
             return vec![
                 Check::failure(DOCKER_GROUP, format!("cannot read DaemonSet {where_}: {error}"))
                     .fix("kubectl apply -k manifests/doctor, and bind its ClusterRole to you (docs/doctor.md)"),
+            ];
+        }
+        // A socket elsewhere is a daemon on the hosts' own (SKA's docker-for-gitlab
+        // unit), which no API object shows.
+        Ok(None) if socket_path != NODE_DOCKER_SOCKET => {
+            return vec![
+                Check::warning(
+                    DOCKER_GROUP,
+                    format!("no DaemonSet {where_}: the policy's socket {socket_path} must be served by a daemon on each CI node"),
+                )
+                .hint("a daemon on the host (such as a systemd unit) is not visible to the doctor")
+                .fix(format!("on a CI node: curl --unix-socket {socket_path} http://docker/_ping")),
             ];
         }
         Ok(None) => {

@@ -366,3 +366,25 @@ fn nodes_that_report_no_cpus_raise_no_cpu_warning() {
         "{checks:#?}"
     );
 }
+
+#[test]
+fn a_host_daemons_socket_without_the_daemonset_is_a_warning_not_a_failure() {
+    let policy = Policy::parse(
+        "defaultClass: a\ndocker: { mount: file, socketPath: /var/run/docker-for-gitlab.sock }\nciNodes: { nodeSelector: { node-role.skatelescope.org/ci-worker: \"true\" } }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
+        "ska.yaml",
+    )
+    .expect("policy");
+    let checks = docker_daemon(&policy, &[node("ci-1", &[CI])], Ok(None), "ci-dind/ci-dind");
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].status, Status::Warning);
+    assert_eq!(
+        checks[0].message,
+        "no DaemonSet ci-dind/ci-dind: the policy's socket /var/run/docker-for-gitlab.sock must be served by a daemon on each CI node"
+    );
+    assert_eq!(
+        checks[0].fix.as_deref(),
+        Some(
+            "on a CI node: curl --unix-socket /var/run/docker-for-gitlab.sock http://docker/_ping"
+        )
+    );
+}
