@@ -10,6 +10,7 @@
 //! - [`cluster`]: the webhook's view of the cluster: namespace labels, RuntimeClass
 //!   names and job pods, mirrored by watches, and the judging of stored pods;
 //! - [`certs`]: development and self-managed certificates;
+//! - [`prometheus`]: a client of Prometheus' HTTP API (instant queries);
 //! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
 //! - [`doctor`]: read-only checks of a cluster and an install;
 //! - [`cli`]: the commands (`serve`, `mutate`, `audit`, `doctor`, `certs`, …), each
@@ -21,4 +22,5 @@ pub mod cluster;
 pub mod doctor;
 pub mod metrics;
 pub mod policy_file;
+pub mod prometheus;
 pub mod server;
