@@ -13,6 +13,7 @@
 //! - [`prometheus`]: a client of Prometheus' HTTP API (instant queries);
 //! - [`server`]: the HTTPS webhook and admin ports, reload, shutdown;
 //! - [`doctor`]: read-only checks of a cluster and an install;
+//! - [`sizing`]: job pods' usage per class from Prometheus, against the policy's limits;
 //! - [`cli`]: the commands (`serve`, `mutate`, `audit`, `doctor`, `certs`, …), each
 //!   with its arguments: the top layer.
 
@@ -24,3 +25,4 @@ pub mod metrics;
 pub mod policy_file;
 pub mod prometheus;
 pub mod server;
+pub mod sizing;

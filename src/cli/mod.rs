@@ -1,5 +1,5 @@
 //! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`,
-//! `doctor`, `audit`. The commands are the top layer: each has its file here, with its
+//! `doctor`, `audit`, `sizing`. The commands are the top layer: each has its file here, with its
 //! clap arguments, and calls into the layers below (the core, `cluster`, `server`,
 //! `doctor`, `certs`); nothing below imports from here.
 //!
@@ -19,6 +19,7 @@ use ci_pod_webhook_core::explain;
 use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
 use doctor::DoctorArgs;
 use serve::ServeArgs;
+use sizing::SizingArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,6 +51,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Report on the job pods that exist now: ok, drift, unpolicied or would-deny.
     Audit(AuditArgs),
+    /// What job pods really used per class and container, from Prometheus, against the
+    /// policy's limits; and the limits that would have held 99 % of them.
+    Sizing(SizingArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +102,7 @@ pub mod doctor;
 pub mod kube;
 mod mutate;
 pub mod serve;
+pub mod sizing;
 
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -116,6 +121,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Certs(args) => certs::run(&args, &mut stdout.lock()),
         Command::Doctor(args) => doctor::run(&args, &mut stdout.lock()),
         Command::Audit(args) => audit::run(&args, &mut stdout.lock()),
+        Command::Sizing(args) => sizing::run(&args, &mut stdout.lock()),
     }
 }
 

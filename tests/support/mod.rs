@@ -13,6 +13,8 @@ mod client;
 #[allow(dead_code)]
 pub mod e2e;
 mod load;
+// tests/integration/sizing.rs's real Prometheus.
+pub mod prometheus;
 pub use client::*;
 pub use load::*;
 

@@ -21,7 +21,7 @@
 
 mod cluster;
 mod pki;
-mod process;
+pub mod process;
 mod webhook;
 
 pub use cluster::*;
