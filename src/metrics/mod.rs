@@ -87,6 +87,26 @@ pub struct JobPodLabels {
     pub verdict: &'static str,
 }
 
+/// `job_pod_info{namespace,pod,class,mode,project}`: one series per live job pod, so
+/// usage series can be joined with classes (`cluster::job_pod_series`). The one metric
+/// with pod names: its cardinality is the number of job pods alive (docs/sizing.md).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobPodInfoLabels {
+    pub namespace: String,
+    pub pod: String,
+    pub class: String,
+    pub mode: &'static str,
+    pub project: String,
+}
+
+/// `job_container_terminations_total{class,role,reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TerminationLabels {
+    pub class: String,
+    pub role: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
@@ -131,6 +151,10 @@ pub struct Metrics {
     pub panics: Counter,
     /// Job pods watched in opted-in namespaces, by class and verdict (`cluster::pods`).
     pub job_pods: Family<JobPodLabels, Gauge>,
+    /// Every job pod's class and mode, one series per pod (`cluster::job_pod_series`).
+    pub job_pod_info: Family<JobPodInfoLabels, Gauge>,
+    /// Container terminations of job pods (`cluster::job_pod_series`).
+    pub job_container_terminations: Family<TerminationLabels, Counter>,
 }
 
 /// `requests_total` series of one class, indexed by [`Outcome`].
@@ -202,6 +226,18 @@ impl Metrics {
              --max-handshakes-per-address (address_handshakes)",
             refused.clone(),
         );
+        let job_pod_info = Family::<JobPodInfoLabels, Gauge>::default();
+        registry.register(
+            "job_pod_info",
+            "1 for each job pod the webhook's pod watch sees, in every namespace: its class (the one the policy would give where the namespace has not opted in), mode (off, warn, enabled) and GitLab project; for joins with usage series",
+            job_pod_info.clone(),
+        );
+        let job_container_terminations = Family::<TerminationLabels, Counter>::default();
+        registry.register(
+            "job_container_terminations",
+            "Container terminations of job pods that finished since this process started, by class, container role and reason (OOMKilled, Error, Completed, ...)",
+            job_container_terminations.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -243,6 +279,8 @@ impl Metrics {
             }),
             panics: Counter::default(),
             job_pods,
+            job_pod_info,
+            job_container_terminations,
         };
         registry.register(
             "in_flight_requests",

@@ -359,6 +359,7 @@ impl Server {
             ));
         }
 
+        observe_job_pods(&settings.cluster, &webhook, &metrics);
         watch_job_pods(&settings.cluster, &webhook, &metrics);
 
         let admin = admin::app(admin::Admin {
@@ -404,6 +405,21 @@ impl Server {
         }
         tracing::info!("stopped");
     }
+}
+
+/// The job-pod watch also exports every job pod's class (`job_pod_info`) and counts
+/// container terminations from now on (`cluster::job_pod_series`), by the policy in force.
+fn observe_job_pods(cluster: &Cluster, webhook: &Arc<Webhook>, metrics: &Metrics) {
+    use crate::cluster::job_pod_series::{self, JobPodSeries};
+    let classifying = webhook.clone();
+    cluster.observe_job_pods(JobPodSeries {
+        classify: Box::new(move |namespace, labels, pod| {
+            job_pod_series::classify(&classifying.policy().policy, namespace, labels, pod)
+        }),
+        info: metrics.job_pod_info.clone(),
+        terminations: metrics.job_container_terminations.clone(),
+        since: time::OffsetDateTime::now_utc(),
+    });
 }
 
 /// `policy`, told the namespace the webhook runs in.
