@@ -133,7 +133,10 @@ pub(super) struct Observer {
 }
 
 impl Observer {
-    pub(super) fn new(series: JobPodSeries, namespaces: Reader) -> Self {
+    pub(super) fn new(mut series: JobPodSeries, namespaces: Reader) -> Self {
+        // Kubelets write finish times to the second: a container that ended in the
+        // second the process started may have ended after it, and is counted.
+        series.since = series.since.replace_nanosecond(0).unwrap_or(series.since);
         Observer {
             series,
             namespaces,

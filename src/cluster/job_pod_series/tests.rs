@@ -70,12 +70,15 @@ fn text(registry: &Registry) -> String {
     text
 }
 
+/// The info series, sorted (a family encodes in hash order).
 fn info_lines(registry: &Registry) -> Vec<String> {
-    text(registry)
+    let mut lines: Vec<String> = text(registry)
         .lines()
         .filter(|l| l.starts_with("ci_pod_webhook_job_pod_info{"))
         .map(str::to_string)
-        .collect()
+        .collect();
+    lines.sort();
+    lines
 }
 
 fn terminations_of(registry: &Registry, role: &str, reason: &str) -> u64 {
@@ -97,9 +100,9 @@ fn every_job_pod_has_an_info_series_with_its_class_mode_and_project_until_it_goe
     assert_eq!(
         info_lines(&registry),
         [
+            r#"ci_pod_webhook_job_pod_info{namespace="apps",pod="c",class="k8srunner",mode="off",project="42"} 1"#,
             r#"ci_pod_webhook_job_pod_info{namespace="ci",pod="a",class="k8srunner",mode="enabled",project="42"} 1"#,
             r#"ci_pod_webhook_job_pod_info{namespace="trial",pod="b",class="k8srunner",mode="warn",project="42"} 1"#,
-            r#"ci_pod_webhook_job_pod_info{namespace="apps",pod="c",class="k8srunner",mode="off",project="42"} 1"#,
         ]
     );
     observer.observe(&Event::Delete(pod("trial", "b", json!({}))));
