@@ -50,6 +50,13 @@ METRICS = {
     "ci_pod_webhook_certificate_reloads_total",
     "ci_pod_webhook_build_info",
     "ci_pod_webhook_job_pods",
+    "ci_pod_webhook_job_pod_info",
+    "ci_pod_webhook_job_container_terminations_total",
+    "ci_pod_webhook_class_limit",
+    "ci_pod_webhook_policy_info",
+    # The kubelets' cAdvisor series the sizing panels set against the class limits.
+    "container_memory_working_set_bytes",
+    "container_cpu_usage_seconds_total",
     "up",
     "apiserver_admission_webhook_fail_open_count",
     "apiserver_admission_webhook_rejection_count",

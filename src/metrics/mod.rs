@@ -10,6 +10,7 @@
 
 mod histogram;
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -21,7 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use ci_pod_webhook_core::answer::{Answer, Outcome};
 use ci_pod_webhook_core::mutate::{OverrideKind, OverrideResult, RefusedChange};
-use ci_pod_webhook_core::policy::Policy;
+use ci_pod_webhook_core::policy::{Limit, Policy, ResourceName, Role};
 pub use histogram::LatencyHistogram;
 
 /// Why a connection was refused: the `reason` label of `connections_refused_total`.
@@ -108,6 +109,28 @@ pub struct TerminationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLimitLabels {
+    class: String,
+    role: &'static str,
+    resource: &'static str,
+    unit: &'static str,
+}
+
+/// A container role's name in the policy.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Build => "build",
+        Role::Helper => "helper",
+        Role::Service => "services",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HashLabels {
+    hash: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -155,6 +178,11 @@ pub struct Metrics {
     pub job_pod_info: Family<JobPodInfoLabels, Gauge>,
     /// Container terminations of job pods (`cluster::job_pod_series`).
     pub job_container_terminations: Family<TerminationLabels, Counter>,
+    /// `policy_info{hash}`: the policy in force, so rules can see it change.
+    policy_info: Family<HashLabels, Gauge>,
+    /// `class_limit{class,role,resource,unit}`: the limits of the policy in force, for
+    /// dashboards that set usage against them.
+    class_limits: Family<ClassLimitLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// `requests_total` series of one class, indexed by [`Outcome`].
@@ -238,6 +266,18 @@ impl Metrics {
             "Container terminations of job pods that finished since this process started, by class, container role and reason (OOMKilled, Error, Completed, ...)",
             job_container_terminations.clone(),
         );
+        let class_limits = Family::<ClassLimitLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "class_limit",
+            "The limit the policy in force gives a container role of a class, in cores (cpu) or bytes (memory); absent when it sets none",
+            class_limits.clone(),
+        );
+        let policy_info = Family::<HashLabels, Gauge>::default();
+        registry.register(
+            "policy_info",
+            "1 for the policy in force, by its hash (the <prefix>/policy annotation's value); a new hash is a policy change",
+            policy_info.clone(),
+        );
         registry.register(
             "build",
             "Build information",
@@ -281,6 +321,8 @@ impl Metrics {
             job_pods,
             job_pod_info,
             job_container_terminations,
+            policy_info,
+            class_limits,
         };
         registry.register(
             "in_flight_requests",
@@ -318,8 +360,34 @@ impl Metrics {
 
     /// Looks up the `requests_total` series of `policy`'s classes (and of its GPU
     /// workloads, which count as class `gpu-workloads`), so that reviews
-    /// under this policy record without a lookup.
+    /// under this policy record without a lookup; and makes it the one `policy_info`
+    /// names, as the policy about to be in force.
     pub fn policy_series(&self, policy: &Policy) -> PolicySeries {
+        self.policy_info.clear();
+        self.policy_info
+            .get_or_create(&HashLabels {
+                hash: policy.hash.clone(),
+            })
+            .set(1);
+        self.class_limits.clear();
+        for class in &policy.classes {
+            for role in [Role::Build, Role::Helper, Role::Service] {
+                for (resource, unit) in
+                    [(ResourceName::Cpu, "core"), (ResourceName::Memory, "byte")]
+                {
+                    if let Some(Limit::Set(limit)) = class.resources(role).limits.get(&resource) {
+                        self.class_limits
+                            .get_or_create(&ClassLimitLabels {
+                                class: class.name.clone(),
+                                role: role_name(role),
+                                resource: resource.as_str(),
+                                unit,
+                            })
+                            .set(limit.nanos() as f64 / 1e9);
+                    }
+                }
+            }
+        }
         PolicySeries {
             classes: policy
                 .classes
