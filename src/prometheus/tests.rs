@@ -1,3 +1,4 @@
+use super::answer::decode;
 use super::*;
 
 const URL: &str = "http://prometheus:9090";

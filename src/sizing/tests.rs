@@ -1,5 +1,6 @@
 use super::stats::{bytes, millicores, nearest_rank, readable_cpu, readable_memory, times};
 use super::*;
+use ci_pod_webhook_core::policy::Policy;
 
 const GI: i64 = 1 << 30;
 const MI: i64 = 1 << 20;

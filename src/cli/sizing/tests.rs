@@ -1,3 +1,4 @@
+use super::table::*;
 use super::*;
 
 fn q(text: &str) -> Option<Quantity> {
