@@ -130,7 +130,12 @@ pub(super) struct Observer {
     pods: HashMap<String, Seen>,
     /// Keys listed since the last `Init`, between `Init` and `InitDone`.
     listing: Option<HashSet<String>>,
+    /// Job pods whose namespace the mirror did not have yet: key → the pod's JSON.
+    waiting: HashMap<String, String>,
 }
+
+/// A bound on [`Observer::waiting`]: whole pods, in practice a handful at start-up.
+const MAX_WAITING: usize = 256;
 
 impl Observer {
     pub(super) fn new(mut series: JobPodSeries, namespaces: Reader) -> Self {
@@ -142,6 +147,7 @@ impl Observer {
             namespaces,
             pods: HashMap::new(),
             listing: None,
+            waiting: HashMap::new(),
         }
     }
 
@@ -187,11 +193,22 @@ impl Observer {
             pod.metadata.name.as_ref()?,
         );
         let key = format!("{namespace}/{name}");
-        let labels = self.namespaces.get(namespace).unwrap_or_default();
-        let classified = serde_json::to_string(pod)
-            .ok()
-            .and_then(|json| (self.series.classify)(namespace, &labels, &json));
-        let Some(classified) = classified else {
+        let json = serde_json::to_string(pod).ok()?;
+        let labels = match self.namespaces.get(namespace) {
+            Some(labels) => {
+                self.waiting.remove(&key);
+                labels
+            }
+            // Not in the namespace mirror yet (its watch is behind this one): the mode
+            // reads `off` until [`Self::tick`] sees the namespace.
+            None => {
+                if self.waiting.len() < MAX_WAITING || self.waiting.contains_key(&key) {
+                    self.waiting.insert(key.clone(), json.clone());
+                }
+                Default::default()
+            }
+        };
+        let Some(classified) = (self.series.classify)(namespace, &labels, &json) else {
             self.forget(&key);
             return None;
         };
@@ -232,7 +249,31 @@ impl Observer {
         Some(key)
     }
 
+    /// Classifies again the pods whose namespace has reached the mirror since.
+    pub(super) fn tick(&mut self) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let known: Vec<String> = self
+            .waiting
+            .keys()
+            .filter(|key| {
+                key.split_once('/')
+                    .is_some_and(|(namespace, _)| self.namespaces.get(namespace).is_some())
+            })
+            .cloned()
+            .collect();
+        for key in known {
+            if let Some(json) = self.waiting.remove(&key)
+                && let Ok(pod) = serde_json::from_str::<DynamicObject>(&json)
+            {
+                self.seen(&pod);
+            }
+        }
+    }
+
     fn forget(&mut self, key: &str) {
+        self.waiting.remove(key);
         if let Some(seen) = self.pods.remove(key)
             && let Some(info) = seen.info
         {
@@ -265,6 +306,9 @@ impl<S: Store<DynamicObject>> Store<DynamicObject> for Observed<S> {
     }
 
     fn tick(&mut self) {
+        if let Some(observer) = &mut self.observer {
+            observer.tick();
+        }
         self.store.tick();
     }
 }

@@ -179,3 +179,21 @@ fn a_termination_without_a_container_id_is_told_apart_by_name_and_time() {
     observer.observe(&Event::Apply(pod("ci", "a", first)));
     assert_eq!(terminations_of(&registry, "build", "Error"), 1);
 }
+
+#[test]
+fn a_pod_seen_before_its_namespace_gets_its_mode_once_the_namespace_arrives() {
+    let (reader, mut writer) = namespace_mirror::mirror();
+    let (mut observer, registry) = observer();
+    observer.namespaces = reader;
+    observer.observe(&Event::Apply(pod("late", "a", json!({}))));
+    assert!(info_lines(&registry)[0].contains(r#"mode="off""#));
+    writer.apply(Event::Apply(namespace("late", Some("warn"))));
+    observer.tick();
+    assert_eq!(
+        info_lines(&registry),
+        [
+            r#"ci_pod_webhook_job_pod_info{namespace="late",pod="a",class="k8srunner",mode="warn",project="42"} 1"#
+        ]
+    );
+    assert!(observer.waiting.is_empty());
+}
