@@ -48,7 +48,7 @@ pub enum Command {
     Certs(CertsArgs),
     /// Check, read-only, that the cluster is ready and the install healthy.
     Doctor(DoctorArgs),
-    /// Report on the job pods that exist now: ok, drift, unpolicied or would-deny.
+    /// Report on the job pods that exist now: ok, drift, unpolicied, would-mutate, would-deny.
     Audit(AuditArgs),
 }
 

@@ -1,13 +1,16 @@
 //! The live audit: job pods watched in opted-in namespaces, each judged as `audit`
-//! judges it ([`super::judge`]), counted in `ci_pod_webhook_job_pods{class,verdict}`.
+//! judges it, counted in `ci_pod_webhook_job_pods{class,verdict}` (a pod once under each
+//! of its verdicts). [`Judge`] is the only way in: the namespaces it looks at are
+//! [`super::audited`]'s and each pod's verdicts are [`super::judge`]'s, by the policy in
+//! force, exactly as `audit` chooses and judges them.
 //!
 //! The watch asks only for pods labelled `pod` (GitLab Runner puts that label on every
 //! job pod), so other workloads never cross the wire. Pods arrive whole, one at a time
 //! (the list in small pages: [`LIST_PAGE_SIZE`]), and only a small record is kept of
-//! each: its key and its (class, verdict), so memory grows by under a kilobyte per job
-//! pod, not by the pods' size. A reloaded policy relists (the [`super::watcher::Relist`] signal) and
-//! judges every pod again. A namespace that opts in later is seen at the next relist
-//! or as its pods change.
+//! each: its key, class and verdicts, so memory grows by under a kilobyte per job pod,
+//! not by the pods' size. A reloaded policy relists (the [`super::watcher::Relist`]
+//! signal) and judges every pod again. A namespace that opts in later is seen at the
+//! next relist or as its pods change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use super::namespace_mirror::Reader;
 use super::verdict::{Judgement, Verdict};
 use super::watcher::{Applied, Relist, Store, Watcher};
 use crate::metrics::JobPodLabels;
+use ci_pod_webhook_core::policy::Policy;
 
 /// The label GitLab Runner puts on every job pod.
 pub const JOB_POD_SELECTOR: &str = "pod";
@@ -36,16 +40,77 @@ pub const JOB_POD_SELECTOR: &str = "pod";
 /// tens of MiB, for one list request per 25 job pods at start-up and policy reloads.
 const LIST_PAGE_SIZE: u32 = 25;
 
-/// Judges one pod: (namespace, its labels, the pod's JSON) → `None` when it is not a
-/// job pod in an opted-in namespace. Built by the server around the policy in force.
-pub type Judge =
-    Box<dyn Fn(&str, &BTreeMap<String, String>, &str) -> Option<Judgement> + Send + 'static>;
+/// What holds the policy in force (the server's, reloaded as its file changes).
+pub trait InForce: Send + Sync + 'static {
+    fn policy(&self) -> &Policy;
+}
+
+impl InForce for Policy {
+    fn policy(&self) -> &Policy {
+        self
+    }
+}
+
+/// How the watch judges: [`super::audited`] and [`super::judge`], by the policy
+/// `current` returns at the time.
+pub struct Judge {
+    current: Box<dyn Fn() -> Arc<dyn InForce> + Send>,
+}
+
+impl Judge {
+    pub fn new(current: impl Fn() -> Arc<dyn InForce> + Send + 'static) -> Self {
+        Judge {
+            current: Box::new(current),
+        }
+    }
+
+    /// One pod: `None` when it is not a job pod in an audited namespace.
+    fn pod(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        pod: &str,
+    ) -> Option<Judgement> {
+        let current = (self.current)();
+        if !super::audited(current.policy(), labels) {
+            return None;
+        }
+        super::judge(current.policy(), namespace, labels, pod)
+            .map_err(|error| tracing::debug!(namespace, %error, "cannot judge a job pod"))
+            .ok()
+            .flatten()
+    }
+}
+
+/// A pod's verdicts, one bit each (in the order of [`Verdict::ALL`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verdicts(u8);
+
+impl Verdicts {
+    fn of(verdicts: &[Verdict]) -> Self {
+        Verdicts(verdicts.iter().fold(0, |bits, v| bits | bit(*v)))
+    }
+
+    fn iter(self) -> impl Iterator<Item = Verdict> {
+        Verdict::ALL
+            .into_iter()
+            .filter(move |v| self.0 & bit(*v) != 0)
+    }
+}
+
+fn bit(verdict: Verdict) -> u8 {
+    let index = Verdict::ALL
+        .iter()
+        .position(|v| *v == verdict)
+        .unwrap_or_default();
+    1 << index
+}
 
 /// What is kept of one job pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Record {
     class: Arc<str>,
-    verdict: Verdict,
+    verdicts: Verdicts,
 }
 
 /// Job pods whose namespace the mirror has not seen yet, kept (as JSON) until it has.
@@ -149,10 +214,10 @@ impl PodVerdicts {
     /// `None`: not a job pod in an opted-in namespace, or the namespace is unknown.
     fn judge_json(&self, namespace: &str, json: &str) -> Option<Record> {
         let labels = self.namespaces.get(namespace)?;
-        let judgement = (self.judge)(namespace, &labels, json)?;
+        let judgement = self.judge.pod(namespace, &labels, json)?;
         Some(Record {
             class: judgement.class.into(),
-            verdict: judgement.verdict,
+            verdicts: Verdicts::of(&judgement.verdicts),
         })
     }
 
@@ -182,15 +247,17 @@ impl PodVerdicts {
     }
 
     fn count(&mut self, record: &Record, by: i64) {
-        let slot = (record.class.clone(), record.verdict);
-        let count = self.counts.entry(slot).or_default();
-        *count += by;
-        self.gauge
-            .get_or_create(&JobPodLabels {
-                class: record.class.to_string(),
-                verdict: record.verdict.as_str(),
-            })
-            .set(*count);
+        for verdict in record.verdicts.iter() {
+            let slot = (record.class.clone(), verdict);
+            let count = self.counts.entry(slot).or_default();
+            *count += by;
+            self.gauge
+                .get_or_create(&JobPodLabels {
+                    class: record.class.to_string(),
+                    verdict: verdict.as_str(),
+                })
+                .set(*count);
+        }
     }
 
     fn forget(&mut self, key: &str) {
@@ -222,9 +289,9 @@ impl Store<DynamicObject> for PodVerdicts {
                 self.records = std::mem::take(&mut self.relist);
                 let mut counts: HashMap<(Arc<str>, Verdict), i64> = HashMap::new();
                 for record in self.records.values() {
-                    *counts
-                        .entry((record.class.clone(), record.verdict))
-                        .or_default() += 1;
+                    for verdict in record.verdicts.iter() {
+                        *counts.entry((record.class.clone(), verdict)).or_default() += 1;
+                    }
                 }
                 // Classes a reloaded policy dropped must not linger as series.
                 self.gauge.clear();

@@ -2,9 +2,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::core::{ObjectMeta, PartialObjectMeta};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::*;
 use crate::cluster::namespace_mirror;
-use ci_pod_webhook_core::mutate::{self, NamespaceFacts};
 use ci_pod_webhook_core::policy::Policy;
 
 const REVIEW: &str = include_str!(concat!(
@@ -26,15 +27,8 @@ fn namespace(name: &str, opt_in: Option<&str>) -> PartialObjectMeta<Namespace> {
 
 /// The server's judge, on the embedded policy.
 fn judge() -> Judge {
-    let policy = Policy::embedded();
-    Box::new(move |namespace, labels, pod| {
-        if !mutate::opted_in(&policy, NamespaceFacts::Labels(labels)) {
-            return None;
-        }
-        super::super::judge(&policy, namespace, labels, pod)
-            .ok()
-            .flatten()
-    })
+    let policy: Arc<dyn InForce> = Arc::new(Policy::embedded());
+    Judge::new(move || policy.clone())
 }
 
 fn pod(namespace: &str, name: &str, class_annotation: bool) -> DynamicObject {
@@ -156,4 +150,21 @@ fn a_pod_waiting_for_a_namespace_that_never_opts_in_is_dropped_uncounted() {
     store.tick();
     assert_eq!(store.held(), 0);
     assert!(store.waiting.is_empty());
+}
+
+#[test]
+fn a_pod_with_two_verdicts_counts_under_both() {
+    let (mut store, gauge) = store();
+    let mut refused = pod("ci", "a", false);
+    refused
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("ci.skao.int/cpu-limit".into(), "lots".into());
+    store.apply(Event::Apply(refused.clone()));
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 1);
+    assert_eq!(count(&gauge, Verdict::WouldDeny), 1);
+    store.apply(Event::Delete(refused));
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 0);
+    assert_eq!(count(&gauge, Verdict::WouldDeny), 0);
 }

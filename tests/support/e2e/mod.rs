@@ -22,9 +22,13 @@
 mod cluster;
 mod pki;
 mod process;
+mod rollout;
 mod webhook;
 
 pub use cluster::*;
+// Only tests/e2e uses these; the e2e benches include this module too.
+#[allow(unused_imports)]
+pub use rollout::*;
 pub use webhook::*;
 
 use std::path::{Path, PathBuf};
