@@ -8,9 +8,14 @@
 //! job pod), so other workloads never cross the wire. Pods arrive whole, one at a time
 //! (the list in small pages: [`LIST_PAGE_SIZE`]), and only a small record is kept of
 //! each: its key, class and verdicts, so memory grows by under a kilobyte per job pod,
-//! not by the pods' size. A reloaded policy relists (the [`super::watcher::Relist`]
-//! signal) and judges every pod again. A namespace that opts in later is seen at the
-//! next relist or as its pods change.
+//! not by the pods' size. Since the pods themselves are not kept, every pod is judged
+//! again by listing them again: after a policy reload (the [`super::watcher::Relist`]
+//! signal), and when a namespace that opts in before or after a change of its labels
+//! changes them (it opts in, changes mode, opts out, is pinned to a class), seen in the
+//! namespace mirror's log of changes at the next [`TICK`](super::watcher::TICK). A
+//! namespace that goes away takes its pods' records with it. After a watch restart
+//! kube's watcher resumes or relists, and the namespace mirror compares its relist
+//! with what it replaces, so changes made during an outage are not lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -24,9 +29,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
-use super::namespace_mirror::Reader;
+use super::namespace_mirror::{Changes, Reader};
 use super::verdict::{Judgement, Verdict};
-use super::watcher::{Applied, Relist, Store, Watcher};
+use super::watcher::{Applied, Relist, Store, Tick, Watcher};
 use crate::metrics::JobPodLabels;
 use ci_pod_webhook_core::policy::Policy;
 
@@ -62,6 +67,11 @@ impl Judge {
         Judge {
             current: Box::new(current),
         }
+    }
+
+    /// Whether pods in a namespace with these labels are judged.
+    fn audited(&self, labels: &BTreeMap<String, String>) -> bool {
+        super::audited((self.current)().policy(), labels)
     }
 
     /// One pod: `None` when it is not a job pod in an audited namespace.
@@ -260,6 +270,47 @@ impl PodVerdicts {
         }
     }
 
+    /// A namespace went away, and its pods with it.
+    fn forget_namespace(&mut self, namespace: &str) {
+        let prefix = format!("{namespace}/");
+        let gone: Vec<String> = self
+            .records
+            .keys()
+            .chain(self.waiting.keys())
+            .filter(|key| key.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.forget(&key);
+        }
+    }
+
+    /// Namespaces whose labels changed since the last look: judging every pod again
+    /// (a relist) when one was or is now audited.
+    fn namespaces_changed(&mut self) -> Tick {
+        let changes = match self.namespaces.take_changes() {
+            Changes::TooMany => return Tick::Relist,
+            Changes::Some(changes) => changes,
+        };
+        let mut relist = false;
+        for change in changes {
+            let was = self.judge.audited(&change.before);
+            match change.now {
+                None if was => self.forget_namespace(&change.name),
+                None => {}
+                Some(now) => relist |= was || self.judge.audited(&now),
+            }
+        }
+        if relist {
+            tracing::debug!(
+                "a namespace opted in, out or changed mode: judging every job pod again"
+            );
+            Tick::Relist
+        } else {
+            Tick::Idle
+        }
+    }
+
     fn forget(&mut self, key: &str) {
         self.waiting.remove(key);
         if let Some(old) = self.records.remove(key) {
@@ -332,8 +383,17 @@ impl Store<DynamicObject> for PodVerdicts {
         "ci_pod_webhook_job_pods stays empty until the first list"
     }
 
-    /// Judges the pods whose namespace has reached the mirror since.
-    fn tick(&mut self) {
+    /// Judges the pods whose namespace has reached the mirror since, and asks for a
+    /// relist when an audited namespace changed.
+    fn tick(&mut self) -> Tick {
+        let wanted = self.namespaces_changed();
+        self.judge_waiting();
+        wanted
+    }
+}
+
+impl PodVerdicts {
+    fn judge_waiting(&mut self) {
         if self.waiting.is_empty() {
             return;
         }
