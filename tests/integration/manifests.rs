@@ -255,6 +255,11 @@ fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
             .any(|v| v["hostPath"]["path"] == host_path.as_str()),
         "the socket directory is on the node"
     );
+    // What `doctor` takes for the DaemonSet's socket (any other is a host daemon's).
+    assert_eq!(
+        host_path.as_str(),
+        ci_pod_webhook::doctor::placement::NODE_DOCKER_DIR
+    );
     // It runs where job pods run: on CI nodes, GPU nodes included.
     let class = &policy.classes[policy.default_class];
     for (key, value) in &class.node_selector {
@@ -514,7 +519,10 @@ fn every_shipped_alert_has_a_promtool_test_that_fires_it_and_one_that_keeps_it_q
     }
     for alert in &alerts {
         assert!(fired.contains(*alert), "no promtool test fires {alert}");
-        assert!(quiet.contains(*alert), "no promtool test keeps {alert} quiet");
+        assert!(
+            quiet.contains(*alert),
+            "no promtool test keeps {alert} quiet"
+        );
     }
     let known: std::collections::BTreeSet<&str> = alerts.iter().copied().collect();
     for tested in fired.iter().chain(&quiet) {
