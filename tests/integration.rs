@@ -18,6 +18,7 @@ mod integration {
     mod namespaces;
     mod serve;
     mod server;
+    mod ska;
     mod slow_clients;
     mod tls;
     mod tls_posture;
