@@ -9,6 +9,7 @@ mod support;
 
 mod integration {
     mod cli;
+    mod commands;
     mod docs;
     mod escalation;
     mod flood;
