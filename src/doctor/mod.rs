@@ -125,6 +125,8 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
     let namespaces = snapshot.namespaces.as_deref().map_err(String::as_str);
     checks.extend(namespaces::namespaces(&policy, namespaces));
     if inputs.pre {
+        // A host daemon's socket needs nothing installed: say so before installing.
+        checks.extend(placement::host_daemon(&policy, None));
         return Report { checks };
     }
     let configuration = snapshot.webhook_configuration.as_ref().map(Option::as_ref);

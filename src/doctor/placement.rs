@@ -217,22 +217,11 @@ pub fn docker_daemon(
     daemon_set: Result<Option<&DaemonSet>, &str>,
     where_: &str,
 ) -> Vec<Check> {
-    let DockerMode::Socket {
-        socket_path,
-        mount,
-        host_path,
-        ..
-    } = &policy.docker.mode
-    else {
+    if !matches!(policy.docker.mode, DockerMode::Socket { .. }) {
         return Vec::new();
-    };
-    let served_by_daemon_set = under(host_path, NODE_DOCKER_DIR)
-        || daemon_set
-            .ok()
-            .flatten()
-            .is_some_and(|ds| mounts_host_path(ds, host_path));
-    if !served_by_daemon_set {
-        return vec![host_daemon(socket_path, *mount)];
+    }
+    if let Some(check) = host_daemon(policy, daemon_set.ok().flatten()) {
+        return vec![check];
     }
     let mut ci_nodes: Vec<&Node> = policy
         .classes
@@ -340,8 +329,27 @@ fn mounts_host_path(daemon_set: &DaemonSet, host_path: &str) -> bool {
         .any(|h| under(host_path, h.path.trim_end_matches('/')))
 }
 
-/// A socket the host's own daemon serves: nothing in the API to check it against.
-fn host_daemon(socket_path: &str, mount: SocketMount) -> Check {
+/// Socket mode on a socket the host's own daemon serves (not under
+/// [`NODE_DOCKER_DIR`], and not in a directory `daemon_set` mounts): the check that
+/// says so, and what the doctor cannot see from the API. `None` in other modes, or
+/// when the node Docker DaemonSet serves the socket. Runs with `--pre` too (no
+/// DaemonSet read: nothing to install for a host daemon).
+pub fn host_daemon(policy: &Policy, daemon_set: Option<&DaemonSet>) -> Option<Check> {
+    let DockerMode::Socket {
+        socket_path,
+        mount,
+        host_path,
+        ..
+    } = &policy.docker.mode
+    else {
+        return None;
+    };
+    let served_by_daemon_set = under(host_path, NODE_DOCKER_DIR)
+        || daemon_set.is_some_and(|ds| mounts_host_path(ds, host_path));
+    (!served_by_daemon_set).then(|| host_daemon_check(socket_path, *mount))
+}
+
+fn host_daemon_check(socket_path: &str, mount: SocketMount) -> Check {
     let mount = match mount {
         SocketMount::File => {
             "mount: file, so a restarted daemon's new socket reaches only the jobs started after the restart (docs/docker.md)"

@@ -177,3 +177,27 @@ fn the_certificate_is_checked_for_the_url_host_the_api_server_dials() {
         assert_eq!(found.status, status, "{url}: {found:?}");
     }
 }
+
+#[test]
+fn pre_says_a_host_daemon_needs_nothing_installed() {
+    let names = Names::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ska-dp.yaml");
+    std::fs::write(&path, include_str!("../../examples/policies/ska-dp.yaml")).expect("write");
+    let report = checks(&inputs(&names, true, Some(&path)), &snapshot(Err(unread())));
+    assert_eq!(
+        groups(&report),
+        [
+            "policy",
+            "runner classes",
+            "namespaces",
+            "node Docker daemon"
+        ]
+    );
+    let last = report.checks.last().expect("a check");
+    assert_eq!(last.status, Status::Ok);
+    assert!(
+        last.message.starts_with("socket mode on a host daemon"),
+        "{last:?}"
+    );
+}
