@@ -28,5 +28,6 @@ mod e2e {
     mod live_audit;
     mod namespaces;
     mod scheduling;
+    mod ska_walkthrough;
     mod webhook_down;
 }
