@@ -25,8 +25,10 @@ mod e2e {
     mod expect;
     mod gpu_workloads;
     mod http1;
+    mod live_audit;
     mod namespaces;
     mod scheduling;
     mod sizing_series;
+    mod ska_walkthrough;
     mod webhook_down;
 }

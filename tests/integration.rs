@@ -9,6 +9,7 @@ mod support;
 
 mod integration {
     mod cli;
+    mod commands;
     mod docs;
     mod escalation;
     mod flood;
@@ -19,6 +20,7 @@ mod integration {
     mod serve;
     mod server;
     mod sizing;
+    mod ska;
     mod slow_clients;
     mod tls;
     mod tls_posture;

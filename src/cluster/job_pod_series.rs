@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use ci_pod_webhook_core::mutate::{self, NamespaceFacts};
 use ci_pod_webhook_core::policy::{ContainerList, Policy, Role};
 use kube::core::DynamicObject;
 use kube::runtime::watcher::Event;
@@ -35,7 +34,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::namespace_mirror::Reader;
-use super::watcher::{Applied, Store};
+use super::watcher::{Applied, Store, Tick};
 use crate::metrics::{JobPodInfoLabels, TerminationLabels};
 
 /// The pod label GitLab Runner puts the project id in.
@@ -94,7 +93,7 @@ pub fn classify(
     let judgement = super::judge(policy, namespace, labels, pod)
         .ok()
         .flatten()?;
-    let mode = if !mutate::opted_in(policy, NamespaceFacts::Labels(labels)) {
+    let mode = if !super::audited(policy, labels) {
         Mode::Off
     } else if judgement.mode == "warn" {
         Mode::Warn
@@ -305,11 +304,11 @@ impl<S: Store<DynamicObject>> Store<DynamicObject> for Observed<S> {
         self.store.before_first_list()
     }
 
-    fn tick(&mut self) {
+    fn tick(&mut self) -> Tick {
         if let Some(observer) = &mut self.observer {
             observer.tick();
         }
-        self.store.tick();
+        self.store.tick()
     }
 }
 
