@@ -2,7 +2,8 @@
 //! kube-apiserver: `ci_pod_webhook_job_pod_info` for job pods in enabled, warn and
 //! not-opted-in namespaces, and `ci_pod_webhook_job_container_terminations_total` from
 //! pod statuses written through the status subresource, as a kubelet writes them,
-//! across a restart of the webhook and with two replicas.
+//! across a restart of the webhook and with two replicas; a namespace that opts in
+//! later has its pods' mode follow.
 //!
 //! A control plane of its own: the termination counter has no namespace label, so
 //! another test's pod statuses would count too. The webhooks started here are not
@@ -19,6 +20,7 @@ use time::format_description::well_known::Rfc3339;
 
 const V17_9: &str = "gitlab-runner-17.9-job-pod.json";
 const PROJECT: &str = "12345678";
+const OPT_IN_LABEL: (&str, Option<&str>) = (OPT_IN.0, Some(OPT_IN.1));
 
 fn info(namespace: &str, pod: &str, mode: &str) -> String {
     format!(
@@ -159,6 +161,21 @@ async fn job_pod_info_and_terminations_across_a_restart_and_two_replicas() {
     evidence_is(&second, &names, &listed).await;
     // Two replicas: both export every job pod.
     let replica = cp.start_webhook().await;
+    evidence_is(&replica, &names, &listed).await;
+
+    // A namespace that opts in: its pods' mode follows, on both replicas.
+    off.label(&[OPT_IN_LABEL]).await;
+    let listed: Vec<String> = listed
+        .iter()
+        .map(|l| {
+            if l.contains(&format!("namespace=\"{}\"", off.name)) {
+                info(&off.name, &name, "enabled")
+            } else {
+                l.clone()
+            }
+        })
+        .collect();
+    evidence_is(&second, &names, &listed).await;
     evidence_is(&replica, &names, &listed).await;
 
     // A kill after both started: each replica counts it once (queries take the max).
