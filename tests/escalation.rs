@@ -68,7 +68,7 @@ fn judge(policy: &Policy, namespace: Option<&BTreeMap<String, String>>, review: 
     let bytes = serde_json::to_vec(review).expect("json");
     let parsed = admission::parse(&bytes).expect("a readable review");
     let facts = namespace.map_or(NamespaceFacts::TrustSelector, NamespaceFacts::Labels);
-    let answer = admission::answer(policy, facts, &parsed).expect("a readable pod");
+    let answer = admission::respond(policy, facts, &parsed).expect("a readable pod");
     let reply: Value = serde_json::from_slice(&answer.body).expect("json");
     let response = &reply["response"];
     if response["allowed"] == false {
