@@ -9,8 +9,8 @@ mod common;
 
 use std::path::PathBuf;
 
-use ci_pod_webhook::cli::{Cli, Command};
 use ci_pod_webhook::cli::serve::ServeArgs;
+use ci_pod_webhook::cli::{Cli, Command};
 use ci_pod_webhook_core::policy::{
     DEFAULT_POLICY_YAML, DockerMode, OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy,
 };

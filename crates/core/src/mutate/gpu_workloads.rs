@@ -1,7 +1,8 @@
 //! `gpuWorkloads` in the core: a pod that is not a job pod, in a selected namespace,
 //! asking for the GPU resource, gets the GPU placement (nodeSelector, tolerations,
-//! runtime class: the same code that places GPU jobs) and its GPU requests made equal
-//! to its limits. Its CPU and memory are never touched.
+//! runtime class: the same code that places GPU jobs), its GPU requests made equal
+//! to its limits, and loses the NVIDIA toolkit's variables (`nvidia`). Its CPU and
+//! memory are never touched.
 //!
 //! Kubernetes requires an extended resource's request to equal its limit (a missing
 //! request defaults to the limit; a request without a limit is refused). The missing
@@ -105,6 +106,8 @@ pub(super) fn decide<'p>(
     }
     let mut warnings = Vec::new();
     super::scheduling::apply(&g.placement, pod, &mut patch, &mut warnings);
+    // The toolkit's variables would reach past the allocated GPUs here as in a job.
+    super::nvidia::apply(pod, &mut patch, &mut warnings);
     Decision::Allow(Mutation {
         chosen: chosen(),
         pod: pod_name(pod),

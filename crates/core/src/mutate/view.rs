@@ -181,7 +181,8 @@ pub struct Container<'a> {
 pub struct Env<'a> {
     /// (name, defined as `valueFrom.fieldRef.fieldPath: status.hostIP`), in order.
     vars: Vec<(Cow<'a, str>, bool)>,
-    /// The variables that steer the NVIDIA container toolkit, in list order.
+    /// The variables that steer the NVIDIA container toolkit (every `NVIDIA_*`), in
+    /// list order.
     pub nvidia: Vec<NvidiaVar>,
 }
 
@@ -190,18 +191,16 @@ pub struct Env<'a> {
 pub struct NvidiaVar {
     /// Position in the container's `env` list.
     pub index: usize,
-    pub name: &'static str,
+    pub name: String,
     /// The literal value; `None` for `valueFrom` (unknown at admission).
     pub value: Option<String>,
 }
 
-/// The NVIDIA container toolkit's variables that choose devices and driver features.
-pub const NVIDIA_ENV: [&str; 4] = [
-    "NVIDIA_VISIBLE_DEVICES",
-    "NVIDIA_DRIVER_CAPABILITIES",
-    "NVIDIA_MIG_CONFIG_DEVICES",
-    "NVIDIA_MIG_MONITOR_DEVICES",
-];
+/// The prefix of the NVIDIA container toolkit's variables. It reads many, and more
+/// with each release (`NVIDIA_VISIBLE_DEVICES`, `NVIDIA_MIG_CONFIG_DEVICES`,
+/// `NVIDIA_IMEX_CHANNELS`, `NVIDIA_GDS`, `NVIDIA_MOFED`, `NVIDIA_DISABLE_REQUIRE`, …), so
+/// every name under it counts; names are case-sensitive, as the toolkit reads them.
+pub const NVIDIA_ENV_PREFIX: &str = "NVIDIA_";
 
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
 pub const NODE_IP: &str = "NODE_IP";
@@ -242,10 +241,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Env<'a> {
                 };
                 let mut index = 0;
                 while let Some(Object(var)) = seq.next_element::<Object<EnvVar<'de>>>()? {
-                    if let Some(name) = NVIDIA_ENV.iter().find(|w| **w == var.name) {
+                    if var.name.starts_with(NVIDIA_ENV_PREFIX) {
                         env.nvidia.push(NvidiaVar {
                             index,
-                            name,
+                            name: var.name.to_string(),
                             value: match &var.value_from {
                                 Some(_) => None,
                                 None => Some(var.value.as_deref().unwrap_or("").to_string()),

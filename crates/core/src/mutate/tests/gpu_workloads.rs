@@ -394,3 +394,35 @@ fn a_gpu_pod_is_denied_with_the_fix_when_its_runtime_class_is_missing() {
     let nvidia = BTreeSet::from(["nvidia".to_string()]);
     assert!(matches!(decide_with(&nvidia), Decision::Allow(_)));
 }
+
+/// Issue 25, point 7: a GPU workload sees the GPUs the device plugin allocates, not the
+/// ones its env names: the NVIDIA toolkit's variables go as from a job pod.
+#[test]
+fn gpu_workloads_lose_the_nvidia_toolkit_variables_too() {
+    let mut pod = gpu_pod();
+    pod["spec"]["containers"][0]["env"] = json!([
+        {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+        {"name": "MODEL", "value": "llama"},
+        {"name": "NVIDIA_IMEX_CHANNELS", "value": "0"},
+        {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"}
+    ]);
+    pod["spec"]["initContainers"] =
+        json!([{"name": "fetch", "env": [{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"}]}]);
+    let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+    assert_eq!(out.class(), "gpu-workloads");
+    let names = |c: &str| -> Vec<String> {
+        env(out.pod(), c)
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
+    };
+    assert_eq!(names("cuda"), ["MODEL", "NVIDIA_DRIVER_CAPABILITIES"]);
+    assert!(names("fetch").is_empty());
+    assert!(
+        out.warnings()
+            .iter()
+            .any(|w| w.starts_with("cuda: env NVIDIA_VISIBLE_DEVICES=\"all\" removed")),
+        "{:?}",
+        out.warnings()
+    );
+}

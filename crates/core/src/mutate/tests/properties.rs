@@ -3,7 +3,8 @@
 //! core. For every pod: the patch applies cleanly with the `json-patch` crate; a second
 //! run changes nothing; request ≤ limit everywhere; nothing above the class ceiling, and
 //! under a ceiling a limit on every container (or a pod-level limit); GPUs only on
-//! `build`, at most the class max; no NVIDIA toolkit device variable left in any env;
+//! `build`, at most the class max; no NVIDIA toolkit variable left in any env but CUDA's
+//! driver capabilities;
 //! pod-level resources consistent as the API server requires; nothing outside the pod's
 //! own spec and annotations touched.
 
@@ -110,6 +111,11 @@ fn env() -> impl Strategy<Value = Option<Value>> {
         Just(json!({"name": "EMPTY", "value": ""})),
         Just(json!({"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"})),
         Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"})),
+        Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"})),
+        Just(json!({"name": "NVIDIA_IMEX_CHANNELS", "value": "all"})),
+        Just(
+            json!({"name": "NVIDIA_DISABLE_REQUIRE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}})
+        ),
     ];
     prop_oneof![
         1 => Just(None),
@@ -379,8 +385,13 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
                 );
             }
             for var in a["env"].as_array().into_iter().flatten() {
-                assert_ne!(var["name"], "NVIDIA_VISIBLE_DEVICES", "{name}");
-                assert_ne!(var["name"], "NVIDIA_DRIVER_CAPABILITIES", "{name}");
+                let var_name = var["name"].as_str().unwrap_or_default();
+                assert!(
+                    !var_name.starts_with("NVIDIA_")
+                        || (var_name == "NVIDIA_DRIVER_CAPABILITIES"
+                            && var["value"] == "compute,utility"),
+                    "{name}: {var}"
+                );
             }
         }
     }

@@ -4,7 +4,8 @@
 //! when no container asks for a GPU; denied only when a container's GPU request and
 //! limit differ or a count is not a whole number; otherwise the patch applies cleanly,
 //! a second run changes nothing, every container's GPU request equals its limit, CPU
-//! and memory are as sent, and the pod carries the placement.
+//! and memory are as sent, the pod carries the placement, and no NVIDIA toolkit
+//! variable is left but CUDA's driver capabilities.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -42,9 +43,24 @@ fn section() -> impl Strategy<Value = Option<Value>> {
     })
 }
 
+/// A container's env: the NVIDIA toolkit's variables among others, or none.
+fn env() -> impl Strategy<Value = Option<Value>> {
+    let var = prop_oneof![
+        Just(json!({"name": "MODEL", "value": "x"})),
+        Just(json!({"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"})),
+        Just(json!({"name": "NVIDIA_IMEX_CHANNELS", "value": "0"})),
+        Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"})),
+        Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"})),
+    ];
+    prop::option::of(prop::collection::vec(var, 0..4).prop_map(Value::Array))
+}
+
 fn container(name: String) -> impl Strategy<Value = Value> {
-    (section(), section(), any::<bool>()).prop_map(move |(limits, requests, null)| {
+    (section(), section(), any::<bool>(), env()).prop_map(move |(limits, requests, null, env)| {
         let mut c = json!({"name": name, "image": "x", "x-unknown": [1]});
+        if let Some(e) = env {
+            c["env"] = e;
+        }
         let mut r = Map::new();
         if let Some(l) = limits {
             r.insert("limits".into(), l);
@@ -210,6 +226,15 @@ proptest! {
                 let count = patched["spec"]["tolerations"].as_array().map_or(0, |t| t.iter().filter(|t| **t == wanted).count());
                 prop_assert_eq!(count, 1);
                 prop_assert_eq!(&patched["spec"]["containers"][0]["x-unknown"], &json!([1]));
+                for c in ["initContainers", "containers"].iter().flat_map(|l| patched["spec"][l].as_array().cloned().unwrap_or_default()) {
+                    for var in c["env"].as_array().into_iter().flatten() {
+                        let name = var["name"].as_str().unwrap_or_default();
+                        prop_assert!(
+                            !name.starts_with("NVIDIA_") || (name == "NVIDIA_DRIVER_CAPABILITIES" && var["value"] == "compute,utility"),
+                            "{} left", var
+                        );
+                    }
+                }
                 match run(&patched) {
                     Out::Allow { operations: 0, .. } => {}
                     Out::Allow { operations, .. } => prop_assert!(false, "second run: {} operations", operations),
