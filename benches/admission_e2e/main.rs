@@ -169,7 +169,7 @@ fn our_patch(pod: &Value) -> String {
     let parsed = admission::parse(&body).expect("a review");
     let labels = BTreeMap::from([(OPT_IN.0.to_string(), OPT_IN.1.to_string())]);
     let answer =
-        admission::answer(&policy, NamespaceFacts::Labels(&labels), &parsed).expect("answered");
+        admission::respond(&policy, NamespaceFacts::Labels(&labels), &parsed).expect("answered");
     let response: Value = serde_json::from_slice(&answer.body).expect("JSON");
     let patch = response["response"]["patch"].as_str().expect("a patch");
     let patch = base64::engine::general_purpose::STANDARD
