@@ -233,6 +233,16 @@ fn class_row(class: &RunnerClass) -> [String; 6] {
                     (None, _) => Some((r, "none".to_string())),
                 }),
         );
+    // Then what the class grants `build` besides (extendedResources), each at its most.
+    let max = std::iter::once(max)
+        .chain(
+            class
+                .extended_resources
+                .iter()
+                .map(|(k, q)| format!("{k}={q}")),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
     let gpu = class.gpu.as_ref().map_or("-".to_string(), |g| {
         format!("{} x{} (max {})", g.resource, g.count, g.max)
     });

@@ -1,6 +1,7 @@
 //! `classes`: one runner class, its match blocks (which trusted facts choose it), its
 //! roles' resources and ceilings (`resources.rs`), its placement (the CI nodes' merged
-//! with its own) and its GPUs (`gpus.rs`). The core chooses a class in `mutate/class.rs`.
+//! with its own), its GPUs (`gpus.rs`) and the other devices it grants
+//! (`extended_resources.rs`). The core chooses a class in `mutate/class.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::extended_resources::RawExtendedResources;
 use super::gpus::RawGpu;
 use super::names::{is_dns_label, is_dns_subdomain, is_label_value};
 use super::raw::{Ordered, RawEnforcement, RawToleration, S};
@@ -32,6 +34,9 @@ pub struct RawClass {
     #[serde(default)]
     pub tolerations: Vec<S<RawToleration>>,
     pub gpu: Option<S<RawGpu>>,
+    /// What `build` may keep besides cpu, memory, ephemeral-storage and the GPUs.
+    #[serde(default)]
+    pub extended_resources: RawExtendedResources,
 }
 
 /// `match:` as one block of rules, or a list of blocks (any block may match).
@@ -140,6 +145,11 @@ impl Validator<'_> {
             add_all(&mut tolerations, gpu_tolerations);
             gpu
         });
+        let extended_resources = self.extended_resources(
+            &n,
+            &raw.extended_resources,
+            gpu.as_ref().map(|g| g.resource.as_str()),
+        );
         RunnerClass {
             name: n,
             description: raw.description,
@@ -152,6 +162,7 @@ impl Validator<'_> {
             node_selector,
             tolerations,
             gpu,
+            extended_resources,
         }
     }
 

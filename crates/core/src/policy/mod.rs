@@ -9,7 +9,7 @@
 //! This file holds the validated types the whole core reads. Each section of the file
 //! has a module of its own with its raw structs, its validated types and its checks,
 //! named as its pair in `mutate/` where it has one: `job_pods`, `docker` (with
-//! `host_paths`), `classes` (with `resources` and `gpus`), `gpu_workloads`,
+//! `host_paths`), `classes` (with `resources`, `gpus` and `extended_resources`), `gpu_workloads`,
 //! `limits_env`. `document` reads the file as a whole (`Policy::parse`,
 //! `Policy::embedded`) and is the only module that knows every section; `validate` (the
 //! problem collector and the checks sections share), `raw` and `names` serve them all;
@@ -18,6 +18,7 @@
 mod classes;
 mod docker;
 mod document;
+mod extended_resources;
 mod gpu_workloads;
 mod gpus;
 mod host_paths;
@@ -35,6 +36,7 @@ use std::fmt;
 use crate::quantity::Quantity;
 
 pub use docker::{Docker, DockerMode, DockerTls, SocketMount};
+pub use extended_resources::{GPU_PREFIXES, HUGEPAGES_PREFIX, hugepage_size, is_standard};
 pub use gpu_workloads::{GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, SYSTEM_NAMESPACES};
 pub use gpus::Gpu;
 pub use job_pods::JobPodTest;
@@ -294,6 +296,9 @@ pub struct RunnerClass {
     /// CI-node, class and GPU tolerations, without duplicates.
     pub tolerations: Vec<Toleration>,
     pub gpu: Option<Gpu>,
+    /// Extended resources and hugepages `build` may keep, each up to its maximum; every
+    /// other one is removed (`extendedResources`; GPUs are `gpu`'s).
+    pub extended_resources: BTreeMap<String, Quantity>,
 }
 
 impl RunnerClass {

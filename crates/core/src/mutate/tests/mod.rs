@@ -12,6 +12,7 @@ use crate::admission::{self, PodReview};
 mod class;
 mod docker;
 mod escapes;
+mod extended_resources;
 mod fuzz_regressions;
 mod gpu_workloads;
 mod gpus;
