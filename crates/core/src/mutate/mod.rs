@@ -24,7 +24,8 @@ use std::collections::BTreeMap;
 use crate::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy, RunnerClass};
 
 pub use admissible::RuntimeClassFacts;
-pub use class::ClassReason;
+pub(crate) use class::pod_spelling;
+pub use class::{ClassReason, RUNNER_ID_SHORT_LABEL};
 pub use overrides::{OverrideKind, OverrideRecord, OverrideResult};
 pub use patch::{Change, Patch};
 pub use view::{AdmissionRequest, Pod};

@@ -259,7 +259,7 @@ pub struct MatchRules {
     /// Values of the runner name label `manager.runner.gitlab.com/name`.
     pub runner_names: Vec<String>,
     /// Runner short tokens, as they appear in job pod names (`runner-<token>-…`):
-    /// lower-case, `_` as `-`.
+    /// lower-case, every `_` deleted.
     pub runner_tokens: Vec<String>,
     /// Requesting users, as `system:serviceaccount:<ns>:<name>`.
     pub service_accounts: Vec<String>,

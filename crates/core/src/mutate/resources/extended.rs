@@ -11,7 +11,8 @@
 //! overcommitted, and a value lowered to fit a memory budget would also have to stay a
 //! whole number of pages. A class that needs them grants them with their own maximum.
 //!
-//! What is kept stays admissible (FINDINGS C, `validateResourceRequirements`): request
+//! What is kept stays admissible (Kubernetes `pkg/apis/core/validation/validation.go`
+//! `validateResourceRequirements`, `pkg/apis/core/helper` `IsOvercommitAllowed`): request
 //! equal to limit (neither is overcommitable), a limit wherever there is a request,
 //! maxima that are whole devices or whole pages (checked by the policy), and hugepages
 //! only beside a cpu or memory value.

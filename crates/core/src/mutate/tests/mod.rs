@@ -223,8 +223,17 @@ pub(super) fn job_pod() -> Value {
     })
 }
 
+/// `pod` as runner `runner` (GitLab Runner 17.9+) labels it: its name, and its short
+/// token as `manager.runner.gitlab.com/id-short` (the one in the pod's name).
 pub(super) fn with_runner(mut pod: Value, runner: &str) -> Value {
+    let token = pod["metadata"]["name"]
+        .as_str()
+        .and_then(|n| n.strip_prefix("runner-"))
+        .and_then(|n| n.split_once("-project-"))
+        .map(|(token, _)| token.to_string())
+        .expect("a pod named runner-<token>-project-…");
     pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] = json!(runner);
+    pod["metadata"]["labels"]["manager.runner.gitlab.com/id-short"] = json!(token);
     pod
 }
 

@@ -77,8 +77,8 @@ pub fn assert_pod_level_resources_accepted(pod: &Value) {
     }
 }
 
-/// The API server's rules for extended resources and hugepages (FINDINGS C:
-/// `validateResourceRequirements`): request == limit (non-overcommitable), a limit
+/// The API server's rules for extended resources and hugepages
+/// (`pkg/apis/core/validation/validation.go` `validateResourceRequirements`): request == limit (non-overcommitable), a limit
 /// wherever there is a request, whole numbers for extended resources, and hugepages only
 /// beside cpu or memory.
 pub fn assert_extended_resources_admissible(pod: &Value) {

@@ -246,6 +246,8 @@ fn job_pod() -> impl Strategy<Value = Value> {
         Just(Some("ska-k8srunner-dp-gpu-a100")),
         Just(Some("unknown-runner")),
     ];
+    // With the runner's id-short (17.9+), or without (a job's label: not trusted).
+    let runner = (runner, any::<bool>());
     let services = prop::collection::vec(container(String::new()), 0..3);
     (
         container("build".into()),
@@ -292,8 +294,12 @@ fn job_pod() -> impl Strategy<Value = Value> {
                 } else {
                     pod["metadata"]["name"] = json!("runner-x-1");
                 }
-                if let Some(r) = runner {
+                if let (Some(r), id_short) = runner {
                     pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] = json!(r);
+                    if id_short {
+                        pod["metadata"]["labels"]["manager.runner.gitlab.com/id-short"] =
+                            json!("x");
+                    }
                 }
                 let inits: Vec<Value> = init.into_iter().chain(collector).collect();
                 if !inits.is_empty() {
