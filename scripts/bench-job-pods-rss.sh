@@ -16,4 +16,5 @@ if [ -z "${KUBEBUILDER_ASSETS:-}" ]; then
   done
   export KUBEBUILDER_ASSETS=$repo/target/kube-e2e
 fi
-cargo test --profile "${PROFILE:-release}" --test e2e_job_pods_rss -- --ignored --nocapture
+# benches/job_pods_rss; the bench profile is the release profile.
+cargo bench --profile "${PROFILE:-bench}" --bench job_pods_rss

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 /// mimalloc rather than glibc's malloc: a review makes a few hundred short-lived
 /// allocations (about 290 in the core alone for the 20 KB job pod) on whichever worker
 /// thread runs it (BENCHMARKS.md, "The allocator").
-/// The binary and the core's bench and profiler (`benches/core.rs`,
-/// `examples/core_profile.rs`, so they measure what the server runs) use it; the tests
+/// The binary and the core's bench and profiler (`crates/core/benches/core.rs`,
+/// `crates/core/examples/core_profile.rs`, so they measure what the server runs) use it; the tests
 /// run on the system allocator.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -1,23 +1,31 @@
 //! End-to-end: `ci-pod-webhook serve` against a real kube-apiserver (and kube-scheduler),
-//! installed from manifests/base. One control plane for the whole binary, one namespace
-//! per test; the API server calls the webhook over HTTP/2 here (tests/e2e_http1.rs:
-//! HTTP/1.1, as in a cluster).
+//! installed from manifests/base. One test binary (docs/e2e.md lists what each file
+//! proves).
+//!
+//! Most tests share one control plane (`ControlPlane::shared()`), one namespace each; the
+//! API server calls the webhook over HTTP/2 there. A test that would disturb the others
+//! (stops the webhook, reloads its policy, changes Nodes, the RuntimeClass or the webhook
+//! configuration, counts the webhook's requests, or needs the API server started with
+//! `DISABLE_HTTP2=1`) starts a private one (`ControlPlane::own(..)`), stopped at its end.
 //!
 //! Ignored by a plain `cargo test`: they need the control-plane binaries. Run them with
-//! `KUBEBUILDER_ASSETS=DIR cargo test --test e2e --test e2e_http1 --test e2e_webhook_down --test e2e_audit -- --ignored`
-//! (docs/e2e.md; `.ci/run` does it on every run).
+//! `KUBEBUILDER_ASSETS=DIR cargo test --test e2e -- --ignored` (docs/e2e.md; `.ci/run`
+//! does it on every run).
 
-#[path = "e2e/admissible.rs"]
-mod admissible;
-#[path = "e2e/admission.rs"]
-mod admission;
-#[path = "e2e/escapes.rs"]
-mod escapes;
-#[path = "e2e/expect.rs"]
-mod expect;
-#[path = "e2e/namespaces.rs"]
-mod namespaces;
-#[path = "e2e/scheduling.rs"]
-mod scheduling;
-#[path = "e2e/support/mod.rs"]
+// This binary uses `support::e2e`; the rest of support/ is tests/integration.rs's.
+#[allow(dead_code, unused_imports)]
 mod support;
+
+mod e2e {
+    mod admissible;
+    mod admission;
+    mod audit;
+    mod doctor;
+    mod escapes;
+    mod expect;
+    mod gpu_workloads;
+    mod http1;
+    mod namespaces;
+    mod scheduling;
+    mod webhook_down;
+}

@@ -1,7 +1,7 @@
 //! What ci-pod-webhook costs a pod creation, seen through a real kube-apiserver.
 //!
 //! `KUBEBUILDER_ASSETS=DIR cargo bench --bench admission_e2e` (BENCHMARKS.md) starts the
-//! e2e control plane (tests/e2e/support), the real `serve` process registered with
+//! e2e control plane (tests/support/e2e), the real `serve` process registered with
 //! manifests/base's configuration, and a minimal webhook of our own that answers every
 //! pod with a one-operation patch. It then creates the 17.9 job pod (20 KB) N times
 //! (`BENCH_PODS`, default 300) in each of these namespaces, interleaved, one create at a
@@ -20,7 +20,9 @@
 //! both as means over the measured creates. The API server calls webhooks over HTTP/1.1
 //! as in a cluster; `BENCH_HTTP2=1` lets it use HTTP/2.
 
-#[path = "../../tests/e2e/support/mod.rs"]
+// The e2e tests' harness; the bench uses part of it.
+#[allow(dead_code)]
+#[path = "../../tests/support/e2e/mod.rs"]
 mod support;
 
 mod minimal;
@@ -63,9 +65,12 @@ struct Way {
 }
 
 async fn run(pods: usize, http2: bool) {
-    let cp = ControlPlane::shared_with(Options {
-        webhook_http2: http2,
-    })
+    let cp = &ControlPlane::own(
+        "bench",
+        Options {
+            webhook_http2: http2,
+        },
+    )
     .await;
     let ours = cp.webhook().await;
     let minimal = minimal::start(our_patch(&job_pod(FIXTURE))).await;
@@ -148,24 +153,16 @@ fn stages(lines: &[Value]) {
 /// The JSONPatch ci-pod-webhook answers for `pod` in an opted-in namespace, with the
 /// policy of manifests/base (what the `serve` under test runs).
 fn our_patch(pod: &Value) -> String {
-    use ci_pod_webhook_core::{admission, mutate::NamespaceFacts, policy::Policy};
+    use ci_pod_webhook_core::admission::{self, PodReview};
+    use ci_pod_webhook_core::{mutate::NamespaceFacts, policy::Policy};
     let path = repo_file("manifests/base/policy.yaml");
     let text = std::fs::read_to_string(&path).expect("manifests/base/policy.yaml");
     let policy = Policy::parse(&text, &path.display().to_string()).expect("valid policy");
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "bench",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "bench-ours",
-            "operation": "CREATE",
-            "userInfo": {"username": "bench"},
-            "object": pod,
-        }
-    });
-    let body = serde_json::to_vec(&review).expect("JSON");
+    let body = PodReview {
+        uid: "bench",
+        ..PodReview::create("bench-ours", pod).by("bench")
+    }
+    .to_json();
     let parsed = admission::parse(&body).expect("a review");
     let labels = BTreeMap::from([(OPT_IN.0.to_string(), OPT_IN.1.to_string())]);
     let answer =
@@ -386,7 +383,7 @@ async fn register_minimal(cp: &ControlPlane, minimal: &minimal::Minimal) {
         .expect("register the minimal webhook");
 }
 
-async fn wait_until_minimal_called(ns: &TestNamespace, pod: &Value, annotation: &str) {
+async fn wait_until_minimal_called(ns: &TestNamespace<'_>, pod: &Value, annotation: &str) {
     let start = Instant::now();
     loop {
         if let Ok(stored) = ns.dry_run_pod(pod).await

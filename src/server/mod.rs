@@ -458,7 +458,7 @@ fn parse_policy(bytes: &[u8], path: &std::path::Path) -> Result<Policy, ServerEr
 /// `--max-connections` the server stops accepting, and a burst queues here. Tokio's
 /// `TcpListener::bind` asks for 128; a client queued past that believes it is connected
 /// while the kernel drops its handshake (seen with 300 connections opened at once in
-/// tests/slow_clients.rs). The kernel caps it at net.core.somaxconn (4096 on current
+/// tests/integration/slow_clients.rs). The kernel caps it at net.core.somaxconn (4096 on current
 /// kernels).
 const LISTEN_BACKLOG: u32 = 1024;
 

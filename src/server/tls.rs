@@ -10,7 +10,7 @@
 //! no certificate, so a client holding a session made before a rotation would go on
 //! using the replaced certificate on new connections, and dropping the cache at each
 //! rotation still lets a handshake that straddles the swap store an old session in the
-//! new cache (seen under load in tests/under_load.rs). The API server's client does not
+//! new cache (seen under load in tests/integration/under_load.rs). The API server's client does not
 //! resume sessions anyway (Go's default), and keep-alive makes new connections rare.
 
 use std::fmt;

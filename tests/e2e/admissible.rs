@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::*;
+use crate::support::e2e::*;
 
 /// A job pod Pod Security `baseline` admits: the fixture without its privileged
 /// containers and without the runner's own /var/run/docker.sock hostPath volume.

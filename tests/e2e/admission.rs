@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use crate::expect::{assert_stored_as, patched_offline, toleration};
-use crate::support::*;
+use super::expect::{assert_stored_as, patched_offline, toleration};
+use crate::support::e2e::*;
 
 const V16_5: &str = "gitlab-runner-16.5-job-pod.json";
 const V17_9: &str = "gitlab-runner-17.9-job-pod.json";

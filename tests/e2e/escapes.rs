@@ -6,8 +6,8 @@
 //! API server checks container limits against the pod limit and the requests' sum
 //! against the pod request).
 
-use crate::expect::{assert_stored_as, patched_offline};
-use crate::support::*;
+use super::expect::{assert_stored_as, patched_offline};
+use crate::support::e2e::*;
 
 #[tokio::test]
 #[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::repo_file;
+use crate::support::e2e::repo_file;
 
 /// The pod as sent, patched the way `ci-pod-webhook mutate` says the webhook would for
 /// a namespace with `labels`.
@@ -54,7 +54,7 @@ pub fn assert_stored_as(stored: &Value, expected: &Value) {
             .unwrap_or_default();
         for want in sent {
             let name = want["name"].as_str().expect("container name");
-            let got = crate::support::container(stored, name);
+            let got = crate::support::e2e::container(stored, name);
             let resources = requests_default_to_limits(&want["resources"]);
             assert_same(
                 &format!("container {name}, resources"),

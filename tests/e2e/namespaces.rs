@@ -9,14 +9,14 @@ use kube::Api;
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use serde_json::Value;
 
-use crate::support::*;
+use crate::support::e2e::*;
 
 /// How soon a label change must reach the running webhook.
 const LABEL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Dry-runs a job pod until its class annotation is `class` (`None`: no annotation),
 /// for at most `deadline`; returns how long that took.
-async fn until_class(ns: &TestNamespace, class: Option<&str>, deadline: Duration) -> Duration {
+async fn until_class(ns: &TestNamespace<'_>, class: Option<&str>, deadline: Duration) -> Duration {
     let pod = job_pod("gitlab-runner-16.5-job-pod.json");
     let start = Instant::now();
     loop {

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::*;
+use crate::support::e2e::*;
 
 const CI_NODE: &str = "ci-node";
 const GPU_NODE: &str = "gpu-node";

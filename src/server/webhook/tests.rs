@@ -7,6 +7,7 @@ use prometheus_client::registry::Registry;
 use tower::ServiceExt as _;
 
 use super::*;
+use ci_pod_webhook_core::admission::PodReview;
 
 fn webhook() -> (Arc<Webhook>, Registry) {
     let mut registry = crate::metrics::new_registry();
@@ -150,15 +151,14 @@ async fn boom() -> &'static str {
 async fn without_cluster_access_only_the_opt_in_entry_vouches_for_the_namespace() {
     // No cluster (Cluster::default): a review on /mutate counts as opted in, one on
     // /mutate/gpu-workloads (every non-system namespace) knows only the namespace name.
-    let review = |containers: &str| {
-        format!(
-            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},"namespace":"ci-x","operation":"CREATE","userInfo":{{"username":"x"}},"object":{{"metadata":{{"name":"p"}},"spec":{{"containers":{containers}}}}}}}}}"#
-        )
+    let review = |containers: serde_json::Value| {
+        let pod =
+            serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": containers}});
+        String::from_utf8(PodReview::create("ci-x", &pod).by("x").to_json()).expect("UTF-8")
     };
-    let job = review(
-        r#"[{"name":"build","resources":{"limits":{"nvidia.com/gpu":"1"}}},{"name":"helper"}]"#,
-    );
-    let workload = review(r#"[{"name":"cuda","resources":{"limits":{"nvidia.com/gpu":"1"}}}]"#);
+    let gpu = serde_json::json!({"limits": {"nvidia.com/gpu": "1"}});
+    let job = review(serde_json::json!([{"name": "build", "resources": gpu}, {"name": "helper"}]));
+    let workload = review(serde_json::json!([{"name": "cuda", "resources": gpu}]));
     let patched = |path: &'static str, body: String| async move {
         let request = Request::post(path)
             .header("content-type", "application/json")

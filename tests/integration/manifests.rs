@@ -5,8 +5,6 @@
 //! (`scripts/validate-manifests.sh` renders and schema-checks them; this ties them to
 //! the code.)
 
-mod common;
-
 use std::path::PathBuf;
 
 use ci_pod_webhook::cli::serve::ServeArgs;
@@ -159,7 +157,7 @@ fn service_and_container_ports_match_what_serve_listens_on() {
 async fn the_probe_paths_exist_on_the_admin_server() {
     let container = webhook_container();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (server, _client) = common::Running::with(dir.path(), |_| {}).await;
+    let (server, _client) = crate::support::Running::with(dir.path(), |_| {}).await;
     for (probe, expected) in [("livenessProbe", 200), ("readinessProbe", 200)] {
         let path = container[probe]["httpGet"]["path"]
             .as_str()
@@ -168,7 +166,7 @@ async fn the_probe_paths_exist_on_the_admin_server() {
             container[probe]["httpGet"]["port"], "admin",
             "{probe} goes to the admin port"
         );
-        let (status, _) = common::admin_get(server.admin, path)
+        let (status, _) = crate::support::admin_get(server.admin, path)
             .await
             .expect("admin port answers");
         assert_eq!(status.as_u16(), expected, "{probe} {path}");

@@ -277,3 +277,86 @@ fn the_rotation_applies_the_kustomization_you_installed_with() {
     assert!(rotation.contains("deploy=deploy/ci-pod-webhook"));
     assert!(!code_lines(rotation).iter().any(|l| l.starts_with("cd ")));
 }
+
+/// Directories the docs tell an admin to make (`ci-pod-webhook certs --out …`): named,
+/// never committed.
+const MADE_BY_THE_READER: [&str; 2] = [
+    "manifests/overlays/self-managed/certs",
+    "manifests/overlays/self-managed/certs.next",
+];
+
+/// The repository paths a text names (`src/…`, `crates/…`, `tests/…`, …), as written.
+fn repository_paths(text: &str) -> Vec<String> {
+    const ROOTS: [&str; 9] = [
+        "src/",
+        "crates/",
+        "tests/",
+        "benches/",
+        "examples/",
+        "scripts/",
+        "fuzz/",
+        "manifests/",
+        "docs/",
+    ];
+    let is_path_char = |c: char| c.is_ascii_alphanumeric() || "_./-".contains(c);
+    let mut paths = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(|c: char| is_path_char(c)) {
+        let word_end = rest[at..]
+            .find(|c: char| !is_path_char(c))
+            .map_or(rest.len(), |end| at + end);
+        let word = &rest[at..word_end];
+        // A path starts a word: `tests/x` in `crates/core/tests/x` is part of the longer one.
+        if ROOTS.iter().any(|root| word.starts_with(root)) {
+            let path = word.trim_end_matches(['.', '-']);
+            paths.push(path.to_string());
+        }
+        rest = &rest[word_end..];
+    }
+    paths
+}
+
+#[test]
+fn every_repository_path_the_docs_name_exists() {
+    let mut files = markdown_files();
+    files.push(repo().join("BENCHMARKS.md"));
+    let mut missing = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        for (number, line) in text.lines().enumerate() {
+            for path in repository_paths(line) {
+                // `…` ends a name the text shortens on purpose (`crash-87a8c409…`).
+                if line.contains(&format!("{path}…")) || MADE_BY_THE_READER.contains(&path.as_str())
+                {
+                    continue;
+                }
+                let relative = file.parent().expect("a directory").join(&path);
+                if !repo().join(&path).exists() && !relative.exists() {
+                    missing.push(format!(
+                        "{}:{}: {path}",
+                        file.strip_prefix(repo()).unwrap_or(file).display(),
+                        number + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the docs name paths that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+#[test]
+fn repository_paths_are_found_where_a_word_starts() {
+    assert_eq!(
+        repository_paths("see `src/cli/serve.rs`, crates/core/tests/golden and tests/golden/."),
+        [
+            "src/cli/serve.rs",
+            "crates/core/tests/golden",
+            "tests/golden/"
+        ]
+    );
+    assert!(repository_paths("the webhook's src and tests").is_empty());
+}

@@ -21,15 +21,13 @@
 //! Needs about 1,500 file descriptors (client and server ends in one process); the test
 //! says so when `ulimit -n` is lower.
 
-mod common;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::*;
 use ci_pod_webhook::server::Limits;
-use common::*;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt as _;

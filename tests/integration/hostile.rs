@@ -5,9 +5,7 @@
 //! lists the same table. Memory after large inputs is checked in `hostile_memory.rs`
 //! (its own process, so other tests do not disturb the RSS it reads).
 
-mod common;
-
-use common::*;
+use crate::support::*;
 use hyper::StatusCode;
 use hyper::body::Bytes;
 use serde_json::{Value, json};

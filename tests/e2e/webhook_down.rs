@@ -1,16 +1,13 @@
 //! End-to-end with the webhook stopped: the API server must do what manifests/base's
-//! `failurePolicy` says. A binary of its own, because stopping the webhook that the
-//! configuration names would disturb every other test. See docs/e2e.md.
+//! `failurePolicy` says. A control plane of its own, because stopping the webhook that
+//! the configuration names would disturb every other test. See docs/e2e.md.
 
-#[path = "e2e/support/mod.rs"]
-mod support;
-
-use support::*;
+use crate::support::e2e::*;
 
 #[tokio::test]
 #[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
 async fn with_the_webhook_stopped_the_api_server_follows_the_failure_policy() {
-    let cp = ControlPlane::shared().await;
+    let cp = ControlPlane::own("webhook-down", Options::default()).await;
     let ns = cp.namespace("webhook-down", &[OPT_IN]).await;
     let webhook = cp.webhook().await;
     let policy = base_manifest("MutatingWebhookConfiguration")["webhooks"][0]["failurePolicy"]

@@ -1,17 +1,14 @@
 //! `ci-pod-webhook doctor` against a real kube-apiserver: each ✘ and ‼ it raises about
 //! nodes, RuntimeClasses, namespaces, RBAC and the install, from a bare cluster to an
-//! installed one. A binary of its own: the steps change cluster-wide objects (Nodes,
-//! the RuntimeClass, the webhook configuration) that other e2e tests rely on, so they run
-//! in order in one test. See docs/e2e.md.
-
-#[path = "e2e/support/mod.rs"]
-mod support;
+//! installed one. A control plane of its own: the steps change cluster-wide objects
+//! (Nodes, the RuntimeClass, the webhook configuration) that other e2e tests rely on, so
+//! they run in order in one test. See docs/e2e.md.
 
 use std::path::Path;
 
+use crate::support::e2e::*;
 use ci_pod_webhook::certs;
 use serde_json::{Value, json};
-use support::*;
 
 const CI: (&str, &str) = ("node-role.skatelescope.org/ci-worker", "true");
 
@@ -83,7 +80,7 @@ fn webhook_configuration(ca_pem: &str) -> Value {
 #[tokio::test]
 #[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
 async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
-    let cp = ControlPlane::shared().await;
+    let cp = ControlPlane::own("doctor", Options::default()).await;
     let admin = cp.kubeconfig();
 
     // A bare cluster: no CI node, no namespace opted in.
@@ -120,7 +117,7 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
         0,
     )
     .await;
-    delete(cp, &["runtimeclass", "nvidia"]);
+    delete(&cp, &["runtimeclass", "nvidia"]);
     let _ns = cp
         .namespace(
             "doctor-baseline",
@@ -165,7 +162,7 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
     )
     .await;
     apply(
-        cp,
+        &cp,
         &json!({"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "nvidia"}, "handler": "nvidia"}),
     );
     let (code, checks) = doctor(admin, &["--pre"]);
@@ -215,16 +212,16 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
     // An install whose certificate names localhost only: the silent fail-open.
     let policy = std::fs::read_to_string(repo_file("manifests/base/policy.yaml")).expect("policy");
     apply(
-        cp,
+        &cp,
         &json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "ci-pod-webhook-policy", "namespace": WEBHOOK_NAMESPACE},
         "data": {"policy.yaml": policy}}),
     );
     let local = certs::generate("dev", &["localhost".into()], 365).expect("certs");
-    apply(cp, &webhook_configuration(&local.ca_cert));
-    apply(cp, &tls_secret(&local.tls_cert));
+    apply(&cp, &webhook_configuration(&local.ca_cert));
+    apply(&cp, &tls_secret(&local.tls_cert));
     apply(
-        cp,
+        &cp,
         &json!({"apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": "ci-pod-webhook", "namespace": WEBHOOK_NAMESPACE},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "w"}},
@@ -264,10 +261,10 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
     // A certificate for the Service from another CA, due in 20 days; a 10 s timeout.
     let names = certs::service_names("ci-pod-webhook", WEBHOOK_NAMESPACE);
     let other = certs::generate("other", &names, 20).expect("certs");
-    apply(cp, &tls_secret(&other.tls_cert));
+    apply(&cp, &tls_secret(&other.tls_cert));
     let mut slow = webhook_configuration(&local.ca_cert);
     slow["webhooks"][0]["timeoutSeconds"] = json!(10);
-    apply(cp, &slow);
+    apply(&cp, &slow);
     let (_, checks) = doctor(admin, &[]);
     check(
         &checks,
@@ -278,13 +275,13 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
     check(&checks, "warning", "timeoutSeconds 10");
 
     // The right CA; the node Docker DaemonSet on other nodes than the CI nodes.
-    apply(cp, &webhook_configuration(&other.ca_cert));
+    apply(&cp, &webhook_configuration(&other.ca_cert));
     apply(
-        cp,
+        &cp,
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ci-dind"}}),
     );
     apply(
-        cp,
+        &cp,
         &json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": {"name": "ci-dind", "namespace": "ci-dind"},
         "spec": {"selector": {"matchLabels": {"app": "d"}},

@@ -5,15 +5,13 @@
 //! each new connection gets the certificate in force; each review is answered by one
 //! whole policy; every review in flight at shutdown is answered.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use ci_pod_webhook::certs;
 use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Policy};
-use common::*;
 use hyper::StatusCode;
 use serde_json::Value;
 

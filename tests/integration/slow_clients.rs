@@ -7,7 +7,7 @@
 //! The first-byte, handshake and request timeouts are scaled down (1 s, 2 s and 4 s
 //! instead of 2 s, 5 s and 30 s; headers keep their 2 s) so the test takes seconds; the
 //! mechanisms are the same. All clients come from 127.0.0.1, so the per-address bounds
-//! are lifted here (tests/flood.rs is about those).
+//! are lifted here (flood.rs is about those).
 //!
 //! The latency budget is 100 ms (p99) for a review on a keep-alive connection: a review
 //! takes about 2 ms in a debug build here, the API server's timeout for this webhook is
@@ -18,15 +18,13 @@
 //! that p99 instead: the test then still shows that slow clients add no wait of their
 //! own, without failing for load it does not control.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use ci_pod_webhook::server::Settings;
-use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;

@@ -1,12 +1,13 @@
 //! Child processes of the control plane: free ports, log files, readiness, and the
 //! watchdog that ends them all however the test binary ends.
 //!
-//! The control plane is shared by the tests of one binary through a `static`, and
-//! statics are never dropped: a `Drop` on it would never run. So every component joins
-//! the process group of a small shell (the watchdog) that waits on a pipe from the test
-//! binary. The kernel closes the pipe when the binary exits, whether it returned,
-//! panicked, aborted or was killed; the watchdog then kills the group and removes the
-//! run directory, unless a failed test marked it to keep. Processes a test owns (a
+//! The shared control plane lives in a `static`, and statics are never dropped: a `Drop`
+//! on it would never run. So every component joins the process group of a small shell
+//! (the watchdog, one per control plane) that waits on a pipe from the test binary. The
+//! kernel closes the pipe when the binary exits, whether it returned, panicked, aborted
+//! or was killed; the watchdog then kills the group and removes the run directory, unless
+//! a failed test marked it to keep. A control plane a test owns closes the pipe when it
+//! is dropped, at the end of that test, with the same effect. Processes a test owns (a
 //! webhook it stops) are also killed when their handle is dropped.
 
 use std::collections::HashSet;
@@ -72,8 +73,8 @@ where
 /// The process group every component joins, and the pipe that keeps it alive.
 pub struct Watchdog {
     pgid: u32,
-    _lifeline: Mutex<ChildStdin>,
-    _shell: Child,
+    lifeline: Mutex<Option<ChildStdin>>,
+    shell: Option<Child>,
 }
 
 impl Watchdog {
@@ -101,8 +102,24 @@ impl Watchdog {
         let lifeline = shell.stdin.take().expect("piped stdin");
         Watchdog {
             pgid: shell.id(),
-            _lifeline: Mutex::new(lifeline),
-            _shell: shell,
+            lifeline: Mutex::new(Some(lifeline)),
+            shell: Some(shell),
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    /// Closes the pipe, so the watchdog ends the group and cleans up as when the binary
+    /// exits, and reaps it in the background (it takes a second).
+    fn drop(&mut self) {
+        let lifeline = self
+            .lifeline
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(lifeline);
+        if let Some(mut shell) = self.shell.take() {
+            std::thread::spawn(move || shell.wait());
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Benchmark, not a check CI runs: the memory of `ci-pod-webhook serve` watching many
 //! job pods on a real kube-apiserver (issue 13: "state the RSS with 10,000 job pods
-//! watched"). Run it with scripts/bench-job-pods-rss.sh; the figures go to BENCHMARKS.md.
+//! watched"). Run it with scripts/bench-job-pods-rss.sh
+//! (`KUBEBUILDER_ASSETS=DIR cargo bench --bench job_pods_rss`); the figures go to
+//! BENCHMARKS.md. It runs on the e2e tests' harness (tests/support/e2e).
 //!
 //! Creates `JOB_PODS` (default 10,000) 17.9 job pods in an opted-in namespace, 32 at a
 //! time, with no webhook registered (so all are `unpolicied`: each keeps the same small
@@ -8,7 +10,9 @@
 //! /proc: once after it has seen every pod arrive by watch events, and for a server
 //! started afterwards, whose first list brings all of them at once.
 
-#[path = "e2e/support/mod.rs"]
+// The e2e tests' harness; the bench uses part of it.
+#[allow(dead_code)]
+#[path = "../../tests/support/e2e/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -54,14 +58,21 @@ async fn wait_watched(webhook: &Webhook, pods: u64, patience: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: scripts/bench-job-pods-rss.sh"]
-async fn serve_memory_with_many_job_pods_watched() {
+fn main() {
     let pods: u64 = std::env::var("JOB_PODS")
         .ok()
-        .and_then(|v| v.parse().ok())
+        .map(|v| v.parse().expect("JOB_PODS is a number of pods"))
         .unwrap_or(10_000);
-    let cp = ControlPlane::shared().await;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(serve_memory_with_many_job_pods_watched(pods));
+}
+
+async fn serve_memory_with_many_job_pods_watched(pods: u64) {
+    let cp = ControlPlane::own("rss", Options::default()).await;
     let ns = cp.namespace("rss", &[OPT_IN]).await;
     let first = cp.start_webhook().await;
     let (rss, hwm) = memory(first.process.pid());

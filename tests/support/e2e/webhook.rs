@@ -107,9 +107,9 @@ pub fn base_manifest(kind: &str) -> &'static Value {
 }
 
 impl ControlPlane {
-    /// The binary's shared webhook: started once as the webhook's ServiceAccount with
-    /// manifests/base's policy, and registered with the base configuration.
-    pub async fn webhook(&'static self) -> &'static Webhook {
+    /// The control plane's shared webhook: started once as the webhook's ServiceAccount
+    /// with manifests/base's policy, and registered with the base configuration.
+    pub async fn webhook(&self) -> &Webhook {
         self.shared_webhook
             .get_or_init(|| async {
                 let webhook = self.start_webhook().await;
@@ -241,7 +241,7 @@ impl ControlPlane {
     /// Registers manifests/base's MutatingWebhookConfiguration with every webhook's
     /// `clientConfig` pointing at `webhook` (the path of its `service` kept), and
     /// waits until the API server calls it.
-    pub async fn register_webhook(&'static self, webhook: &Webhook) {
+    pub async fn register_webhook(&self, webhook: &Webhook) {
         let mut configuration = base_manifest("MutatingWebhookConfiguration").clone();
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&webhook.ca_pem);
         for entry in configuration["webhooks"].as_array_mut().expect("webhooks") {
@@ -278,7 +278,7 @@ impl ControlPlane {
 
     /// A new webhook configuration takes the API server about a second to use: dry-run
     /// a job pod in an opted-in namespace until it comes back mutated.
-    async fn wait_until_called(&'static self) {
+    async fn wait_until_called(&self) {
         let probe = self.probe_namespace().await;
         let pod = job_pod("gitlab-runner-17.9-job-pod.json");
         let start = Instant::now();
@@ -299,7 +299,7 @@ impl ControlPlane {
     }
 
     /// The opted-in namespace of [`Self::wait_until_called`], made on first use.
-    async fn probe_namespace(&'static self) -> super::TestNamespace {
+    async fn probe_namespace(&self) -> super::TestNamespace<'_> {
         let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client().await);
         let exists = namespaces
             .get_opt(PROBE_NAMESPACE)

@@ -2,12 +2,10 @@
 //! client certificates, certificate rotation through a `..data` symlink swap, and the
 //! bounds on slow or surplus clients.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use ci_pod_webhook::server::Settings;
-use common::*;
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;

@@ -1,6 +1,7 @@
 //! Memory after large hostile inputs returns to a plateau: no review leaves memory
-//! behind. Its own test binary (one test), so that nothing else runs in the process
-//! while it reads the resident set size from /proc/self/status.
+//! behind. It runs alone in a process of its own (the test binary started again for this
+//! one test), so that nothing else runs in the process while it reads the resident set
+//! size from /proc/self/status.
 //!
 //! The bound, and why: the server and this test's client share the process, and the
 //! inputs are built before the first reading. Six rounds of large inputs (1-3 MB each,
@@ -16,11 +17,9 @@
 //! 256 MiB above the start (a single 4 MiB pod of 190,000 containers peaked at 0.5 GB
 //! before that bound).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
@@ -101,6 +100,12 @@ fn inputs() -> Vec<(&'static str, Vec<u8>, StatusCode)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_returns_to_a_plateau_after_rounds_of_large_inputs() {
+    if !alone_in_a_process(
+        module_path!(),
+        "memory_returns_to_a_plateau_after_rounds_of_large_inputs",
+    ) {
+        return;
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     let (server, client) = Running::with(dir.path(), |_| {}).await;
     let inputs = std::sync::Arc::new(inputs());

@@ -3,11 +3,9 @@
 //! SIGTERM/SIGINT handling, and a second `serve` that must not touch the first's
 //! development certificate.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hyper::StatusCode;
 use serde_json::Value;
 
@@ -132,7 +130,7 @@ async fn serve_without_tls_flags_makes_a_dev_certificate_logs_reviews_and_drains
         .expect("connect");
     // What the README's curl command sends.
     let review: Value =
-        serde_json::from_str(include_str!("fixtures/job-pod-review.json")).expect("fixture");
+        serde_json::from_str(include_str!("../fixtures/job-pod-review.json")).expect("fixture");
     conn.review(&review).await;
     let line = serve.log("review");
     assert_eq!(line["span"]["uid"], review["request"]["uid"], "{line}");
@@ -358,7 +356,7 @@ async fn a_second_serve_that_cannot_start_leaves_the_running_ones_certificate_al
         .await
         .expect("connect");
     let review: Value =
-        serde_json::from_str(include_str!("fixtures/job-pod-review.json")).expect("fixture");
+        serde_json::from_str(include_str!("../fixtures/job-pod-review.json")).expect("fixture");
     conn.review(&review).await;
 }
 

@@ -1,18 +1,18 @@
 //! End-to-end over HTTP/1.1: the API server started with `DISABLE_HTTP2=1` calls the
-//! webhook the way it calls a `service` webhook in a real cluster. See tests/e2e.rs and
-//! docs/e2e.md.
+//! webhook the way it calls a `service` webhook in a real cluster. A control plane of its
+//! own, as the shared one calls over HTTP/2. See tests/e2e.rs and docs/e2e.md.
 
-#[path = "e2e/support/mod.rs"]
-mod support;
-
-use support::*;
+use crate::support::e2e::*;
 
 #[tokio::test]
 #[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
 async fn reviews_arrive_over_http1_as_from_a_service_webhook() {
-    let cp = ControlPlane::shared_with(Options {
-        webhook_http2: false,
-    })
+    let cp = ControlPlane::own(
+        "http1",
+        Options {
+            webhook_http2: false,
+        },
+    )
     .await;
     let ns = cp.namespace("over-http1", &[OPT_IN]).await;
     let webhook = cp.webhook().await;

@@ -8,15 +8,13 @@
 //!
 //! Needs `openssl` on the PATH (.ci/run installs it when it is missing).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::support::*;
 
 /// What one `openssl s_client` attempt got.
 struct Attempt {

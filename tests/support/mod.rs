@@ -1,13 +1,19 @@
-//! Test harness: real servers on loopback port 0 with generated certificates, and a
-//! real HTTPS client (rustls + hyper's connection-level client) whose connections the
-//! tests hold explicitly, so keep-alive reuse, ALPN and the served certificate can be
-//! checked rather than assumed.
-#![allow(dead_code)] // Each test crate uses a different part of the harness.
+//! The harness of the test binaries, in two parts.
+//!
+//! For tests/integration.rs, this file, client.rs and load.rs: real servers on loopback
+//! port 0 with generated certificates, and a real HTTPS client (rustls + hyper's
+//! connection-level client) whose connections the tests hold explicitly, so keep-alive
+//! reuse, ALPN and the served certificate can be checked rather than assumed.
+//!
+//! For tests/e2e.rs, `e2e/`: a real kube-apiserver, etcd and kube-scheduler, and
+//! `ci-pod-webhook serve` installed on them (docs/e2e.md). The e2e benches use it too.
 
 mod client;
+// tests/e2e.rs's part (and the e2e benches'): unused in tests/integration.rs.
+#[allow(dead_code)]
+pub mod e2e;
 mod load;
 pub use client::*;
-#[allow(unused_imports)] // Only the tests that put servers under load use it.
 pub use load::*;
 
 use std::net::SocketAddr;
@@ -17,13 +23,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use ci_pod_webhook::certs;
 use ci_pod_webhook::server::{Server, Settings};
+use ci_pod_webhook_core::admission::PodReview;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Bytes;
 use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -217,6 +224,39 @@ where
     }
 }
 
+// ---------------------------------------------------------------- a process of its own
+
+/// Set in a test binary started by [`alone_in_a_process`].
+const ALONE: &str = "INTEGRATION_TEST_ALONE";
+
+/// For a test that reads figures of the whole process (its RSS): runs the test `name` of
+/// `module` (`module_path!()` there) in a new process of this test binary, where nothing
+/// else runs, and panics if it fails there. Returns `true` in that process, where the
+/// test then does its work, and `false` here once it passed.
+pub fn alone_in_a_process(module: &str, name: &str) -> bool {
+    if std::env::var_os(ALONE).is_some() {
+        return true;
+    }
+    // module_path!() starts with the crate's name; test names do not.
+    let path = module.split_once("::").map_or(module, |(_, rest)| rest);
+    let test = format!("{path}::{name}");
+    let binary = std::env::current_exe().expect("the test binary's path");
+    let output = std::process::Command::new(binary)
+        .args([&test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(ALONE, "1")
+        .output()
+        .expect("start the test binary again");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    eprint!("{stderr}");
+    assert!(
+        output.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "{test}, alone in a process: {}\n{stdout}",
+        output.status
+    );
+    false
+}
+
 // ---------------------------------------------------------------- reviews
 
 /// The GitLab Runner 16.5 fixture job pod.
@@ -232,21 +272,11 @@ pub fn job_pod_review(uid: &str, namespace: &str, edit: impl FnOnce(&mut Value))
 }
 
 pub fn pod_review(uid: &str, namespace: &str, pod: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "name": pod["metadata"]["name"],
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:gitlab:gitlab-runner"},
-            "object": pod,
-            "dryRun": false
-        }
-    })
+    PodReview {
+        uid,
+        ..PodReview::create(namespace, &pod).by("system:serviceaccount:gitlab:gitlab-runner")
+    }
+    .to_value()
 }
 
 /// The response's patch applied to the review's pod.

@@ -1,18 +1,16 @@
 //! End-to-end rollout (issue 13) on a real kube-apiserver: warn mode, `audit`, and the
-//! live `ci_pod_webhook_job_pods` gauge. A binary of its own: it stops its webhook and
-//! reloads its policy, which would disturb the other e2e tests. See docs/e2e.md.
+//! live `ci_pod_webhook_job_pods` gauge. A control plane of its own: the test registers
+//! its own webhook, stops it and reloads its policy, which would disturb the other e2e
+//! tests. See docs/e2e.md.
 //!
 //! One test, in phases, because every phase needs the one registered webhook in a
 //! given state.
 
-#[path = "e2e/support/mod.rs"]
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::e2e::*;
 use serde_json::Value;
-use support::*;
 
 const V17_9: &str = "gitlab-runner-17.9-job-pod.json";
 const WARN: (&str, &str) = ("ci.skao.int/pod-policy", "warn");
@@ -74,7 +72,7 @@ async fn metric_shows(webhook: &Webhook, series: &str) {
 #[tokio::test]
 #[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
 async fn warn_mode_audit_and_the_job_pod_gauge_on_a_real_api_server() {
-    let cp = ControlPlane::shared().await;
+    let cp = ControlPlane::own("audit", Options::default()).await;
     let policy = cp.dir.join("audit-policy.yaml");
     let base_policy = std::fs::read_to_string(repo_file("manifests/base/policy.yaml"))
         .expect("manifests/base/policy.yaml");
@@ -175,7 +173,7 @@ async fn warn_mode_audit_and_the_job_pod_gauge_on_a_real_api_server() {
         .await
         .expect("created");
     assert_eq!(annotations(&admitted)["ci.skao.int/class"], "k8srunner");
-    let (code, report) = audit(cp, &policy, &ns.name);
+    let (code, report) = audit(&cp, &policy, &ns.name);
     assert_eq!(verdict_of(&report, "admitted")["verdict"], "ok", "{report}");
     assert_eq!(code, Some(0));
     metric_shows(
@@ -205,7 +203,7 @@ async fn warn_mode_audit_and_the_job_pod_gauge_on_a_real_api_server() {
         r#"ci_pod_webhook_job_pods{class="k8srunner",verdict="drift"} 2"#,
     )
     .await;
-    let (code, report) = audit(cp, &policy, &ns.name);
+    let (code, report) = audit(&cp, &policy, &ns.name);
     let judged = verdict_of(&report, "admitted");
     assert_eq!(judged["verdict"], "drift", "{report}");
     assert!(
@@ -224,7 +222,7 @@ async fn warn_mode_audit_and_the_job_pod_gauge_on_a_real_api_server() {
         .await
         .expect("failurePolicy Ignore: created without the webhook");
     assert!(!annotations(&slipped).contains_key("ci.skao.int/class"));
-    let (code, report) = audit(cp, &policy, &down.name);
+    let (code, report) = audit(&cp, &policy, &down.name);
     assert_eq!(
         verdict_of(&report, "slipped")["verdict"],
         "unpolicied",

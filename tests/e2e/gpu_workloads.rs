@@ -4,17 +4,15 @@
 //! is stored as sent and never reaches the webhook (the second entry's matchConditions
 //! keep it in the API server); a GPU pod in kube-system is untouched.
 //!
-//! A binary of its own: it makes its own Nodes and reads the webhook's request counter,
-//! which another test creating pods at the same time would move. See docs/e2e.md.
+//! A control plane of its own: it makes its own Nodes and reads the webhook's request
+//! counter, which another test creating pods at the same time would move. See
+//! docs/e2e.md.
 
-#[path = "e2e/support/mod.rs"]
-mod support;
-
+use crate::support::e2e::*;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-use support::*;
 
 const GPU_NODE: &str = "gpu-node";
 /// GPUs, room and no taint, but no `nvidia.com/gpu=true` label: only the webhook's
@@ -66,7 +64,7 @@ async fn reviews_answered(webhook: &Webhook) -> f64 {
 #[tokio::test]
 #[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
 async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
-    let cp = ControlPlane::shared().await;
+    let cp = ControlPlane::own("gpu-workloads", Options::default()).await;
     let webhook = cp.webhook().await;
     cp.create_node(
         GPU_NODE,
@@ -153,7 +151,7 @@ async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
     }
     let system = TestNamespace {
         name: "kube-system".to_string(),
-        cp,
+        cp: &cp,
     };
     let stored = system
         .create_pod(&gpu_pod("system-trainer"))

@@ -2,13 +2,11 @@
 //! malformed input refused with the right 4xx, metrics counting all of it, live policy
 //! reload, and a graceful drain.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::support::*;
 use ci_pod_webhook::cluster::Cluster;
 use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Policy};
-use common::*;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};

@@ -2,8 +2,6 @@
 //! real client: what a review sees while the watch lists, updates, breaks and recovers,
 //! and when a namespace is missing from the mirror.
 
-mod common;
-#[path = "namespaces/fake_api.rs"]
 mod fake_api;
 
 use std::collections::BTreeMap;
@@ -34,7 +32,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    common::eventually_within(what, PATIENCE, check).await;
+    crate::support::eventually_within(what, PATIENCE, check).await;
 }
 
 /// Logs go to the test's captured output, shown when a test fails.

@@ -1,5 +1,5 @@
 //! No escalation: every way a job author might try to get more than the class allows,
-//! through the public API (`admission::parse` + `admission::answer`, as the server
+//! through the public API (`admission::parse` + `admission::respond`, as the server
 //! calls them) and, for a few, over HTTPS. None gains anything beyond the class
 //! ceiling; each is clamped or denied as DESIGN.md says; pods outside opted-in
 //! namespaces are never patched.
@@ -11,17 +11,15 @@
 //! account, the runner name label. The unit tests in `crates/core/src/mutate/tests/` cover each
 //! rule once; this suite goes through every class and every override.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
+use crate::support::*;
 use ci_pod_webhook::cluster::Cluster;
 use ci_pod_webhook_core::admission;
 use ci_pod_webhook_core::mutate::NamespaceFacts;
 use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Policy, ResourceName, RunnerClass};
 use ci_pod_webhook_core::quantity::Quantity;
-use common::*;
 use serde_json::{Value, json};
 
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);

@@ -41,12 +41,12 @@ pub fn renamed(pod: &Value, name: &str) -> Value {
 
 /// A namespace that belongs to one test. When the test panics, the control plane's logs
 /// are kept and their place printed.
-pub struct TestNamespace {
+pub struct TestNamespace<'a> {
     pub name: String,
-    pub cp: &'static ControlPlane,
+    pub cp: &'a ControlPlane,
 }
 
-impl Drop for TestNamespace {
+impl Drop for TestNamespace<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("kube-e2e: test namespace {}", self.name);
@@ -70,7 +70,7 @@ impl ControlPlane {
 
     /// Creates namespace `name` with `labels`, and its `default` ServiceAccount (no
     /// controller-manager runs to make it, and pods name it).
-    pub async fn namespace(&'static self, name: &str, labels: &[(&str, &str)]) -> TestNamespace {
+    pub async fn namespace(&self, name: &str, labels: &[(&str, &str)]) -> TestNamespace<'_> {
         let client = self.client().await;
         let labels: serde_json::Map<String, Value> = labels
             .iter()
@@ -151,7 +151,7 @@ fn now() -> String {
         .expect("RFC 3339")
 }
 
-impl TestNamespace {
+impl TestNamespace<'_> {
     /// POSTs `pod` as sent (raw JSON, nothing dropped by a typed model) and returns the
     /// pod as the API server stored it.
     pub async fn create_pod(&self, pod: &Value) -> Result<Value, kube::Error> {
