@@ -535,6 +535,48 @@ GPU_SAMPLE_PODS = [
         False,
     ),
     (
+        "MIG profile in a request",
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "a", "resources": {"requests": {"nvidia.com/mig-3g.40gb": "1"}}}]
+            },
+        },
+        True,
+    ),
+    (
+        "AMD GPU in an init container",
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "warm", "resources": {"limits": {"amd.com/gpu": "1"}}}],
+                "containers": [{"name": "app"}],
+            },
+        },
+        True,
+    ),
+    (
+        "job-shaped GPU pod (build and helper)",
+        {
+            "metadata": {"name": "runner-abc-project-1-concurrent-0-x"},
+            "spec": {
+                "containers": [
+                    {"name": "build", "resources": {"limits": {"nvidia.com/gpu": "1"}}},
+                    {"name": "helper"},
+                ]
+            },
+        },
+        True,
+    ),
+    (
+        "another accelerator, not a GPU",
+        {
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "resources": {"limits": {"habana.ai/gaudi": "1"}}}]},
+        },
+        False,
+    ),
+    (
         "mirror pod asking for a GPU",
         {
             "metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "abc"}},
@@ -557,14 +599,19 @@ def check_gpu_match_conditions(where, mwc):
         fail(where, f"a GPU workloads matchCondition does not compile: {e}")
         return
     check_samples(where, programs, GPU_SAMPLE_PODS, entry="GPU entry, ", condition="GPU matchCondition")
-    # The resource the conditions look for must be the policy's.
-    resource = (POLICY.get("gpuWorkloads") or {}).get("resource", "nvidia.com/gpu")
-    text = " ".join(c["expression"] for c in conditions)
-    check(
-        f"'{resource}'" in text,
-        where,
-        f"GPU workloads matchConditions do not look for the policy's gpuWorkloads.resource {resource!r}",
-    )
+    # Every resource the policy's gpuWorkloads names (a name, or a prefix ending in *) must
+    # reach the webhook: a pod asking only for it, in a limit or a request, is sent.
+    g = POLICY.get("gpuWorkloads") or {}
+    default = ["nvidia.com/gpu", "nvidia.com/mig-*"]
+    resources = g.get("resources") or ([g["resource"]] if g.get("resource") else default)
+    samples = []
+    for resource in resources:
+        name = resource[:-1] + "1g.5gb" if resource.endswith("*") else resource
+        for section in ["limits", "requests"]:
+            container = {"name": "a", "resources": {section: {name: "1"}}}
+            pod = {"metadata": {"name": "p"}, "spec": {"containers": [container]}}
+            samples.append((f"a pod asking for the policy's {resource} ({name} in {section})", pod, True))
+    check_samples(where, programs, samples, entry="GPU entry, ", condition="GPU matchCondition")
 
 
 def promql_metrics(where, expr):

@@ -453,11 +453,26 @@ fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
             "{key} as the job-pod entry"
         );
     }
-    let conditions = hook["matchConditions"].to_string();
+    // The conditions look for every resource the policy names (issue 25, point 8:
+    // MIG profiles and AMD GPUs included), the check `doctor` makes of the installed ones.
+    let expressions: Vec<&str> = hook["matchConditions"]
+        .as_array()
+        .expect("matchConditions")
+        .iter()
+        .filter_map(|c| c["expression"].as_str())
+        .collect();
+    let missing: Vec<&str> = gpu
+        .missing_from_conditions(&expressions)
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
     assert!(
-        conditions.contains(&format!("'{}'", gpu.resource)),
-        "matchConditions look for the policy's resource: {conditions}"
+        missing.is_empty(),
+        "matchConditions do not look for {missing:?}"
     );
+    for name in ["nvidia.com/gpu", "nvidia.com/mig-1g.5gb", "amd.com/gpu"] {
+        assert!(gpu.asks_for(name), "{name}");
+    }
     // The Deployment tells the webhook its namespace, so gpuWorkloads skips it.
     let container = webhook_container();
     let namespace_env = container["env"]

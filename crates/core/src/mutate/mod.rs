@@ -89,9 +89,10 @@ impl<'a> From<NamespaceFacts<'a>> for Facts<'a> {
 pub enum Entry {
     /// `pods.…`: its namespaceSelector requires the opt-in label. It decides job pods.
     OptedIn,
-    /// `gpu-workloads.…`: pods asking for an NVIDIA GPU in every non-system namespace,
-    /// for `gpuWorkloads`. A GPU job pod in an opted-in namespace reaches both entries;
+    /// `gpu-workloads.…`: pods asking for a GPU in every non-system namespace, for
+    /// `gpuWorkloads`. A GPU job pod in an opted-in namespace reaches both entries;
     /// this one leaves it to the other, so it is decided, warned about and counted once.
+    /// A job-shaped pod in a namespace that did not opt in is a GPU workload here.
     GpuWorkloads,
 }
 
@@ -272,18 +273,35 @@ pub fn decide_pod<'p>(
     if annotations.is_some_and(|a| a.get(MIRROR_POD_ANNOTATION).is_some()) {
         return Ok(Decision::Skip(SkipReason::MirrorPod));
     }
-    if !is_job_pod(policy, pod) {
+    let gpu_workload = || {
         let name = request.namespace.as_deref().unwrap_or("");
-        return Ok(match gpu_workloads::selects(policy, name, namespace) {
+        match gpu_workloads::selects(policy, name, namespace) {
             Some((g, selected)) => named(
                 gpu_workloads::decide(g, selected, name, pod, facts.runtime_classes),
                 pod,
             ),
             None => Decision::Skip(SkipReason::NotJobPod),
-        });
+        }
+    };
+    if !is_job_pod(policy, pod) {
+        return Ok(gpu_workload());
     }
     if facts.entry == Entry::GpuWorkloads {
-        return Ok(Decision::Skip(SkipReason::JobPodOnGpuEntry));
+        // A job pod of an opted-in namespace is the opted-in entry's (it reaches both).
+        // Where the namespace did not opt in no runner class applies, so a job-shaped
+        // pod asking for a GPU is a GPU workload like any other: skipping it let it run
+        // unplaced with the NVIDIA toolkit's variables. Without cluster access
+        // (`NameOnly`) whether the namespace opted in is unknown: left to the other
+        // entry, as a pod decided on both would be placed twice.
+        let opted_in_or_unknown = match namespace {
+            NamespaceFacts::Labels(_) => opted_in(policy, namespace),
+            NamespaceFacts::TrustSelector | NamespaceFacts::NameOnly => true,
+        };
+        return Ok(if opted_in_or_unknown {
+            Decision::Skip(SkipReason::JobPodOnGpuEntry)
+        } else {
+            gpu_workload()
+        });
     }
     if !opted_in(policy, namespace) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));

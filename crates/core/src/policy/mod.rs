@@ -37,7 +37,9 @@ use crate::quantity::Quantity;
 
 pub use docker::{Docker, DockerMode, DockerTls, SocketMount};
 pub use extended_resources::{GPU_PREFIXES, HUGEPAGES_PREFIX, hugepage_size, is_standard};
-pub use gpu_workloads::{GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, SYSTEM_NAMESPACES};
+pub use gpu_workloads::{
+    GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, ResourcePattern, SYSTEM_NAMESPACES,
+};
 pub use gpus::Gpu;
 pub use job_pods::JobPodTest;
 pub use limits_env::LimitsEnv;

@@ -1,5 +1,6 @@
 //! Property tests for `gpuWorkloads`: varied pods that are not job pods (GPU counts in
-//! limits, requests, both or neither, as strings or numbers, odd values; CPU and memory;
+//! limits, requests, both or neither, as strings or numbers, odd values, under each of
+//! the default policy's GPU names: whole GPUs, MIG profiles, AMD; CPU and memory;
 //! existing placement) in an unlabelled `ci-…` namespace. For every pod: skipped only
 //! when no container asks for a GPU; denied only when a container's GPU request and
 //! limit differ or a count is not a whole number; otherwise the patch applies cleanly,
@@ -18,7 +19,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
-const GPU: &str = "nvidia.com/gpu";
+/// The GPU resources of the default policy's gpuWorkloads (one of them per container).
+const GPUS: [&str; 3] = ["nvidia.com/gpu", "nvidia.com/mig-1g.5gb", "amd.com/gpu"];
 
 fn gpu_value() -> impl Strategy<Value = Option<Value>> {
     prop_oneof![
@@ -30,17 +32,19 @@ fn gpu_value() -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
-fn section() -> impl Strategy<Value = Option<Value>> {
-    (gpu_value(), prop::option::of(Just("1")), any::<bool>()).prop_map(|(gpu, cpu, present)| {
-        let mut map = Map::new();
-        if let Some(g) = gpu {
-            map.insert(GPU.to_string(), g);
-        }
-        if let Some(c) = cpu {
-            map.insert("cpu".to_string(), json!(c));
-        }
-        (present || !map.is_empty()).then_some(Value::Object(map))
-    })
+fn section(gpu_key: &'static str) -> impl Strategy<Value = Option<Value>> {
+    (gpu_value(), prop::option::of(Just("1")), any::<bool>()).prop_map(
+        move |(gpu, cpu, present)| {
+            let mut map = Map::new();
+            if let Some(g) = gpu {
+                map.insert(gpu_key.to_string(), g);
+            }
+            if let Some(c) = cpu {
+                map.insert("cpu".to_string(), json!(c));
+            }
+            (present || !map.is_empty()).then_some(Value::Object(map))
+        },
+    )
 }
 
 /// A container's env: the NVIDIA toolkit's variables among others, or none.
@@ -56,25 +60,27 @@ fn env() -> impl Strategy<Value = Option<Value>> {
 }
 
 fn container(name: String) -> impl Strategy<Value = Value> {
-    (section(), section(), any::<bool>(), env()).prop_map(move |(limits, requests, null, env)| {
-        let mut c = json!({"name": name, "image": "x", "x-unknown": [1]});
-        if let Some(e) = env {
-            c["env"] = e;
-        }
-        let mut r = Map::new();
-        if let Some(l) = limits {
-            r.insert("limits".into(), l);
-        }
-        if let Some(q) = requests {
-            r.insert("requests".into(), q);
-        }
-        if !r.is_empty() {
-            c["resources"] = Value::Object(r);
-        } else if null {
-            c["resources"] = Value::Null;
-        }
-        c
-    })
+    prop::sample::select(&GPUS[..])
+        .prop_flat_map(|key| (section(key), section(key), any::<bool>(), env()))
+        .prop_map(move |(limits, requests, null, env)| {
+            let mut c = json!({"name": name, "image": "x", "x-unknown": [1]});
+            if let Some(e) = env {
+                c["env"] = e;
+            }
+            let mut r = Map::new();
+            if let Some(l) = limits {
+                r.insert("limits".into(), l);
+            }
+            if let Some(q) = requests {
+                r.insert("requests".into(), q);
+            }
+            if !r.is_empty() {
+                c["resources"] = Value::Object(r);
+            } else if null {
+                c["resources"] = Value::Null;
+            }
+            c
+        })
 }
 
 fn pod() -> impl Strategy<Value = Value> {
@@ -175,7 +181,11 @@ fn gpus(pod: &Value) -> Vec<Result<Counts, ()>> {
         .flat_map(|list| pod["spec"][list].as_array().cloned().unwrap_or_default())
         .map(|c| {
             let r = &c["resources"];
-            Ok((read(&r["limits"][GPU])?, read(&r["requests"][GPU])?))
+            let key = GPUS
+                .iter()
+                .find(|k| !r["limits"][**k].is_null() || !r["requests"][**k].is_null())
+                .unwrap_or(&GPUS[0]);
+            Ok((read(&r["limits"][*key])?, read(&r["requests"][*key])?))
         })
         .collect()
 }
