@@ -29,6 +29,10 @@ from kubernetes_validate.utils import (
 
 WEBHOOK = "pods.ci-pod-webhook.ci.skao.int"
 GPU_WEBHOOK = "gpu-workloads.ci-pod-webhook.ci.skao.int"
+RESIZE_WEBHOOK = "resize.ci-pod-webhook.ci.skao.int"
+EPHEMERAL_WEBHOOK = "ephemeral-containers.ci-pod-webhook.ci.skao.int"
+# The subresource entries: (name, resource), allowed or denied only, failurePolicy Fail.
+SUBRESOURCE_WEBHOOKS = [(RESIZE_WEBHOOK, "pods/resize"), (EPHEMERAL_WEBHOOK, "pods/ephemeralcontainers")]
 SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
 NAMESPACE = "ci-pod-webhook"
 SERVICE = "ci-pod-webhook"
@@ -157,7 +161,40 @@ def check_webhook(where, objs):
     if not mwc:
         return
     names = [w["name"] for w in mwc["webhooks"]]
-    check(names == [WEBHOOK, GPU_WEBHOOK], where, f"webhooks {names}, expected [{WEBHOOK}, {GPU_WEBHOOK}]")
+    expected = [WEBHOOK, GPU_WEBHOOK, RESIZE_WEBHOOK, EPHEMERAL_WEBHOOK]
+    check(names == expected, where, f"webhooks {names}, expected {expected}")
+    # The subresource entries: their own failurePolicy (Fail) and rule, the pods entry's
+    # namespaceSelector and service (docs/deploy.md).
+    for w in mwc["webhooks"][2:]:
+        resource = dict(SUBRESOURCE_WEBHOOKS).get(w["name"])
+        expect = {
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "matchPolicy": "Equivalent",
+            "admissionReviewVersions": ["v1"],
+            "rules": [
+                {
+                    "operations": ["UPDATE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": [resource],
+                    "scope": "Namespaced",
+                }
+            ],
+            "namespaceSelector": mwc["webhooks"][0].get("namespaceSelector"),
+        }
+        for key, value in expect.items():
+            check(
+                w.get(key) == value, where, f"webhook {w['name']} {key} is {w.get(key)!r}, expected {value!r}"
+            )
+        check(0 < w.get("timeoutSeconds", 10) <= 5, where, f"{w['name']}: timeoutSeconds must be at most 5")
+        check("matchConditions" not in w, where, f"{w['name']}: no matchConditions (the rule is the filter)")
+        svc = w["clientConfig"].get("service", {})
+        check(
+            svc == {"name": SERVICE, "namespace": NAMESPACE, "path": "/mutate", "port": 443},
+            where,
+            f"clientConfig.service of {w['name']} is {svc}",
+        )
     # The count of entries is checked just above; check the ones there are.
     for w, path in zip(mwc["webhooks"], ["/mutate", "/mutate/gpu-workloads"], strict=False):
         expect = {

@@ -27,5 +27,6 @@ mod e2e {
     mod http1;
     mod namespaces;
     mod scheduling;
+    mod subresources;
     mod webhook_down;
 }

@@ -182,6 +182,11 @@ pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result
         explain::gpu_workloads_summary(&policy)
     )?;
     writeln!(out, "limitsEnv: {}", explain::limits_env_summary(&policy))?;
+    writeln!(
+        out,
+        "ephemeralContainers: {}",
+        policy.ephemeral_containers.as_str()
+    )?;
     writeln!(out)?;
     let rows: Vec<[String; 6]> = policy.classes.iter().map(class_row).collect();
     let header = [

@@ -107,6 +107,14 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
     let Some(policy) = policy else {
         return Report { checks };
     };
+    // What a job could turn against a valid policy (check-policy prints the same), such
+    // as ephemeralContainers: allow, a safe default turned off.
+    checks.extend(
+        policy
+            .warnings()
+            .into_iter()
+            .map(|w| Check::warning(POLICY_GROUP, w)),
+    );
     let empty = Vec::new();
     let nodes = match &snapshot.nodes {
         Ok(nodes) => {

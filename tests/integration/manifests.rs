@@ -79,8 +79,8 @@ fn the_webhook_selects_opted_in_namespaces_by_the_policy_label() {
     let hooks = config["webhooks"].as_array().expect("webhooks");
     assert_eq!(
         hooks.len(),
-        2,
-        "the job-pod entry and the GPU workloads entry"
+        4,
+        "the job-pod entry, the GPU workloads entry, and the resize and ephemeral-containers entries"
     );
     let hook = &hooks[0];
     let expressions = hook["namespaceSelector"]["matchExpressions"]
@@ -483,4 +483,53 @@ fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
         namespace_env["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.namespace"
     );
+}
+
+/// Issue 25, points 2 and 3: resizes and ephemeral containers of job pods reach the
+/// webhook through entries of their own (after the two that components patch by index),
+/// so that their failurePolicy (Fail) and timeout touch nothing else; only UPDATE of the
+/// one subresource, in the namespaces the job-pod entry selects.
+#[test]
+fn resizes_and_ephemeral_containers_have_entries_of_their_own() {
+    let config = object(
+        "base/mutatingwebhookconfiguration.yaml",
+        "MutatingWebhookConfiguration",
+    );
+    let hooks = config["webhooks"].as_array().expect("webhooks");
+    let pods = &hooks[0];
+    for (hook, name, resource) in [
+        (
+            &hooks[2],
+            "resize.ci-pod-webhook.ci.skao.int",
+            "pods/resize",
+        ),
+        (
+            &hooks[3],
+            "ephemeral-containers.ci-pod-webhook.ci.skao.int",
+            "pods/ephemeralcontainers",
+        ),
+    ] {
+        assert_eq!(hook["name"], name);
+        assert_eq!(
+            hook["rules"],
+            json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": [resource], "scope": "Namespaced"}]),
+            "{name}"
+        );
+        assert_eq!(hook["failurePolicy"], "Fail", "{name}");
+        assert_eq!(
+            hook["namespaceSelector"], pods["namespaceSelector"],
+            "{name}"
+        );
+        assert_eq!(hook["clientConfig"], pods["clientConfig"], "{name}");
+        for key in ["admissionReviewVersions", "sideEffects", "matchPolicy"] {
+            assert_eq!(hook[key], pods[key], "{name} {key}");
+        }
+        assert!(
+            hook["timeoutSeconds"]
+                .as_u64()
+                .is_some_and(|t| (1..=5).contains(&t)),
+            "{name}"
+        );
+        assert!(hook.get("matchConditions").is_none(), "{name}");
+    }
 }

@@ -5,23 +5,27 @@
 //! from trusted facts, read the job author's override annotations, then compute the
 //! changes as targeted patch operations, leaving out (or denying) any the API server
 //! would refuse (see [`admissible`]). A pod that is not a job pod may still be ours
-//! as a GPU workload (`gpuWorkloads`, in `gpu_workloads`).
+//! as a GPU workload (`gpuWorkloads`, in `gpu_workloads`). After creation, an in-place
+//! resize (`resize`) and added ephemeral containers ([`ephemeral`]) of a job pod are
+//! allowed or denied, never patched.
 
 pub mod admissible;
 mod class;
 mod docker;
+pub mod ephemeral;
 mod gpu_workloads;
 mod limits_env;
 mod nvidia;
 mod overrides;
 mod patch;
+mod resize;
 mod resources;
 mod scheduling;
 pub mod view;
 
 use std::collections::BTreeMap;
 
-use crate::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy, RunnerClass};
+use crate::policy::{EphemeralContainers, OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy, RunnerClass};
 
 pub use admissible::RuntimeClassFacts;
 pub(crate) use class::pod_spelling;
@@ -138,6 +142,8 @@ pub enum SkipReason {
     NoGpuRequest,
     /// A job pod reviewed through the GPU workloads entry: the opted-in entry decides it.
     JobPodOnGpuEntry,
+    /// Ephemeral containers added to a job pod, under `ephemeralContainers: allow`.
+    EphemeralContainersAllowed,
 }
 
 impl SkipReason {
@@ -149,6 +155,9 @@ impl SkipReason {
             SkipReason::NotJobPod => "not a GitLab Runner job pod",
             SkipReason::NoGpuRequest => "not a job pod and asks for no GPU",
             SkipReason::JobPodOnGpuEntry => "job pod: decided through the opted-in entry",
+            SkipReason::EphemeralContainersAllowed => {
+                "ephemeral containers: allowed by the policy (ephemeralContainers: allow)"
+            }
         }
     }
 }
@@ -192,24 +201,40 @@ pub struct Mutation<'p> {
 /// A request the core cannot read: answered with HTTP 400, not with a decision.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
-    #[error("request.object is missing; a CREATE review must carry the pod")]
+    #[error("request.object is missing; a CREATE or UPDATE review must carry the pod")]
     Missing,
     #[error("request.object is not a valid Pod: {0}")]
     Invalid(String),
 }
 
-/// Whether a request creates a pod (not one of its subresources): the only kind the
-/// webhook changes.
-pub(crate) fn is_pod_create(
+/// What kind of review a request is, for the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reviewed {
+    /// A pod CREATE: the only review the webhook changes.
+    PodCreate,
+    /// An in-place resize (`pods/resize`, Kubernetes 1.35+): held to the class ceiling,
+    /// allowed or denied, never patched (`resize`).
+    PodResize,
+    /// Ephemeral containers added (`pods/ephemeralcontainers`, `kubectl debug`): held
+    /// to `ephemeralContainers`, allowed or denied, never patched (`ephemeral`).
+    PodEphemeralContainers,
+    /// Anything else: allowed unchanged.
+    Other,
+}
+
+/// What kind of review a request with this kind, operation and subresource is.
+pub(crate) fn reviewed(
     kind: &view::GroupVersionKind<'_>,
     operation: &str,
     sub_resource: Option<&str>,
-) -> bool {
-    operation == "CREATE"
-        && kind.group.is_empty()
-        && kind.version == "v1"
-        && kind.kind == "Pod"
-        && sub_resource.unwrap_or("").is_empty()
+) -> Reviewed {
+    let pod = kind.group.is_empty() && kind.version == "v1" && kind.kind == "Pod";
+    match (pod, operation, sub_resource.unwrap_or("")) {
+        (true, "CREATE", "") => Reviewed::PodCreate,
+        (true, "UPDATE", "resize") => Reviewed::PodResize,
+        (true, "UPDATE", "ephemeralcontainers") => Reviewed::PodEphemeralContainers,
+        _ => Reviewed::Other,
+    }
 }
 
 /// Decides what to do with one AdmissionRequest.
@@ -219,11 +244,12 @@ pub fn decide<'p, 'f>(
     request: &AdmissionRequest<'_>,
 ) -> Result<Decision<'p>, ObjectError> {
     let facts = facts.into();
-    if !is_pod_create(
+    let kind = reviewed(
         &request.kind,
         &request.operation,
         request.sub_resource.as_deref(),
-    ) {
+    );
+    if kind == Reviewed::Other {
         return Ok(Decision::Skip(SkipReason::NotPodCreate));
     }
     if !in_scope(
@@ -232,6 +258,9 @@ pub fn decide<'p, 'f>(
         facts.namespace,
     ) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
+    }
+    if kind != Reviewed::PodCreate {
+        return decide_update(policy, facts, request, kind);
     }
     if let Some(pod) = &request.pod {
         return decide_pod(policy, facts, request, pod);
@@ -385,6 +414,76 @@ pub fn decide_pod<'p>(
         overrides: overrides.records,
         refused,
     }))
+}
+
+/// The decision for an UPDATE of a pod subresource the webhook reviews, for a pod the
+/// policy governs: a job pod in a namespace that opted in. Only allowed (with no patch:
+/// each subresource's strategy drops every change outside its own fields after
+/// admission) or denied.
+fn decide_update<'p>(
+    policy: &'p Policy,
+    facts: Facts<'_>,
+    request: &AdmissionRequest<'_>,
+    kind: Reviewed,
+) -> Result<Decision<'p>, ObjectError> {
+    if !opted_in(policy, facts.namespace) {
+        return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
+    }
+    let pod = read_pod(request.object)?.ok_or(ObjectError::Missing)?;
+    let old = read_pod(request.old_object)?;
+    let annotations = pod.meta().annotations.as_ref();
+    if annotations.is_some_and(|a| a.get(MIRROR_POD_ANNOTATION).is_some()) {
+        return Ok(Decision::Skip(SkipReason::MirrorPod));
+    }
+    if !is_job_pod(policy, &pod) {
+        return Ok(Decision::Skip(SkipReason::NotJobPod));
+    }
+    if kind == Reviewed::PodEphemeralContainers
+        && policy.ephemeral_containers == EphemeralContainers::Allow
+    {
+        return Ok(Decision::Skip(SkipReason::EphemeralContainersAllowed));
+    }
+    // The class from trusted facts, as at CREATE: never the pod's class annotation,
+    // which a job that may update its pod can rewrite.
+    let (chosen, warnings) = class::choose(policy, facts.namespace, request, &pod);
+    let (problems, warnings) = match kind {
+        Reviewed::PodResize => resize::check(chosen.class, &pod, old.as_ref(), warnings),
+        _ => (ephemeral::check_added(policy, &pod, old.as_ref()), warnings),
+    };
+    let pod_name = pod_name(&pod);
+    if problems.is_empty() {
+        return Ok(Decision::Allow(Mutation {
+            chosen,
+            pod: pod_name,
+            patch: Patch::default(),
+            warnings,
+            overrides: Vec::new(),
+            refused: Vec::new(),
+        }));
+    }
+    let message = match kind {
+        Reviewed::PodResize => format!("resize of pod {pod_name}: {}", problems.join("; ")),
+        _ => ephemeral::message(policy, &problems),
+    };
+    Ok(Decision::Deny {
+        chosen,
+        pod: pod_name,
+        message,
+        overrides: Vec::new(),
+        refused: None,
+    })
+}
+
+/// A raw object read as a Pod.
+fn read_pod<'a>(
+    raw: Option<&'a serde_json::value::RawValue>,
+) -> Result<Option<Pod<'a>>, ObjectError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    serde_json::from_str::<view::Object<Pod<'a>>>(raw.get())
+        .map(|view::Object(pod)| Some(pod))
+        .map_err(|e| ObjectError::Invalid(e.to_string()))
 }
 
 /// The decision, its changes naming the containers they change.

@@ -38,6 +38,10 @@ pub struct AdmissionRequest<'a> {
     /// The object, kept raw until we know it is a Pod: other kinds are never parsed.
     #[serde(borrow, default)]
     pub object: Option<&'a serde_json::value::RawValue>,
+    /// The object before an UPDATE (`null` for a CREATE), kept raw: only the reviews of
+    /// pod subresources (`resize`, `ephemeralcontainers`) read it.
+    #[serde(borrow, default)]
+    pub old_object: Option<&'a serde_json::value::RawValue>,
     /// The object already read as a Pod, when `admission::parse_with` could tell in the
     /// same pass that it would be needed; then `object` is `None`.
     #[serde(skip)]
@@ -61,6 +65,7 @@ impl<'a> AdmissionRequest<'a> {
             operation: Cow::Borrowed("CREATE"),
             user_info: UserInfo::default(),
             object: None,
+            old_object: None,
             pod: Some(pod),
         }
     }
@@ -107,6 +112,7 @@ static NO_SPEC: PodSpec<'static> = PodSpec {
     tolerations: None,
     runtime_class_name: None,
     resources: None,
+    ephemeral_containers: None,
 };
 
 impl<'a> Pod<'a> {
@@ -153,6 +159,10 @@ pub struct PodSpec<'a> {
     /// Pod-level requests and limits (Kubernetes 1.32+, GitLab Runner 18.10+).
     #[serde(borrow, default, deserialize_with = "object_opt")]
     pub resources: Option<Resources<'a>>,
+    /// Added after creation through `pods/ephemeralcontainers` (`kubectl debug`); never
+    /// on a CREATE.
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
+    pub ephemeral_containers: Option<Vec<EphemeralContainer<'a>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +181,65 @@ pub struct Container<'a> {
     /// `Always` on an init container makes it a sidecar, running beside the others.
     #[serde(borrow, default, deserialize_with = "borrowed_opt")]
     pub restart_policy: Option<Cow<'a, str>>,
+}
+
+/// An ephemeral container, reduced to what can take it past its pod's confinement:
+/// its security context, env and mounts (Kubernetes refuses `resources` on one).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EphemeralContainer<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub env: Option<Env<'a>>,
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
+    pub env_from: Option<Vec<EnvFromSource<'a>>>,
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
+    pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub security_context: Option<SecurityContext<'a>>,
+}
+
+/// A container's `securityContext`: the fields that loosen its confinement.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext<'a> {
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    #[serde(default)]
+    pub allow_privilege_escalation: Option<bool>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub capabilities: Option<Capabilities<'a>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    pub proc_mount: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub seccomp_profile: Option<ProfileType<'a>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub app_armor_profile: Option<ProfileType<'a>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub se_linux_options: Option<ProfileType<'a>>,
+    #[serde(default, deserialize_with = "object_opt")]
+    pub windows_options: Option<WindowsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Capabilities<'a> {
+    #[serde(borrow, default)]
+    pub add: Option<Vec<Borrowed<'a>>>,
+}
+
+/// The `type` of a seccomp or AppArmor profile, or of SELinux options.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProfileType<'a> {
+    #[serde(borrow, default, rename = "type", deserialize_with = "borrowed_opt")]
+    pub kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsOptions {
+    #[serde(default)]
+    pub host_process: Option<bool>,
 }
 
 /// A container's env, reduced to what the core reads: the names set (env is a set keyed

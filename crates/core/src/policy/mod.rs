@@ -10,7 +10,7 @@
 //! has a module of its own with its raw structs, its validated types and its checks,
 //! named as its pair in `mutate/` where it has one: `job_pods`, `docker` (with
 //! `host_paths`), `classes` (with `resources`, `gpus` and `extended_resources`), `gpu_workloads`,
-//! `limits_env`. `document` reads the file as a whole (`Policy::parse`,
+//! `limits_env`, `ephemeral_containers`. `document` reads the file as a whole (`Policy::parse`,
 //! `Policy::embedded`) and is the only module that knows every section; `validate` (the
 //! problem collector and the checks sections share), `raw` and `names` serve them all;
 //! `warnings` names the risks of a valid policy.
@@ -18,6 +18,7 @@
 mod classes;
 mod docker;
 mod document;
+mod ephemeral_containers;
 mod extended_resources;
 mod gpu_workloads;
 mod gpus;
@@ -36,6 +37,7 @@ use std::fmt;
 use crate::quantity::Quantity;
 
 pub use docker::{Docker, DockerMode, DockerTls, SocketMount};
+pub use ephemeral_containers::EphemeralContainers;
 pub use extended_resources::{GPU_PREFIXES, HUGEPAGES_PREFIX, hugepage_size, is_standard};
 pub use gpu_workloads::{
     GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, ResourcePattern, SYSTEM_NAMESPACES,
@@ -67,6 +69,8 @@ pub struct Policy {
     pub gpu_workloads: Option<GpuWorkloads>,
     /// Variables telling `build` its limits; `None`: off.
     pub limits_env: Option<LimitsEnv>,
+    /// What ephemeral containers added to a job pod may be (default `restricted`).
+    pub ephemeral_containers: EphemeralContainers,
     /// Short hash of the policy source, written to each pod as `<prefix>/policy`.
     pub hash: String,
     /// Where the policy came from, for logs and messages.

@@ -2,7 +2,7 @@
 //! `check-policy` prints them and `serve` logs them on every load; they are warnings,
 //! not errors, because each can be a knowing choice.
 
-use super::{Policy, TolerationOperator};
+use super::{EphemeralContainers, Policy, TolerationOperator};
 
 /// The label domain GitLab Runner keeps for itself: a job cannot overwrite a label
 /// whose key prefix is `runner.gitlab.com` or ends in `.runner.gitlab.com`.
@@ -31,6 +31,9 @@ impl Policy {
                     "classes.{n}: a toleration with operator Exists and no key (from ciNodes.tolerations, the class or its gpu) tolerates every taint: the class's job pods may run on any node, including control-plane, GPU and other reserved nodes; name the taint key"
                 ));
             }
+        }
+        if self.ephemeral_containers == EphemeralContainers::Allow {
+            out.push("ephemeralContainers: allow: an ephemeral container added to a job pod (kubectl debug, pods/ephemeralcontainers) is not reviewed: whoever may add one can run a privileged container with the node's GPUs, the pod's Docker socket and hostPath volumes beside the job; use restricted (the default) or deny".to_string());
         }
         let default = &self.classes[self.default_class];
         if default.gpu.is_some() {

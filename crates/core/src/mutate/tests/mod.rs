@@ -11,6 +11,7 @@ use crate::admission::{self, PodReview};
 
 mod class;
 mod docker;
+mod ephemeral;
 mod escapes;
 mod extended_resources;
 mod fuzz_regressions;
@@ -22,6 +23,7 @@ mod patch;
 mod pod_level_rules;
 mod properties;
 mod properties_gpu_workloads;
+mod resize;
 mod resources;
 mod scheduling;
 mod skipping;
