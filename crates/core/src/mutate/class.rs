@@ -18,8 +18,9 @@ const RUNNER_POD_LABEL: &str = "pod";
 /// Label GitLab Runner 17.9+ puts beside the runner name: the runner's short token as
 /// it spells it (`ShortDescription()`: case and `_` kept, `sanitizeLabel` trimming `-`,
 /// `_` and `.` at both ends). From 17.9 a job cannot set labels under
-/// `runner.gitlab.com` (`buildLabels()`, `safeLabelSetter`), so one that agrees with the token in the pod's
-/// name, which a job never chooses, vouches for the runner name beside it.
+/// `runner.gitlab.com` (`buildLabels()`, `safeLabelSetter`), so one that agrees with the
+/// token in the pod's name, which a job never chooses, vouches for the runner name
+/// beside it.
 pub const RUNNER_ID_SHORT_LABEL: &str = "manager.runner.gitlab.com/id-short";
 
 /// Why a class was chosen, for `--explain` and the audit trail.

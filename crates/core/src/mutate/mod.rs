@@ -6,13 +6,13 @@
 //! changes as targeted patch operations, leaving out (or denying) any the API server
 //! would refuse (see [`admissible`]). A pod that is not a job pod may still be ours
 //! as a GPU workload (`gpuWorkloads`, in `gpu_workloads`). After creation, an in-place
-//! resize (`resize`) and added ephemeral containers ([`ephemeral`]) of a job pod are
-//! allowed or denied, never patched.
+//! resize (`resize`) and added ephemeral containers ([`ephemeral_containers`]) of a job
+//! pod are allowed or denied, never patched.
 
 pub mod admissible;
 mod class;
 mod docker;
-pub mod ephemeral;
+pub mod ephemeral_containers;
 mod gpu_workloads;
 mod limits_env;
 mod nvidia;
@@ -216,7 +216,7 @@ pub enum Reviewed {
     /// allowed or denied, never patched (`resize`).
     PodResize,
     /// Ephemeral containers added (`pods/ephemeralcontainers`, `kubectl debug`): held
-    /// to `ephemeralContainers`, allowed or denied, never patched (`ephemeral`).
+    /// to `ephemeralContainers`, allowed or denied, never patched (`ephemeral_containers`).
     PodEphemeralContainers,
     /// Anything else: allowed unchanged.
     Other,
@@ -448,7 +448,10 @@ fn decide_update<'p>(
     let (chosen, warnings) = class::choose(policy, facts.namespace, request, &pod);
     let (problems, warnings) = match kind {
         Reviewed::PodResize => resize::check(chosen.class, &pod, old.as_ref(), warnings),
-        _ => (ephemeral::check_added(policy, &pod, old.as_ref()), warnings),
+        _ => (
+            ephemeral_containers::check_added(policy, &pod, old.as_ref()),
+            warnings,
+        ),
     };
     let pod_name = pod_name(&pod);
     if problems.is_empty() {
@@ -463,7 +466,7 @@ fn decide_update<'p>(
     }
     let message = match kind {
         Reviewed::PodResize => format!("resize of pod {pod_name}: {}", problems.join("; ")),
-        _ => ephemeral::message(policy, &problems),
+        _ => ephemeral_containers::message(policy, &problems),
     };
     Ok(Decision::Deny {
         chosen,

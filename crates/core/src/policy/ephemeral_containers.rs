@@ -2,7 +2,7 @@
 //! (`pods/ephemeralcontainers`, `kubectl debug`) may be. Such a container shares the
 //! pod's node, volumes and, with `targetContainerName`, a container's processes; a
 //! privileged one with the NVIDIA toolkit's variables and the pod's Docker socket is the
-//! node's. Paired with `ephemeral` in `mutate/`.
+//! node's. Paired with `ephemeral_containers` in `mutate/`.
 
 use serde::Deserialize;
 

@@ -3,7 +3,7 @@
 //! each with the most it may ask for. Everything not granted is removed from a job pod
 //! (issue 25, point 6), so this is an allow-list: a class without the key grants none.
 //! GPUs are not granted here but with `gpu` (they also need a placement). Paired with
-//! `resources/extended.rs` in `mutate/`.
+//! `resources/extended_resources.rs` in `mutate/`.
 
 use std::collections::BTreeMap;
 

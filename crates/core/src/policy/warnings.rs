@@ -20,6 +20,12 @@ impl Policy {
                     out.push(format!(
                         "classes.{n}.match.podLabels.{key}: a job can set this label (KUBERNETES_POD_LABELS_* where the runner allows pod_labels_overwrite_allowed, and job labels win over the runner's pod_labels), and so choose class {n}; match on a key under {RUNNER_LABEL_DOMAIN}, the runner name, the service account or the namespace instead"
                     ));
+                } else {
+                    // GitLab Runner protects these keys from 17.9 only; `runnerNames`
+                    // also checks the id-short against the pod's name, podLabels cannot.
+                    out.push(format!(
+                        "classes.{n}.match.podLabels.{key}: GitLab Runner keeps labels under {RUNNER_LABEL_DOMAIN} from jobs only from 17.9; on older runners that allow pod_labels_overwrite_allowed a job can set this one, and so choose class {n}; for the runner name use runnerNames (it also checks manager.runner.gitlab.com/id-short against the pod's name), and match older runners by runnerTokens or serviceAccounts (docs/matching.md)"
+                    ));
                 }
             }
             if class

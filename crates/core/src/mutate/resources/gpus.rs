@@ -1,7 +1,7 @@
 //! GPUs belong to the `build` container of a GPU class, nowhere else: a class's GPU
 //! ceiling holds for the whole pod. Called per container by `containers.rs`; GPUs
 //! anywhere else are removed with every other resource the class does not grant
-//! (`extended.rs`).
+//! (`extended_resources.rs`).
 
 use super::{Entry, Place, Section, existing};
 use crate::mutate::overrides::Overrides;

@@ -22,7 +22,7 @@
 //! - each app container's limit is ≤ the pod-level limit (kept here for init containers
 //!   too: a larger limit would be meaningless under the pod's);
 //! - only cpu, memory and hugepages-* exist at pod level; hugepages are on the class's
-//!   allow-list as in the containers (`extended.rs`).
+//!   allow-list as in the containers (`extended_resources.rs`).
 //!
 //! So the budget the containers' aggregate request must fit is the pod-level request, or
 //! the pod-level limit when the pod has no request of its own.
@@ -100,7 +100,7 @@ impl Budget {
             };
             levels.push((resource, entry));
         }
-        let others = super::extended::plan_pod_level(class, resources, warnings)?;
+        let others = super::extended_resources::plan_pod_level(class, resources, warnings)?;
         Ok(Budget { levels, others })
     }
 

@@ -11,7 +11,7 @@ use crate::admission::{self, PodReview};
 
 mod class;
 mod docker;
-mod ephemeral;
+mod ephemeral_containers;
 mod escapes;
 mod extended_resources;
 mod fuzz_regressions;

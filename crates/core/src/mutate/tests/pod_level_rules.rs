@@ -1,6 +1,6 @@
 //! The API server's rules for pod-level resources (`spec.resources`) after its
 //! defaulting, and for extended resources and hugepages, written out apart from the
-//! webhook's own code (`mutate/resources/pod_level.rs` and `mutate/resources/extended.rs`
+//! webhook's own code (`mutate/resources/pod_level.rs` and `mutate/resources/extended_resources.rs`
 //! name the sources), so that tests can check a patched pod would be admitted.
 //!
 //! Shared by the escape tests (`escapes.rs`) and the property tests (`properties.rs`).

@@ -8,7 +8,7 @@
 use super::resize::{admitted, update};
 use super::*;
 use crate::answer::Outcome;
-use crate::mutate::ephemeral;
+use crate::mutate::ephemeral_containers;
 
 /// A debug container as `kubectl debug -it POD --image=busybox` adds it, with `extra`
 /// fields.
@@ -223,7 +223,7 @@ fn only_the_ephemeral_containers_the_update_adds_are_judged() {
     // The stored pod as a whole, as `audit` will judge it: the old one is a problem.
     let text = serde_json::to_string(&with_ephemeral(&old, &[])).expect("json");
     let pod: Pod<'_> = serde_json::from_str(&text).expect("pod");
-    let problems = ephemeral::check(&DEFAULT, &pod);
+    let problems = ephemeral_containers::check(&DEFAULT, &pod);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(
         problems[0].contains("ephemeral container old-root: privileged"),
