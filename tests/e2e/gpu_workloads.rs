@@ -208,12 +208,15 @@ async fn gpu_pods_shaped_like_jobs_or_asking_for_mig_or_amd_gpus_are_placed() {
             "spec": {"containers": [{"name": "main", "image": "cuda", "resources": {"limits": {resource: "1"}}}]}
         })
     };
-    for pod in [
+    for mut pod in [
         job_shaped,
         labelled,
         asking("mig", "nvidia.com/mig-1g.5gb"),
         asking("amd", "amd.com/gpu"),
     ] {
+        // On the shared control plane another test's scheduler and GPU Nodes may be up:
+        // these pods are for admission only and must never be bound.
+        pod["spec"]["schedulerName"] = json!("no-scheduler");
         let name = pod["metadata"]["name"].as_str().expect("name").to_string();
         let stored = ns
             .create_pod(&pod)
