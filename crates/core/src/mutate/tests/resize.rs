@@ -65,6 +65,14 @@ pub(super) fn update<'p>(
         answer.patch().is_none(),
         "a subresource answer is never a patch"
     );
+    // The single pass reads object and oldObject as the ordinary parse does.
+    let ordinary = admission::parse(&body).expect("readable");
+    let again =
+        answer::decide(policy, NamespaceFacts::Labels(&labels), &ordinary.request).expect("a pod");
+    assert_eq!(
+        (again.outcome, &again.status, &again.warnings),
+        (answer.outcome, &answer.status, &answer.warnings)
+    );
     answer
 }
 
