@@ -144,6 +144,12 @@ pub enum SkipReason {
     JobPodOnGpuEntry,
     /// Ephemeral containers added to a job pod, under `ephemeralContainers: allow`.
     EphemeralContainersAllowed,
+    /// On the GPU workloads entry, in a namespace that did not opt in: the policy has no
+    /// `gpuWorkloads` section.
+    NoGpuWorkloads,
+    /// On the GPU workloads entry, in a namespace that did not opt in: `gpuWorkloads`
+    /// does not select it.
+    NotGpuWorkloadsNamespace,
 }
 
 impl SkipReason {
@@ -157,6 +163,10 @@ impl SkipReason {
             SkipReason::JobPodOnGpuEntry => "job pod: decided through the opted-in entry",
             SkipReason::EphemeralContainersAllowed => {
                 "ephemeral containers: allowed by the policy (ephemeralContainers: allow)"
+            }
+            SkipReason::NoGpuWorkloads => "GPU pod: the policy has no gpuWorkloads section",
+            SkipReason::NotGpuWorkloadsNamespace => {
+                "GPU pod: gpuWorkloads does not select the namespace"
             }
         }
     }
@@ -257,7 +267,12 @@ pub fn decide<'p, 'f>(
         request.namespace.as_deref().unwrap_or(""),
         facts.namespace,
     ) {
-        return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
+        // The GPU entry sees every namespace: its skips are about gpuWorkloads.
+        return Ok(Decision::Skip(match (facts.entry, &policy.gpu_workloads) {
+            (Entry::OptedIn, _) => SkipReason::NamespaceNotOptedIn,
+            (Entry::GpuWorkloads, None) => SkipReason::NoGpuWorkloads,
+            (Entry::GpuWorkloads, Some(_)) => SkipReason::NotGpuWorkloadsNamespace,
+        }));
     }
     if kind != Reviewed::PodCreate {
         return decide_update(policy, facts, request, kind);
