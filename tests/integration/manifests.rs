@@ -38,7 +38,7 @@ fn serve_defaults() -> ServeArgs {
         .expect("serve parses")
         .command
     {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         other => panic!("{other:?}"),
     }
 }
