@@ -54,6 +54,13 @@ use crate::trusted_peers::TrustedPeers;
 /// A Go client (the API server) opens another connection when it needs more.
 pub(super) const MAX_HTTP2_STREAMS: u32 = 32;
 
+/// The webhook's routes for connections from untrusted and trusted addresses (their
+/// request bodies draw on different shares of the body budget).
+pub(super) struct Apps {
+    pub untrusted: Router,
+    pub trusted: Router,
+}
+
 /// Everything a connection task needs, shared by all of them.
 struct Shared {
     acceptor: TlsAcceptor,
@@ -61,7 +68,7 @@ struct Shared {
     http2: auto::Builder<TokioExecutor>,
     /// For every other connection (ALPN `http/1.1`, or none).
     http1: auto::Builder<TokioExecutor>,
-    app: Router,
+    apps: Apps,
     metrics: Metrics,
     first_byte_timeout: Duration,
     handshake_timeout: Duration,
@@ -73,7 +80,7 @@ struct Shared {
 pub(super) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    app: Router,
+    apps: Apps,
     limits: &Limits,
     trusted: &TrustedPeers,
     metrics: Metrics,
@@ -97,7 +104,7 @@ pub(super) async fn serve(
         acceptor,
         http1,
         http2,
-        app,
+        apps,
         metrics,
         first_byte_timeout: limits.first_byte_timeout,
         handshake_timeout: limits.handshake_timeout,
@@ -341,8 +348,13 @@ async fn connection(
             }
         }
     };
+    let app = if ticket.trusted() {
+        &shared.apps.trusted
+    } else {
+        &shared.apps.untrusted
+    };
     let app = <Router as ServiceExt<Request<Incoming>>>::map_future::<_, _, Response, _>(
-        shared.app.clone(),
+        app.clone(),
         track,
     );
     let service = TowerToHyperService::new(app);

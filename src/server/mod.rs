@@ -267,6 +267,7 @@ impl Server {
             metrics.clone(),
             settings.limits.max_body_bytes,
             settings.limits.max_buffered_bytes,
+            !settings.trusted_peers.is_empty(),
         ));
 
         let Listeners {
@@ -404,11 +405,15 @@ impl Server {
                 "connections from these addresses are never refused and are served first"
             );
         }
-        let app = webhook::app(webhook, settings.limits.request_timeout);
+        let timeout = settings.limits.request_timeout;
+        let apps = listener::Apps {
+            untrusted: webhook::app(webhook.clone(), timeout),
+            trusted: webhook::trusted_app(webhook, timeout),
+        };
         let serve = listener::serve(
             webhook_listener,
             TlsAcceptor::from(tls),
-            app,
+            apps,
             &settings.limits,
             &settings.trusted_peers,
             metrics,
