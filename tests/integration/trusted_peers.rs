@@ -21,7 +21,8 @@
 //!
 //! Run without `--trusted-peers` (as on main before it existed; the settings are the
 //! only difference), the two flood tests fail at the reviews: 0 of 20 answered within
-//! 3 s in each, the reviews waiting in the kernel's backlog behind the floods. Before
+//! 1 s in each, and at most one within 3 s, the reviews waiting in the kernel's backlog
+//! behind the floods. Before
 //! trusted peers had a share of the body budget kept for them, unfinished bodies from
 //! untrusted addresses held all of it and 6 of 20 reviews waited until those requests
 //! timed out.
