@@ -58,7 +58,7 @@ METRICS = {
 }
 LABEL_VALUES = {  # label -> values the webhook can emit
     "outcome": {"mutated", "unchanged", "skipped", "denied", "invalid", "would_mutate", "would_deny"},
-    "verdict": {"ok", "drift", "unpolicied", "would-deny"},
+    "verdict": {"ok", "drift", "unpolicied", "would-mutate", "would-deny"},
     "result": {"applied", "clamped", "rejected", "success", "failure"},
 }
 

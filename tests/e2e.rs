@@ -25,7 +25,9 @@ mod e2e {
     mod expect;
     mod gpu_workloads;
     mod http1;
+    mod live_audit;
     mod namespaces;
     mod scheduling;
+    mod ska_walkthrough;
     mod webhook_down;
 }

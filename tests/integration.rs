@@ -9,6 +9,7 @@ mod support;
 
 mod integration {
     mod cli;
+    mod commands;
     mod docs;
     mod escalation;
     mod flood;
@@ -18,6 +19,7 @@ mod integration {
     mod namespaces;
     mod serve;
     mod server;
+    mod ska;
     mod slow_clients;
     mod tls;
     mod tls_posture;

@@ -49,7 +49,7 @@ pub enum Command {
     Certs(CertsArgs),
     /// Check, read-only, that the cluster is ready and the install healthy.
     Doctor(DoctorArgs),
-    /// Report on the job pods that exist now: ok, drift, unpolicied or would-deny.
+    /// Report on the job pods that exist now: ok, drift, unpolicied, would-mutate, would-deny.
     Audit(AuditArgs),
 }
 
@@ -121,6 +121,25 @@ pub fn run() -> anyhow::Result<ExitCode> {
 }
 
 pub use mutate::mutate;
+
+/// Whether `error` is a write to a pipe whose reader has gone (`ci-pod-webhook … | head`).
+/// Rust ignores SIGPIPE, so such a write fails with `EPIPE` instead of ending the
+/// process; the command then stops where it is, and `main` ends quietly with 0 as a
+/// shell tool does.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        let kind = cause
+            .downcast_ref::<std::io::Error>()
+            .map(std::io::Error::kind)
+            // serde_json keeps the io::Error inside its own.
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 fn load_policy(path: Option<&Path>) -> anyhow::Result<Policy> {
     Ok(match path {

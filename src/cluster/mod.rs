@@ -29,7 +29,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use namespaces::NamespaceIndex;
 pub use namespaces::{DIRECT_GET_TIMEOUT, NamespaceLabels};
 pub use runtime_classes::RuntimeClasses;
-pub use verdict::{Judgement, Verdict, judge};
+pub use verdict::{Judgement, Verdict, audited, judge};
 use watcher::Watcher;
 
 /// Whether the webhook talks to the API server (`serve --kube`).

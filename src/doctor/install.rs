@@ -28,6 +28,48 @@ pub fn job_entry(configuration: &MutatingWebhookConfiguration) -> Option<&Mutati
     configuration.webhooks.as_ref()?.first()
 }
 
+/// The hosts the API server dials for the configuration's entries, each once, in
+/// order: a `clientConfig.url`'s host (a name or an IP address), or
+/// `<service>.<namespace>.svc` for a `clientConfig.service`; `fallback` when there are
+/// no entries.
+pub fn dialled_hosts(
+    configuration: Option<&MutatingWebhookConfiguration>,
+    fallback: &str,
+) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for entry in configuration
+        .and_then(|c| c.webhooks.as_ref())
+        .into_iter()
+        .flatten()
+    {
+        let config = &entry.client_config;
+        let host = match (&config.url, &config.service) {
+            (Some(url), _) => url_host(url),
+            (None, Some(service)) => Some(format!("{}.{}.svc", service.name, service.namespace)),
+            (None, None) => None,
+        };
+        if let Some(host) = host.filter(|h| !hosts.contains(h)) {
+            hosts.push(host);
+        }
+    }
+    if hosts.is_empty() {
+        hosts.push(fallback.to_string());
+    }
+    hosts
+}
+
+/// The host of `https://host[:port]/path`; an IPv6 address without its brackets.
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
 /// Checks of the MutatingWebhookConfiguration named `name`.
 pub fn configuration(
     policy: &Policy,

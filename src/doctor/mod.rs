@@ -126,6 +126,8 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
     let namespaces = snapshot.namespaces.as_deref().map_err(String::as_str);
     checks.extend(namespaces::namespaces(&policy, namespaces));
     if inputs.pre {
+        // A host daemon's socket needs nothing installed: say so before installing.
+        checks.extend(placement::host_daemon(&policy, None));
         return Report { checks };
     }
     let configuration = snapshot.webhook_configuration.as_ref().map(Option::as_ref);
@@ -136,10 +138,9 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
         namespaces.unwrap_or_default(),
     ));
     let entry = configuration.ok().flatten().and_then(install::job_entry);
-    let service = entry.and_then(|e| e.client_config.service.as_ref());
-    let host = service.map_or_else(
-        || format!("{}.{}.svc", names.deployment, names.namespace),
-        |s| format!("{}.{}.svc", s.name, s.namespace),
+    let hosts = install::dialled_hosts(
+        configuration.ok().flatten(),
+        &format!("{}.{}.svc", names.deployment, names.namespace),
     );
     let ca_bundle = entry
         .and_then(|e| e.client_config.ca_bundle.as_ref())
@@ -152,7 +153,7 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
             .map(Option::as_ref)
             .map_err(String::as_str),
         ca_bundle,
-        &host,
+        &hosts,
         inputs.now,
     ));
     let deployment = format!("{}/{}", names.namespace, names.deployment);

@@ -204,7 +204,7 @@ impl Metrics {
         let job_pods = Family::<JobPodLabels, Gauge>::default();
         registry.register(
             "job_pods",
-            "Job pods in opted-in namespaces now, by class and verdict (ok, drift, unpolicied, would-deny) under the policy in force",
+            "Job pods in opted-in namespaces now, by class and verdict (ok, drift, unpolicied, would-mutate, would-deny) under the policy in force; a pod counts once under each of its verdicts",
             job_pods.clone(),
         );
         let policy_reloads = ReloadCounters::register(

@@ -453,19 +453,7 @@ fn in_namespace(mut policy: Policy, namespace: Option<&str>) -> Policy {
 /// cluster. It stops with the cluster's other watches.
 fn watch_job_pods(cluster: &Cluster, webhook: &Arc<Webhook>, metrics: &Metrics) {
     let judging = webhook.clone();
-    let judge: crate::cluster::pods::Judge = Box::new(move |namespace, labels, pod| {
-        let active = judging.policy();
-        if !ci_pod_webhook_core::mutate::opted_in(
-            &active.policy,
-            ci_pod_webhook_core::mutate::NamespaceFacts::Labels(labels),
-        ) {
-            return None;
-        }
-        crate::cluster::judge(&active.policy, namespace, labels, pod)
-            .map_err(|error| tracing::debug!(namespace, %error, "cannot judge a job pod"))
-            .ok()
-            .flatten()
-    });
+    let judge = crate::cluster::pods::Judge::new(move || judging.policy());
     if cluster
         .watch_job_pods(judge, metrics.job_pods.clone(), webhook.policy_changes())
         .is_some()

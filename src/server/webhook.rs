@@ -72,6 +72,12 @@ pub struct ActivePolicy {
     series: PolicySeries,
 }
 
+impl crate::cluster::pods::InForce for ActivePolicy {
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+}
+
 impl Webhook {
     /// `max_body_bytes` bounds one request body, `max_buffered_bytes` all of them
     /// together (see [`BodyBudget`]; with `trusted_peers`, part of it is kept for theirs).

@@ -259,6 +259,11 @@ fn the_node_docker_daemon_serves_the_socket_the_policy_mounts() {
             .any(|v| v["hostPath"]["path"] == host_path.as_str()),
         "the socket directory is on the node"
     );
+    // What `doctor` takes for the DaemonSet's socket (any other is a host daemon's).
+    assert_eq!(
+        host_path.as_str(),
+        ci_pod_webhook::doctor::placement::NODE_DOCKER_DIR
+    );
     // It runs where job pods run: on CI nodes, GPU nodes included.
     let class = &policy.classes[policy.default_class];
     for (key, value) in &class.node_selector {
@@ -519,4 +524,62 @@ fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
         namespace_env["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.namespace"
     );
+}
+
+/// Every alert of the shipped PrometheusRule has promtool unit tests (tests/alerts/,
+/// run by `scripts/test_alerts.py` in `.ci/run`): one where it fires and one where it
+/// stays quiet. A new alert without both fails here, before promtool ever runs.
+#[test]
+fn every_shipped_alert_has_a_promtool_test_that_fires_it_and_one_that_keeps_it_quiet() {
+    let rule = object("overlays/monitoring/prometheusrule.yaml", "PrometheusRule");
+    let alerts: Vec<&str> = rule["spec"]["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules"))
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    assert!(alerts.contains(&"CiPodWebhookJobPodsDrift"), "{alerts:?}");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/alerts");
+    let mut fired = std::collections::BTreeSet::new();
+    let mut quiet = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("tests/alerts") {
+        let path = entry.expect("entry").path();
+        if !path.to_string_lossy().ends_with(".test.yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let tests: Value = serde_saphyr::from_str(&text).expect("YAML");
+        assert_eq!(
+            tests["rule_files"],
+            json!(["ci-pod-webhook.rules.yaml"]),
+            "{}: the rule file scripts/test_alerts.py extracts",
+            path.display()
+        );
+        for case in tests["tests"].as_array().into_iter().flatten() {
+            for check in case["alert_rule_test"].as_array().into_iter().flatten() {
+                let name = check["alertname"].as_str().expect("alertname").to_string();
+                let expected = check["exp_alerts"].as_array().map_or(0, Vec::len);
+                if expected > 0 {
+                    fired.insert(name);
+                } else {
+                    quiet.insert(name);
+                }
+            }
+        }
+    }
+    for alert in &alerts {
+        assert!(fired.contains(*alert), "no promtool test fires {alert}");
+        assert!(
+            quiet.contains(*alert),
+            "no promtool test keeps {alert} quiet"
+        );
+    }
+    let known: std::collections::BTreeSet<&str> = alerts.iter().copied().collect();
+    for tested in fired.iter().chain(&quiet) {
+        assert!(
+            known.contains(tested.as_str()),
+            "tests/alerts tests {tested}, which the PrometheusRule does not have"
+        );
+    }
 }

@@ -228,3 +228,39 @@ fn the_deployment_needs_ready_replicas() {
         "Deployment ci-pod-webhook/ci-pod-webhook not found"
     );
 }
+
+#[test]
+fn the_hosts_dialled_are_the_urls_hosts_and_the_services_names() {
+    let entry = |url: Option<&str>, service: Option<(&str, &str)>| MutatingWebhook {
+        client_config: WebhookClientConfig {
+            url: url.map(str::to_string),
+            service: service.map(|(name, namespace)| ServiceReference {
+                name: name.into(),
+                namespace: namespace.into(),
+                ..ServiceReference::default()
+            }),
+            ca_bundle: None,
+        },
+        ..MutatingWebhook::default()
+    };
+    let configuration = MutatingWebhookConfiguration {
+        webhooks: Some(vec![
+            entry(Some("https://10.0.0.7:8443/mutate"), None),
+            entry(None, Some(("ci-pod-webhook", "ci"))),
+            entry(Some("https://[fd00::7]:8443/mutate/gpu-workloads"), None),
+            entry(Some("https://host.minikube.internal/mutate"), None),
+            entry(Some("https://10.0.0.7:8443/mutate/gpu-workloads"), None),
+        ]),
+        ..MutatingWebhookConfiguration::default()
+    };
+    assert_eq!(
+        dialled_hosts(Some(&configuration), "fallback.svc"),
+        [
+            "10.0.0.7",
+            "ci-pod-webhook.ci.svc",
+            "fd00::7",
+            "host.minikube.internal"
+        ]
+    );
+    assert_eq!(dialled_hosts(None, "fallback.svc"), ["fallback.svc"]);
+}

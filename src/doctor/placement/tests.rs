@@ -269,3 +269,25 @@ fn tcp_and_off_modes_need_no_socket_daemon_check() {
     let policy = Policy::parse(&text, "off.yaml").expect("policy");
     assert!(docker_daemon(&policy, &[node("ci-1", &[CI])], Ok(None), "ci-dind/ci-dind").is_empty());
 }
+
+#[test]
+fn a_host_daemon_socket_needs_no_daemon_set_and_says_what_is_not_checked() {
+    // SKA's policies: the host's own docker-for-gitlab daemon, its socket file mounted.
+    let text = include_str!("../../../examples/policies/ska-techops.yaml");
+    let policy = Policy::parse(text, "ska-techops.yaml").expect("policy");
+    let nodes = [node("ci-1", &[CI])];
+    for daemon_set in [Ok(None), Err("forbidden")] {
+        let checks = docker_daemon(&policy, &nodes, daemon_set, "ci-dind/ci-dind");
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert_eq!(checks[0].status, Status::Ok, "{checks:?}");
+        assert!(
+            checks[0]
+                .message
+                .starts_with("socket mode on a host daemon: /var/run/docker-for-gitlab.sock"),
+            "{checks:?}"
+        );
+        let hint = checks[0].hint.as_deref().unwrap_or_default();
+        assert!(hint.contains("cannot see"), "{hint}");
+        assert!(hint.contains("mount: file"), "{hint}");
+    }
+}

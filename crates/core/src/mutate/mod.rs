@@ -136,6 +136,12 @@ pub enum SkipReason {
     NoGpuRequest,
     /// A job pod reviewed through the GPU workloads entry: the opted-in entry decides it.
     JobPodOnGpuEntry,
+    /// On the GPU workloads entry, in a namespace that did not opt in: the policy has no
+    /// `gpuWorkloads` section.
+    NoGpuWorkloads,
+    /// On the GPU workloads entry, in a namespace that did not opt in: `gpuWorkloads`
+    /// does not select it.
+    NotGpuWorkloadsNamespace,
 }
 
 impl SkipReason {
@@ -147,6 +153,10 @@ impl SkipReason {
             SkipReason::NotJobPod => "not a GitLab Runner job pod",
             SkipReason::NoGpuRequest => "not a job pod and asks for no GPU",
             SkipReason::JobPodOnGpuEntry => "job pod: decided through the opted-in entry",
+            SkipReason::NoGpuWorkloads => "GPU pod: the policy has no gpuWorkloads section",
+            SkipReason::NotGpuWorkloadsNamespace => {
+                "GPU pod: gpuWorkloads does not select the namespace"
+            }
         }
     }
 }
@@ -229,7 +239,12 @@ pub fn decide<'p, 'f>(
         request.namespace.as_deref().unwrap_or(""),
         facts.namespace,
     ) {
-        return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
+        // The GPU entry sees every namespace: its skips are about gpuWorkloads.
+        return Ok(Decision::Skip(match (facts.entry, &policy.gpu_workloads) {
+            (Entry::OptedIn, _) => SkipReason::NamespaceNotOptedIn,
+            (Entry::GpuWorkloads, None) => SkipReason::NoGpuWorkloads,
+            (Entry::GpuWorkloads, Some(_)) => SkipReason::NotGpuWorkloadsNamespace,
+        }));
     }
     if let Some(pod) = &request.pod {
         return decide_pod(policy, facts, request, pod);

@@ -22,6 +22,12 @@ impl Policy {
                     ));
                 }
             }
+            let tokens = class.match_blocks.iter().flat_map(|b| &b.runner_tokens);
+            for token in tokens.filter(|t| is_placeholder(t)) {
+                out.push(format!(
+                    "classes.{n}.match.runnerTokens: {token} is a placeholder, not a runner's token (an example policy left unedited?): no job pod's name starts with runner-{token}-, so this rule matches nothing; put the runner's short token (docs/ska-migration.md, \"1. Fill in the policy\")"
+                ));
+            }
             if class
                 .tolerations
                 .iter()
@@ -41,6 +47,13 @@ impl Policy {
         }
         out
     }
+}
+
+/// The example policies' placeholder tokens: `todo` and digits (`todo0101`).
+fn is_placeholder(token: &str) -> bool {
+    token
+        .strip_prefix("todo")
+        .is_some_and(|rest| rest.chars().all(|c| c.is_ascii_digit()))
 }
 
 /// Whether GitLab Runner keeps the label key to itself.

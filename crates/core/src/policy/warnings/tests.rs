@@ -63,3 +63,16 @@ fn a_gpu_default_class_is_a_warning() {
         "{w:?}"
     );
 }
+
+#[test]
+fn a_placeholder_runner_token_is_a_warning() {
+    let w = warnings(&format!(
+        "defaultClass: a\nclasses:\n  a: {{ {CEILING} }}\n  b:\n    {CEILING}\n    match: [ {{ runnerTokens: [todo0101, t3yz8bqk] }}, {{ runnerTokens: [todo00001] }} ]\n"
+    ));
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[0].starts_with("classes.b.match.runnerTokens: todo0101 is a placeholder"),
+        "{w:?}"
+    );
+    assert!(w[1].contains(": todo00001 is a placeholder"), "{w:?}");
+}
