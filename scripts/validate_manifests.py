@@ -298,6 +298,13 @@ def check_deployment(where, objs):
     }
     for k, v in expect_env.items():
         check(env.get(k) == v, where, f"env {k}={env.get(k)!r}, expected {v!r}")
+    # Empty in the base, for the admin to fill in (docs/network.md).
+    trusted = "10.0.0.10/32,10.0.0.11/32" if "trusted peers, filled in" in where else ""
+    check(
+        env.get("CI_POD_WEBHOOK_TRUSTED_PEERS") == trusted,
+        where,
+        f"env CI_POD_WEBHOOK_TRUSTED_PEERS={env.get('CI_POD_WEBHOOK_TRUSTED_PEERS')!r}, expected {trusted!r}",
+    )
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     check(ports == {"https": 8443, "admin": 8080}, where, f"container ports {ports}")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):

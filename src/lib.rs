@@ -7,6 +7,8 @@
 //! (docs/development.md):
 //! - [`policy_file`]: the policy read from disk;
 //! - [`metrics`]: the Prometheus metrics value;
+//! - [`trusted_peers`]: the API server's source addresses (`--trusted-peers`), as the
+//!   server and `doctor` read them;
 //! - [`cluster`]: the webhook's view of the cluster: namespace labels, RuntimeClass
 //!   names and job pods, mirrored by watches, and the judging of stored pods;
 //! - [`certs`]: development and self-managed certificates;
@@ -22,3 +24,4 @@ pub mod doctor;
 pub mod metrics;
 pub mod policy_file;
 pub mod server;
+pub mod trusted_peers;

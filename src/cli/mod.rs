@@ -34,7 +34,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the admission webhook (HTTPS) and the admin port (plain HTTP).
-    Serve(ServeArgs),
+    // Boxed: its flags make it several times the size of the other commands.
+    Serve(Box<ServeArgs>),
     /// Run an AdmissionReview, a Pod or a List of pods through the policy, offline.
     Mutate(MutateArgs),
     /// Validate a policy file (default: the embedded policy) and summarise its classes.

@@ -9,10 +9,14 @@ use std::path::PathBuf;
 
 use ci_pod_webhook::cli::serve::ServeArgs;
 use ci_pod_webhook::cli::{Cli, Command};
+use ci_pod_webhook::doctor::network;
+use ci_pod_webhook::doctor::report::Status;
 use ci_pod_webhook_core::policy::{
     DEFAULT_POLICY_YAML, DockerMode, OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy,
 };
 use clap::Parser;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use serde_json::{Value, json};
 
 fn manifest(path: &str) -> Vec<Value> {
@@ -38,7 +42,7 @@ fn serve_defaults() -> ServeArgs {
         .expect("serve parses")
         .command
     {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         other => panic!("{other:?}"),
     }
 }
@@ -352,6 +356,53 @@ fn the_network_policy_admits_the_webhook_port_only_from_an_ip_block_an_admin_mus
                 .all(|s| s["namespaceSelector"]["matchLabels"].is_object())
     );
     assert_eq!(rules.len(), 2, "nothing else is admitted");
+}
+
+#[test]
+fn the_trusted_peers_ship_empty_for_the_admin_to_fill_in_and_doctor_says_so() {
+    let container = webhook_container();
+    let shipped = env(&container, "CI_POD_WEBHOOK_TRUSTED_PEERS").expect("the variable is there");
+    assert_eq!(
+        shipped, "",
+        "the base cannot know the API server's addresses"
+    );
+    let args = match Cli::try_parse_from(["ci-pod-webhook", "serve", "--trusted-peers", &shipped])
+        .expect("serve takes the shipped value")
+        .command
+    {
+        Command::Serve(args) => *args,
+        other => panic!("{other:?}"),
+    };
+    assert!(args.trusted_peers.is_empty());
+    // doctor, reading the Deployment's container as applied, warns until the value is
+    // filled in.
+    let container: Container = serde_json::from_value(container).expect("a container");
+    let deployment = Deployment {
+        spec: Some(DeploymentSpec {
+            template: PodTemplateSpec {
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    ..PodSpec::default()
+                }),
+                ..PodTemplateSpec::default()
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    };
+    let check = network::trusted_peers("ci-pod-webhook/ci-pod-webhook", &deployment);
+    assert_eq!(check.status, Status::Warning, "{}", check.message);
+    assert!(
+        check
+            .message
+            .contains("CI_POD_WEBHOOK_TRUSTED_PEERS is empty")
+    );
+    // The comment above the variable shows the patch that fills it in.
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/base/deployment.yaml"),
+    )
+    .expect("read");
+    assert!(text.contains("#                     - name: CI_POD_WEBHOOK_TRUSTED_PEERS"));
 }
 
 #[test]
