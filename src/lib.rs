@@ -7,6 +7,8 @@
 //! (docs/development.md):
 //! - [`policy_file`]: the policy read from disk;
 //! - [`metrics`]: the Prometheus metrics value;
+//! - [`trusted_peers`]: the API server's source addresses (`--trusted-peers`), as the
+//!   server and `doctor` read them;
 //! - [`cluster`]: the webhook's view of the cluster: namespace labels, RuntimeClass
 //!   names and job pods, mirrored by watches, and the judging of stored pods;
 //! - [`certs`]: development and self-managed certificates;
@@ -26,3 +28,4 @@ pub mod policy_file;
 pub mod prometheus;
 pub mod server;
 pub mod sizing;
+pub mod trusted_peers;

@@ -30,5 +30,6 @@ mod e2e {
     mod scheduling;
     mod sizing_series;
     mod ska_walkthrough;
+    mod subresources;
     mod webhook_down;
 }

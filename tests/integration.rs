@@ -24,5 +24,6 @@ mod integration {
     mod slow_clients;
     mod tls;
     mod tls_posture;
+    mod trusted_peers;
     mod under_load;
 }

@@ -35,7 +35,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the admission webhook (HTTPS) and the admin port (plain HTTP).
-    Serve(ServeArgs),
+    // Boxed: its flags make it several times the size of the other commands.
+    Serve(Box<ServeArgs>),
     /// Run an AdmissionReview, a Pod or a List of pods through the policy, offline.
     Mutate(MutateArgs),
     /// Validate a policy file (default: the embedded policy) and summarise its classes.
@@ -207,6 +208,11 @@ pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result
         explain::gpu_workloads_summary(&policy)
     )?;
     writeln!(out, "limitsEnv: {}", explain::limits_env_summary(&policy))?;
+    writeln!(
+        out,
+        "ephemeralContainers: {}",
+        policy.ephemeral_containers.as_str()
+    )?;
     writeln!(out)?;
     let rows: Vec<[String; 6]> = policy.classes.iter().map(class_row).collect();
     let header = [
@@ -258,6 +264,16 @@ fn class_row(class: &RunnerClass) -> [String; 6] {
                     (None, _) => Some((r, "none".to_string())),
                 }),
         );
+    // Then what the class grants `build` besides (extendedResources), each at its most.
+    let max = std::iter::once(max)
+        .chain(
+            class
+                .extended_resources
+                .iter()
+                .map(|(k, q)| format!("{k}={q}")),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
     let gpu = class.gpu.as_ref().map_or("-".to_string(), |g| {
         format!("{} x{} (max {})", g.resource, g.count, g.max)
     });

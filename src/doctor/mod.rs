@@ -13,6 +13,7 @@ pub mod certificate;
 pub mod fetch;
 pub mod install;
 pub mod namespaces;
+pub mod network;
 pub mod placement;
 pub mod report;
 pub mod selector;
@@ -107,6 +108,14 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
     let Some(policy) = policy else {
         return Report { checks };
     };
+    // What a job could turn against a valid policy (check-policy prints the same), such
+    // as ephemeralContainers: allow, a safe default turned off.
+    checks.extend(
+        policy
+            .warnings()
+            .into_iter()
+            .map(|w| Check::warning(POLICY_GROUP, w)),
+    );
     let empty = Vec::new();
     let nodes = match &snapshot.nodes {
         Ok(nodes) => {
@@ -155,14 +164,18 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
         &hosts,
         inputs.now,
     ));
+    let deployment = format!("{}/{}", names.namespace, names.deployment);
     checks.extend(install::deployment(
-        &format!("{}/{}", names.namespace, names.deployment),
+        &deployment,
         snapshot
             .deployment
             .as_ref()
             .map(Option::as_ref)
             .map_err(String::as_str),
     ));
+    if let Ok(Some(installed)) = &snapshot.deployment {
+        checks.push(network::trusted_peers(&deployment, installed));
+    }
     if snapshot.nodes.is_ok() {
         checks.extend(placement::docker_daemon(
             &policy,

@@ -25,22 +25,41 @@ use ci_pod_webhook_core::mutate::{OverrideKind, OverrideResult, RefusedChange};
 use ci_pod_webhook_core::policy::{Limit, Policy, ResourceName, Role};
 pub use histogram::LatencyHistogram;
 
-/// Why a connection was refused: the `reason` label of `connections_refused_total`.
+/// Why a connection was refused or closed early: the `reason` label of
+/// `connections_refused_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
     /// Its address already holds `--max-connections-per-address` connections.
     AddressConnections,
     /// Its address already has `--max-handshakes-per-address` handshakes in progress.
     AddressHandshakes,
+    /// With `--trusted-peers`: from an untrusted address while `--max-connections` are
+    /// open (without trusted peers the server stops accepting instead).
+    Connections,
+    /// With `--trusted-peers`: from an untrusted address while untrusted addresses
+    /// together have `--max-untrusted-handshakes` handshakes in progress.
+    UntrustedHandshakes,
+    /// With `--trusted-peers`: an idle connection from an untrusted address, closed to
+    /// make room for a trusted peer's at `--max-connections`.
+    EvictedIdle,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 2] = [Refused::AddressConnections, Refused::AddressHandshakes];
+    pub const ALL: [Refused; 5] = [
+        Refused::AddressConnections,
+        Refused::AddressHandshakes,
+        Refused::Connections,
+        Refused::UntrustedHandshakes,
+        Refused::EvictedIdle,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Refused::AddressConnections => "address_connections",
             Refused::AddressHandshakes => "address_handshakes",
+            Refused::Connections => "connections",
+            Refused::UntrustedHandshakes => "untrusted_handshakes",
+            Refused::EvictedIdle => "evicted_idle",
         }
     }
 
@@ -49,6 +68,8 @@ impl Refused {
         match self {
             Refused::AddressConnections => "--max-connections-per-address",
             Refused::AddressHandshakes => "--max-handshakes-per-address",
+            Refused::Connections | Refused::EvictedIdle => "--max-connections",
+            Refused::UntrustedHandshakes => "--max-untrusted-handshakes",
         }
     }
 }
@@ -163,6 +184,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Webhook connections open right now (TLS handshakes included).
     pub open_connections: Gauge,
+    /// Of those, connections from `--trusted-peers`.
+    pub trusted_connections: Gauge,
     /// Request-body bytes held by requests right now (the body budget in use).
     pub buffered_request_bytes: Gauge,
     /// Webhook connections accepted since start.
@@ -251,7 +274,11 @@ impl Metrics {
             "connections_refused",
             "Webhook connections closed as soon as accepted, by reason: their source address \
              was at --max-connections-per-address (address_connections) or \
-             --max-handshakes-per-address (address_handshakes)",
+             --max-handshakes-per-address (address_handshakes); with --trusted-peers, an \
+             untrusted address's while --max-connections were open (connections) or \
+             untrusted addresses had --max-untrusted-handshakes in progress \
+             (untrusted_handshakes); and idle connections from untrusted addresses closed \
+             to make room for a trusted peer (evicted_idle)",
             refused.clone(),
         );
         let job_pod_info = Family::<JobPodInfoLabels, Gauge>::default();
@@ -309,6 +336,7 @@ impl Metrics {
             certificate_reloads,
             in_flight: Gauge::default(),
             open_connections: Gauge::default(),
+            trusted_connections: Gauge::default(),
             buffered_request_bytes: Gauge::default(),
             connections: Counter::default(),
             tls_handshake_failures: Counter::default(),
@@ -333,6 +361,11 @@ impl Metrics {
             "open_connections",
             "Open webhook connections",
             metrics.open_connections.clone(),
+        );
+        registry.register(
+            "trusted_connections",
+            "Open webhook connections from --trusted-peers (the API server's addresses)",
+            metrics.trusted_connections.clone(),
         );
         registry.register_with_unit(
             "buffered_request",

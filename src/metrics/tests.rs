@@ -41,6 +41,9 @@ fn every_series_exists_at_zero_before_the_first_review() {
         r#"ci_pod_webhook_certificate_reloads_total{result="success"} 0"#,
         r#"ci_pod_webhook_build_info{version=""#,
         r#"ci_pod_webhook_connections_refused_total{reason="address_handshakes"} 0"#,
+        r#"ci_pod_webhook_connections_refused_total{reason="untrusted_handshakes"} 0"#,
+        r#"ci_pod_webhook_connections_refused_total{reason="evicted_idle"} 0"#,
+        "ci_pod_webhook_trusted_connections 0",
         r#"ci_pod_webhook_request_duration_seconds_bucket{le="0.00005",outcome="denied"} 0"#,
     ] {
         assert!(text.contains(line), "missing {line} in\n{text}");
