@@ -9,7 +9,8 @@
 //! certificate applied together break the webhook until every replica has reloaded, so
 //! a rotation writes to a new directory and follows the ordered steps in certs/README.md.
 //! `--ip` and `--dns` add names, for an API server that reaches the webhook elsewhere than
-//! at its Service (a kind or minikube cluster calling `serve` on the host).
+//! at its Service (a kind or minikube cluster calling `serve` on the host);
+//! `--names-from` adds those of the certificate a rotation replaces ([`names_in`]).
 //!
 //! Keys are ECDSA P-256. Private keys are written 0600, through a temporary file and a
 //! rename, so that a reader (or the webhook's own reloader) never sees half a file. A
@@ -53,6 +54,8 @@ pub enum CertError {
     Exists(PathBuf),
     #[error("--days must be between 1 and 3650, got {0}")]
     Days(u32),
+    #[error("cannot read the names of the certificate {path}: {why}")]
+    Unreadable { path: PathBuf, why: String },
     #[error(
         "{0} holds the development certificate of another ci-pod-webhook serve that is still running; stop it, or give this one its own --cert-dir"
     )]
@@ -89,6 +92,44 @@ pub struct Generated {
     pub ca_key: String,
     pub tls_cert: String,
     pub tls_key: String,
+}
+
+/// The names a certificate carries (its subjectAltName): DNS names and IP addresses.
+/// `certs --names-from` reads them from the certificate a rotation replaces, so the new
+/// one keeps the `--ip`/`--dns` names the install was made with.
+///
+/// # Errors
+/// `path` cannot be read, or holds no PEM certificate.
+pub fn names_in(path: &Path) -> Result<(Vec<String>, Vec<IpAddr>), CertError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
+
+    let unreadable = |why: String| CertError::Unreadable {
+        path: path.to_path_buf(),
+        why,
+    };
+    let pem = fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let der = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .ok_or_else(|| unreadable("no PEM certificate in it".into()))?
+        .map_err(|e| unreadable(format!("not PEM: {e}")))?;
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| unreadable(e.to_string()))?;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(name) => dns.push((*name).to_string()),
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => ips.extend(<[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from)),
+                    16 => ips.extend(<[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from)),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok((dns, ips))
 }
 
 /// The serving certificate's names for `service` in `namespace`.
@@ -164,8 +205,16 @@ pub fn run(
         }
     }
     let mut names = service_names(cert.service, cert.namespace);
-    names.extend(cert.dns_names.iter().cloned());
-    names.extend(cert.ips.iter().map(IpAddr::to_string));
+    for name in cert
+        .dns_names
+        .iter()
+        .cloned()
+        .chain(cert.ips.iter().map(IpAddr::to_string))
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
     let generated = generate(&names[2], &names, cert.days)?;
     create_dir(out, 0o755)?;
     let bundle = base64::engine::general_purpose::STANDARD.encode(&generated.ca_cert) + "\n";

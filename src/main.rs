@@ -14,6 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     match ci_pod_webhook::cli::run() {
         Ok(code) => code,
+        // `… | head`: the reader has what it wanted; nothing went wrong here.
+        Err(e) if ci_pod_webhook::cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -25,8 +25,12 @@ mod e2e {
     mod expect;
     mod gpu_workloads;
     mod http1;
+    mod live_audit;
     mod namespaces;
     mod node;
     mod scheduling;
+    mod sizing_series;
+    mod ska_walkthrough;
+    mod subresources;
     mod webhook_down;
 }

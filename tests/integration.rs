@@ -9,6 +9,7 @@ mod support;
 
 mod integration {
     mod cli;
+    mod commands;
     mod docs;
     mod escalation;
     mod flood;
@@ -18,8 +19,11 @@ mod integration {
     mod namespaces;
     mod serve;
     mod server;
+    mod sizing;
+    mod ska;
     mod slow_clients;
     mod tls;
     mod tls_posture;
+    mod trusted_peers;
     mod under_load;
 }

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use super::kube::KubeArgs;
 use crate::cluster::{self, Judgement, Verdict};
-use ci_pod_webhook_core::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy};
+use ci_pod_webhook_core::policy::Policy;
 
 /// Exit code when a pod has a verdict named by `--fail-on`.
 pub const FAILED_ON: u8 = 3;
@@ -44,7 +44,8 @@ pub struct AuditArgs {
     /// `table` (grouped by class, then the pods that are not ok) or `json`.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     pub output: Output,
-    /// Exit with code 3 when any pod has one of these verdicts, e.g. `unpolicied,drift`.
+    /// Exit with code 3 when any pod has one of these verdicts, e.g. `unpolicied,drift`
+    /// (a pod can have two: `unpolicied` and `would-deny`; either matches).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub fail_on: Vec<FailOn>,
 }
@@ -60,6 +61,7 @@ pub enum Output {
 pub enum FailOn {
     Drift,
     Unpolicied,
+    WouldMutate,
     WouldDeny,
 }
 
@@ -68,6 +70,7 @@ impl FailOn {
         match self {
             FailOn::Drift => Verdict::Drift,
             FailOn::Unpolicied => Verdict::Unpolicied,
+            FailOn::WouldMutate => Verdict::WouldMutate,
             FailOn::WouldDeny => Verdict::WouldDeny,
         }
     }
@@ -103,11 +106,9 @@ pub fn run(args: &AuditArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
         }
     }
-    let failed = rows.iter().any(|row| {
-        args.fail_on
-            .iter()
-            .any(|f| f.verdict() == row.judgement.verdict)
-    });
+    let failed = rows
+        .iter()
+        .any(|row| args.fail_on.iter().any(|f| row.judgement.has(f.verdict())));
     Ok(if failed {
         ExitCode::from(FAILED_ON)
     } else {
@@ -130,8 +131,7 @@ async fn namespaces(
             .context("cannot list namespaces")?
         {
             let labels = namespace.metadata.labels.unwrap_or_default();
-            let opt_in = labels.get(&policy.keys.opt_in).map(String::as_str);
-            if matches!(opt_in, Some(OPT_IN_VALUE | OPT_IN_WARN_VALUE)) {
+            if cluster::audited(policy, &labels) {
                 found.push((namespace.metadata.name.unwrap_or_default(), labels));
             }
         }
@@ -193,21 +193,29 @@ pub async fn collect(
     Ok(rows)
 }
 
-/// Counts per class and verdict.
-fn counts(rows: &[Row]) -> BTreeMap<&str, BTreeMap<Verdict, usize>> {
-    let mut counts: BTreeMap<&str, BTreeMap<Verdict, usize>> = BTreeMap::new();
+/// Per class: the pods, and how many have each verdict (a pod with two verdicts counts
+/// under both, so the verdicts can add up to more than the pods).
+#[derive(Default)]
+struct ClassCounts {
+    pods: usize,
+    verdicts: BTreeMap<Verdict, usize>,
+}
+
+fn counts(rows: &[Row]) -> BTreeMap<&str, ClassCounts> {
+    let mut counts: BTreeMap<&str, ClassCounts> = BTreeMap::new();
     for row in rows {
-        *counts
-            .entry(row.judgement.class.as_str())
-            .or_default()
-            .entry(row.judgement.verdict)
-            .or_default() += 1;
+        let class = counts.entry(row.judgement.class.as_str()).or_default();
+        class.pods += 1;
+        for verdict in &row.judgement.verdicts {
+            *class.verdicts.entry(*verdict).or_default() += 1;
+        }
     }
     counts
 }
 
 #[derive(Serialize)]
 struct Report<'a> {
+    /// Per class: `pods`, then each verdict's count.
     summary: BTreeMap<&'a str, BTreeMap<&'static str, usize>>,
     pods: &'a [Row],
 }
@@ -215,11 +223,12 @@ struct Report<'a> {
 fn report(rows: &[Row]) -> Report<'_> {
     let summary = counts(rows)
         .into_iter()
-        .map(|(class, verdicts)| {
-            let by_name = Verdict::ALL
+        .map(|(class, counts)| {
+            let mut by_name: BTreeMap<&'static str, usize> = Verdict::ALL
                 .iter()
-                .map(|v| (v.as_str(), verdicts.get(v).copied().unwrap_or(0)))
+                .map(|v| (v.as_str(), counts.verdicts.get(v).copied().unwrap_or(0)))
                 .collect();
+            by_name.insert("pods", counts.pods);
             (class, by_name)
         })
         .collect();
@@ -234,23 +243,15 @@ fn write_table(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
     if rows.is_empty() {
         return writeln!(out, "No job pods found.");
     }
-    let mut summary = vec![vec![
-        "CLASS".to_string(),
-        "PODS".to_string(),
-        "OK".to_string(),
-        "DRIFT".to_string(),
-        "UNPOLICIED".to_string(),
-        "WOULD-DENY".to_string(),
-    ]];
-    for (class, verdicts) in counts(rows) {
-        let mut line = vec![
-            class.to_string(),
-            verdicts.values().sum::<usize>().to_string(),
-        ];
+    let mut header = vec!["CLASS".to_string(), "PODS".to_string()];
+    header.extend(Verdict::ALL.iter().map(|v| v.as_str().to_uppercase()));
+    let mut summary = vec![header];
+    for (class, counts) in counts(rows) {
+        let mut line = vec![class.to_string(), counts.pods.to_string()];
         line.extend(
             Verdict::ALL
                 .iter()
-                .map(|v| verdicts.get(v).copied().unwrap_or(0).to_string()),
+                .map(|v| counts.verdicts.get(v).copied().unwrap_or(0).to_string()),
         );
         summary.push(line);
     }
@@ -263,14 +264,15 @@ fn write_table(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
         "VERDICT".to_string(),
         "DETAILS".to_string(),
     ]];
-    for row in rows.iter().filter(|r| r.judgement.verdict != Verdict::Ok) {
+    for row in rows.iter().filter(|r| !r.judgement.has(Verdict::Ok)) {
         let j = &row.judgement;
+        let verdicts: Vec<&str> = j.verdicts.iter().map(|v| v.as_str()).collect();
         pods.push(vec![
             row.namespace.clone(),
             row.pod.clone(),
             j.class.clone(),
             j.mode.to_string(),
-            j.verdict.as_str().to_string(),
+            verdicts.join(","),
             j.details.join("; "),
         ]);
     }

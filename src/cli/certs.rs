@@ -31,18 +31,29 @@ pub struct CertsArgs {
     /// host.minikube.internal.
     #[arg(long = "dns", value_name = "NAME", value_parser = parse_dns_name)]
     pub dns_names: Vec<String>,
+    /// Also name every DNS name and IP address the certificate in this PEM file names
+    /// (the `tls.crt` a rotation replaces), so the new one keeps the install's --ip and
+    /// --dns.
+    #[arg(long, value_name = "TLS_CRT")]
+    pub names_from: Option<PathBuf>,
     /// Replace certificates already in --out (any of the five files).
     #[arg(long)]
     pub force: bool,
 }
 
 pub fn run(args: &CertsArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
+    let (mut dns_names, mut ips) = (args.dns_names.clone(), args.ips.clone());
+    if let Some(path) = &args.names_from {
+        let (dns, addresses) = certs::names_in(path)?;
+        dns_names.extend(dns);
+        ips.extend(addresses);
+    }
     let cert = ServiceCertificate {
         service: &args.service,
         namespace: &args.namespace,
         days: args.days,
-        ips: &args.ips,
-        dns_names: &args.dns_names,
+        ips: &ips,
+        dns_names: &dns_names,
     };
     for path in certs::run(&cert, &args.out, args.force)? {
         writeln!(out, "wrote {}", path.display())?;

@@ -5,9 +5,14 @@
 //! cloning its label map on every review. Here each namespace maps straight to an
 //! `Arc` of its labels, looked up by `&str` without allocating, and a relist is swapped
 //! in whole on `InitDone` exactly as the reflector does.
+//!
+//! It also keeps a short log of the namespaces whose labels changed or that went away
+//! (from watch events, and from comparing a relist with what it replaces, so an
+//! outage loses none): the job-pod watcher judges pods again when a namespace opts in,
+//! changes mode or opts out ([`Reader::take_changes`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
@@ -21,18 +26,69 @@ type Map = HashMap<String, Labels>;
 
 /// The read side: cheap to clone, every lookup takes the lock for one hash probe.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Reader(Arc<RwLock<Map>>);
+pub(super) struct Reader {
+    map: Arc<RwLock<Map>>,
+    changes: Arc<Mutex<Changes>>,
+}
+
+/// A namespace whose labels changed, or that went away (`now: None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Change {
+    pub(super) name: String,
+    pub(super) before: Labels,
+    pub(super) now: Option<Labels>,
+}
+
+/// What [`Reader::take_changes`] hands over.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Changes {
+    /// Each change since the last take, in order.
+    Some(Vec<Change>),
+    /// More than [`MAX_CHANGES`] piled up: take every namespace as changed.
+    TooMany,
+}
+
+impl Default for Changes {
+    fn default() -> Self {
+        Changes::Some(Vec::new())
+    }
+}
+
+/// Changes kept for the reader; past this (nobody takes them, or a burst), the log
+/// says "too many" instead of growing.
+pub(super) const MAX_CHANGES: usize = 1024;
 
 impl Reader {
     pub(super) fn get(&self, namespace: &str) -> Option<Labels> {
         // A poisoned lock only means a writer panicked between two whole-map
         // operations; the map itself is still consistent.
-        let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+        let map = self.map.read().unwrap_or_else(PoisonError::into_inner);
         map.get(namespace).cloned()
     }
 
     pub(super) fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The namespaces whose labels changed, or that went away, since the last call.
+    /// A namespace that appears is not a change: nothing can have been judged in it.
+    pub(super) fn take_changes(&self) -> Changes {
+        let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        std::mem::take(&mut *changes)
+    }
+
+    fn record(&self, change: Change) {
+        let mut changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Changes::Some(list) = &mut *changes {
+            if list.len() < MAX_CHANGES {
+                list.push(change);
+            } else {
+                *changes = Changes::TooMany;
+            }
+        }
     }
 }
 
@@ -66,6 +122,26 @@ impl Store<PartialObjectMeta<Namespace>> for Writer {
             Event::InitDone => {
                 let listed = std::mem::take(&mut self.relist);
                 let previous = std::mem::replace(&mut *self.write(), listed);
+                // What changed while the watch was away (an outage, an expired watch).
+                let changes: Vec<Change> = {
+                    let now = self
+                        .shared
+                        .map
+                        .read()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    previous
+                        .iter()
+                        .filter(|(name, before)| now.get(*name) != Some(*before))
+                        .map(|(name, before)| Change {
+                            name: name.clone(),
+                            before: before.clone(),
+                            now: now.get(name).cloned(),
+                        })
+                        .collect()
+                };
+                for change in changes {
+                    self.shared.record(change);
+                }
                 // Freed after the lock is released: reviews never wait for a whole map
                 // to be dropped (the lock is held for a pointer swap only).
                 drop(previous);
@@ -73,12 +149,26 @@ impl Store<PartialObjectMeta<Namespace>> for Writer {
             }
             Event::Apply(object) => {
                 if let Some((name, labels)) = name_and_labels(object) {
-                    self.write().insert(name, labels);
+                    let before = self.write().insert(name.clone(), labels.clone());
+                    if let Some(before) = before.filter(|before| *before != labels) {
+                        self.shared.record(Change {
+                            name,
+                            before,
+                            now: Some(labels),
+                        });
+                    }
                 }
             }
             Event::Delete(object) => {
                 if let Some(name) = object.metadata.name {
-                    self.write().remove(&name);
+                    let before = self.write().remove(&name);
+                    if let Some(before) = before {
+                        self.shared.record(Change {
+                            name,
+                            before,
+                            now: None,
+                        });
+                    }
                 }
             }
         }
@@ -98,7 +188,7 @@ impl Store<PartialObjectMeta<Namespace>> for Writer {
 impl Writer {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map> {
         self.shared
-            .0
+            .map
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     }

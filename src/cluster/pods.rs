@@ -1,13 +1,21 @@
 //! The live audit: job pods watched in opted-in namespaces, each judged as `audit`
-//! judges it ([`super::judge`]), counted in `ci_pod_webhook_job_pods{class,verdict}`.
+//! judges it, counted in `ci_pod_webhook_job_pods{class,verdict}` (a pod once under each
+//! of its verdicts). [`Judge`] is the only way in: the namespaces it looks at are
+//! [`super::audited`]'s and each pod's verdicts are [`super::judge`]'s, by the policy in
+//! force, exactly as `audit` chooses and judges them.
 //!
 //! The watch asks only for pods labelled `pod` (GitLab Runner puts that label on every
 //! job pod), so other workloads never cross the wire. Pods arrive whole, one at a time
 //! (the list in small pages: [`LIST_PAGE_SIZE`]), and only a small record is kept of
-//! each: its key and its (class, verdict), so memory grows by under a kilobyte per job
-//! pod, not by the pods' size. A reloaded policy relists (the [`super::watcher::Relist`] signal) and
-//! judges every pod again. A namespace that opts in later is seen at the next relist
-//! or as its pods change.
+//! each: its key, class and verdicts, so memory grows by under a kilobyte per job pod,
+//! not by the pods' size. Since the pods themselves are not kept, every pod is judged
+//! again by listing them again: after a policy reload (the [`super::watcher::Relist`]
+//! signal), and when a namespace that opts in before or after a change of its labels
+//! changes them (it opts in, changes mode, opts out, is pinned to a class), seen in the
+//! namespace mirror's log of changes at the next [`TICK`](super::watcher::TICK). A
+//! namespace that goes away takes its pods' records with it. After a watch restart
+//! kube's watcher resumes or relists, and the namespace mirror compares its relist
+//! with what it replaces, so changes made during an outage are not lost.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,10 +29,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
-use super::namespace_mirror::Reader;
+use super::job_pod_series::{JobPodSeries, Observed, Observer};
+use super::namespace_mirror::{Changes, Reader};
 use super::verdict::{Judgement, Verdict};
-use super::watcher::{Applied, Relist, Store, Watcher};
+use super::watcher::{Applied, Relist, Store, Tick, Watcher};
 use crate::metrics::JobPodLabels;
+use ci_pod_webhook_core::policy::Policy;
 
 /// The label GitLab Runner puts on every job pod.
 pub const JOB_POD_SELECTOR: &str = "pod";
@@ -36,16 +46,82 @@ pub const JOB_POD_SELECTOR: &str = "pod";
 /// tens of MiB, for one list request per 25 job pods at start-up and policy reloads.
 const LIST_PAGE_SIZE: u32 = 25;
 
-/// Judges one pod: (namespace, its labels, the pod's JSON) → `None` when it is not a
-/// job pod in an opted-in namespace. Built by the server around the policy in force.
-pub type Judge =
-    Box<dyn Fn(&str, &BTreeMap<String, String>, &str) -> Option<Judgement> + Send + 'static>;
+/// What holds the policy in force (the server's, reloaded as its file changes).
+pub trait InForce: Send + Sync + 'static {
+    fn policy(&self) -> &Policy;
+}
+
+impl InForce for Policy {
+    fn policy(&self) -> &Policy {
+        self
+    }
+}
+
+/// How the watch judges: [`super::audited`] and [`super::judge`], by the policy
+/// `current` returns at the time.
+pub struct Judge {
+    current: Box<dyn Fn() -> Arc<dyn InForce> + Send>,
+}
+
+impl Judge {
+    pub fn new(current: impl Fn() -> Arc<dyn InForce> + Send + 'static) -> Self {
+        Judge {
+            current: Box::new(current),
+        }
+    }
+
+    /// Whether pods in a namespace with these labels are judged.
+    fn audited(&self, labels: &BTreeMap<String, String>) -> bool {
+        super::audited((self.current)().policy(), labels)
+    }
+
+    /// One pod: `None` when it is not a job pod in an audited namespace.
+    fn pod(
+        &self,
+        namespace: &str,
+        labels: &BTreeMap<String, String>,
+        pod: &str,
+    ) -> Option<Judgement> {
+        let current = (self.current)();
+        if !super::audited(current.policy(), labels) {
+            return None;
+        }
+        super::judge(current.policy(), namespace, labels, pod)
+            .map_err(|error| tracing::debug!(namespace, %error, "cannot judge a job pod"))
+            .ok()
+            .flatten()
+    }
+}
+
+/// A pod's verdicts, one bit each (in the order of [`Verdict::ALL`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Verdicts(u8);
+
+impl Verdicts {
+    fn of(verdicts: &[Verdict]) -> Self {
+        Verdicts(verdicts.iter().fold(0, |bits, v| bits | bit(*v)))
+    }
+
+    fn iter(self) -> impl Iterator<Item = Verdict> {
+        Verdict::ALL
+            .into_iter()
+            .filter(move |v| self.0 & bit(*v) != 0)
+    }
+}
+
+fn bit(verdict: Verdict) -> u8 {
+    let index = Verdict::ALL
+        .iter()
+        .position(|v| *v == verdict)
+        .unwrap_or_default();
+    1 << index
+}
 
 /// What is kept of one job pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Record {
     class: Arc<str>,
-    verdict: Verdict,
+    verdicts: Verdicts,
 }
 
 /// Job pods whose namespace the mirror has not seen yet, kept (as JSON) until it has.
@@ -90,7 +166,10 @@ impl Cluster {
         relist: Relist,
     ) -> Option<Watcher> {
         let (client, stop, namespaces) = self.parts()?;
-        Some(spawn(client, stop, namespaces, judge, gauge, relist))
+        let series = self.take_job_pod_series();
+        Some(spawn(
+            client, stop, namespaces, judge, gauge, relist, series,
+        ))
     }
 }
 
@@ -101,6 +180,7 @@ fn spawn(
     judge: Judge,
     gauge: Family<JobPodLabels, Gauge>,
     relist: Relist,
+    series: Option<JobPodSeries>,
 ) -> Watcher {
     // Pods as the API server sends them, not through a typed Pod that would drop
     // fields it does not know.
@@ -108,7 +188,12 @@ fn spawn(
     let config = watcher::Config::default()
         .labels(JOB_POD_SELECTOR)
         .page_size(LIST_PAGE_SIZE);
-    let store = PodVerdicts::new(namespaces, judge, gauge);
+    // The per-pod series see every event first (`job_pod_series`).
+    let observer = series.map(|series| Observer::new(series, namespaces.clone()));
+    let store = Observed {
+        store: PodVerdicts::new(namespaces, judge, gauge),
+        observer,
+    };
     Watcher::spawn("job pod", api, config, store, Some(relist), stop)
 }
 
@@ -149,10 +234,10 @@ impl PodVerdicts {
     /// `None`: not a job pod in an opted-in namespace, or the namespace is unknown.
     fn judge_json(&self, namespace: &str, json: &str) -> Option<Record> {
         let labels = self.namespaces.get(namespace)?;
-        let judgement = (self.judge)(namespace, &labels, json)?;
+        let judgement = self.judge.pod(namespace, &labels, json)?;
         Some(Record {
             class: judgement.class.into(),
-            verdict: judgement.verdict,
+            verdicts: Verdicts::of(&judgement.verdicts),
         })
     }
 
@@ -182,15 +267,58 @@ impl PodVerdicts {
     }
 
     fn count(&mut self, record: &Record, by: i64) {
-        let slot = (record.class.clone(), record.verdict);
-        let count = self.counts.entry(slot).or_default();
-        *count += by;
-        self.gauge
-            .get_or_create(&JobPodLabels {
-                class: record.class.to_string(),
-                verdict: record.verdict.as_str(),
-            })
-            .set(*count);
+        for verdict in record.verdicts.iter() {
+            let slot = (record.class.clone(), verdict);
+            let count = self.counts.entry(slot).or_default();
+            *count += by;
+            self.gauge
+                .get_or_create(&JobPodLabels {
+                    class: record.class.to_string(),
+                    verdict: verdict.as_str(),
+                })
+                .set(*count);
+        }
+    }
+
+    /// A namespace went away, and its pods with it.
+    fn forget_namespace(&mut self, namespace: &str) {
+        let prefix = format!("{namespace}/");
+        let gone: Vec<String> = self
+            .records
+            .keys()
+            .chain(self.waiting.keys())
+            .filter(|key| key.starts_with(&prefix))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.forget(&key);
+        }
+    }
+
+    /// Namespaces whose labels changed since the last look: judging every pod again
+    /// (a relist) when one was or is now audited.
+    fn namespaces_changed(&mut self) -> Tick {
+        let changes = match self.namespaces.take_changes() {
+            Changes::TooMany => return Tick::Relist,
+            Changes::Some(changes) => changes,
+        };
+        let mut relist = false;
+        for change in changes {
+            let was = self.judge.audited(&change.before);
+            match change.now {
+                None if was => self.forget_namespace(&change.name),
+                None => {}
+                Some(now) => relist |= was || self.judge.audited(&now),
+            }
+        }
+        if relist {
+            tracing::debug!(
+                "a namespace opted in, out or changed mode: judging every job pod again"
+            );
+            Tick::Relist
+        } else {
+            Tick::Idle
+        }
     }
 
     fn forget(&mut self, key: &str) {
@@ -222,9 +350,9 @@ impl Store<DynamicObject> for PodVerdicts {
                 self.records = std::mem::take(&mut self.relist);
                 let mut counts: HashMap<(Arc<str>, Verdict), i64> = HashMap::new();
                 for record in self.records.values() {
-                    *counts
-                        .entry((record.class.clone(), record.verdict))
-                        .or_default() += 1;
+                    for verdict in record.verdicts.iter() {
+                        *counts.entry((record.class.clone(), verdict)).or_default() += 1;
+                    }
                 }
                 // Classes a reloaded policy dropped must not linger as series.
                 self.gauge.clear();
@@ -265,8 +393,17 @@ impl Store<DynamicObject> for PodVerdicts {
         "ci_pod_webhook_job_pods stays empty until the first list"
     }
 
-    /// Judges the pods whose namespace has reached the mirror since.
-    fn tick(&mut self) {
+    /// Judges the pods whose namespace has reached the mirror since, and asks for a
+    /// relist when an audited namespace changed.
+    fn tick(&mut self) -> Tick {
+        let wanted = self.namespaces_changed();
+        self.judge_waiting();
+        wanted
+    }
+}
+
+impl PodVerdicts {
+    fn judge_waiting(&mut self) {
         if self.waiting.is_empty() {
             return;
         }

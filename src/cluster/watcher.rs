@@ -10,7 +10,8 @@
 //! the API server (a listed object, the end of a list, a watch event) counts as one.
 //! While it retries, the store keeps answering with what it last knew. A [`Relist`]
 //! signal drops the stream and lists afresh: the pod watcher uses it to judge every pod
-//! again under a reloaded policy.
+//! again under a reloaded policy; a store can ask for the same from its
+//! [`Store::tick`] (the pod watcher, when a namespace opts in or changes mode).
 
 use std::fmt::Debug;
 use std::time::{Duration, Instant};
@@ -41,8 +42,18 @@ pub trait Store<K>: Send + 'static {
     /// line of a failing watch (after the first list: "serving from the last known state").
     fn before_first_list(&self) -> &'static str;
     /// Called about once per [`TICK`] between events: for work that waits on something
-    /// other than this watch's events.
-    fn tick(&mut self) {}
+    /// other than this watch's events. [`Tick::Relist`] lists every object again.
+    fn tick(&mut self) -> Tick {
+        Tick::Idle
+    }
+}
+
+/// What a store asks for after [`Store::tick`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    Idle,
+    /// List again (the store must see every object anew, as after a policy reload).
+    Relist,
 }
 
 /// How often [`Store::tick`] runs.
@@ -127,7 +138,10 @@ async fn run<K, S>(
             let next = tokio::select! {
                 () = stop.cancelled() => break 'streams,
                 _ = tick.tick() => {
-                    store.tick();
+                    if store.tick() == Tick::Relist {
+                        tracing::debug!(what, "listing again, as the store asked");
+                        continue 'streams;
+                    }
                     continue;
                 }
                 again = relisted => {

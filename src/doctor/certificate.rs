@@ -1,6 +1,7 @@
 //! The serving certificate as the API server sees it: does the webhook configuration's
-//! caBundle verify the certificate in the TLS Secret, for the name the API server dials
-//! (`<service>.<namespace>.svc`), and how long until it expires? A mismatch here fails
+//! caBundle verify the certificate in the TLS Secret, for each host the API server dials
+//! (`<service>.<namespace>.svc` for a `clientConfig.service`, the host of a
+//! `clientConfig.url`, which can be an IP address), and how long until it expires? A mismatch here fails
 //! open silently under `failurePolicy: Ignore`: pods are created without the policy and
 //! only `apiserver_admission_webhook_fail_open_count` moves.
 
@@ -41,7 +42,7 @@ fn read_serving(pem: &[u8]) -> Result<Serving, String> {
         for name in &san.value.general_names {
             match name {
                 GeneralName::DNSName(dns) => names.push((*dns).to_string()),
-                GeneralName::IPAddress(ip) => names.push(format!("IP {ip:?}")),
+                GeneralName::IPAddress(ip) => names.push(ip_text(ip)),
                 _ => {}
             }
         }
@@ -54,13 +55,29 @@ fn read_serving(pem: &[u8]) -> Result<Serving, String> {
     })
 }
 
+/// An IP address SAN as people write it (`10.0.0.7`, `fd00::7`).
+fn ip_text(bytes: &[u8]) -> String {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).map_or_else(
+            |_| String::new(),
+            |b| std::net::Ipv4Addr::from(b).to_string(),
+        ),
+        16 => <[u8; 16]>::try_from(bytes).map_or_else(
+            |_| String::new(),
+            |b| std::net::Ipv6Addr::from(b).to_string(),
+        ),
+        _ => format!("{bytes:?}"),
+    }
+}
+
 /// Checks the serving certificate in `secret` (`Err`: unreadable, `Ok(None)`: absent)
-/// against `ca_bundle` (PEM, from the webhook configuration) for `host`, at `now`.
+/// against `ca_bundle` (PEM, from the webhook configuration) for each of `hosts`, at
+/// `now`.
 pub fn certificate(
     secret_name: &str,
     secret: Result<Option<&Secret>, &str>,
     ca_bundle: Option<&[u8]>,
-    host: &str,
+    hosts: &[String],
     now: OffsetDateTime,
 ) -> Vec<Check> {
     let secret = match secret {
@@ -98,7 +115,7 @@ pub fn certificate(
     };
     let mut checks = Vec::new();
     if let Some(bundle) = ca_bundle {
-        checks.extend(verify(bundle, &serving, host));
+        checks.extend(verify(bundle, &serving, hosts));
     }
     let days = (serving.not_after - now).whole_days();
     let until = serving.not_after.date();
@@ -115,9 +132,9 @@ pub fn certificate(
     checks
 }
 
-/// Verifies the chain and the name as the API server does; the time is fixed inside
+/// Verifies the chain and each name as the API server does; the time is fixed inside
 /// the validity period so that expiry is reported once, by its own check.
-fn verify(bundle: &[u8], serving: &Serving, host: &str) -> Vec<Check> {
+fn verify(bundle: &[u8], serving: &Serving, hosts: &[String]) -> Vec<Check> {
     let fix = "cert-manager: check the MutatingWebhookConfiguration's cert-manager.io/inject-ca-from annotation; self-managed: re-apply your kustomization so caBundle is the ca.crt that signed tls.crt";
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(bundle).flatten() {
@@ -136,9 +153,6 @@ fn verify(bundle: &[u8], serving: &Serving, host: &str) -> Vec<Check> {
             Ok(v) => v,
             Err(e) => return vec![Check::failure(GROUP, format!("caBundle: {e}")).fix(fix)],
         };
-    let Ok(server_name) = ServerName::try_from(host.to_string()) else {
-        return vec![Check::failure(GROUP, format!("{host:?} is not a DNS name"))];
-    };
     let middle: OffsetDateTime = serving.not_before + (serving.not_after - serving.not_before) / 2;
     let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
         u64::try_from(middle.unix_timestamp()).unwrap_or(0),
@@ -147,24 +161,68 @@ fn verify(bundle: &[u8], serving: &Serving, host: &str) -> Vec<Check> {
         return vec![Check::failure(GROUP, "tls.crt holds no certificate")];
     };
     let names = || serving.names.join(", ");
-    match verifier.verify_server_cert(end_entity, intermediates, &server_name, &[], at) {
-        Ok(_) => vec![
-            Check::ok(GROUP, "caBundle verifies the serving certificate"),
-            Check::ok(GROUP, format!("certificate names cover {host}")),
-        ],
-        Err(rustls::Error::InvalidCertificate(
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-        )) => vec![
-            Check::ok(GROUP, "caBundle verifies the serving certificate"),
-            Check::failure(GROUP, format!("certificate names ({}) do not cover {host}", names()))
-                .hint(SILENT)
-                .fix(format!("make a certificate for the Service: ci-pod-webhook certs --service <service> --namespace <namespace> (it names {host}), or fix the Certificate's dnsNames")),
-        ],
-        Err(e) => vec![
-            Check::failure(GROUP, format!("caBundle does not verify the serving certificate: {e}"))
-                .hint(SILENT)
-                .fix(fix),
-        ],
+    let mut chain: Option<Check> = None;
+    let mut covered = Vec::new();
+    for host in hosts {
+        let Ok(server_name) = ServerName::try_from(host.to_string()) else {
+            covered.push(Check::failure(
+                GROUP,
+                format!("{host:?} is neither a DNS name nor an IP address"),
+            ));
+            continue;
+        };
+        match verifier.verify_server_cert(end_entity, intermediates, &server_name, &[], at) {
+            Ok(_) => {
+                chain.get_or_insert_with(|| {
+                    Check::ok(GROUP, "caBundle verifies the serving certificate")
+                });
+                covered.push(Check::ok(GROUP, format!("certificate names cover {host}")));
+            }
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => {
+                chain.get_or_insert_with(|| {
+                    Check::ok(GROUP, "caBundle verifies the serving certificate")
+                });
+                covered.push(
+                    Check::failure(
+                        GROUP,
+                        format!("certificate names ({}) do not cover {host}", names()),
+                    )
+                    .hint(SILENT)
+                    .fix(name_fix(host)),
+                );
+            }
+            Err(e) => {
+                return vec![
+                    Check::failure(
+                        GROUP,
+                        format!("caBundle does not verify the serving certificate: {e}"),
+                    )
+                    .hint(SILENT)
+                    .fix(fix),
+                ];
+            }
+        }
+    }
+    chain.into_iter().chain(covered).collect()
+}
+
+/// How to get a certificate that names `host`.
+fn name_fix(host: &str) -> String {
+    if host.ends_with(".svc") {
+        format!(
+            "make a certificate for the Service: ci-pod-webhook certs --service <service> --namespace <namespace> (it names {host}), or fix the Certificate's dnsNames"
+        )
+    } else {
+        let flag = if host.parse::<std::net::IpAddr>().is_ok() {
+            "--ip"
+        } else {
+            "--dns"
+        };
+        format!(
+            "clientConfig.url dials {host}: make the certificate with ci-pod-webhook certs {flag} {host} (a rotation keeps the names with --names-from the old tls.crt, certs/README.md), or add it to the Certificate"
+        )
     }
 }
 

@@ -13,6 +13,7 @@ pub mod certificate;
 pub mod fetch;
 pub mod install;
 pub mod namespaces;
+pub mod network;
 pub mod placement;
 pub mod report;
 pub mod selector;
@@ -107,6 +108,14 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
     let Some(policy) = policy else {
         return Report { checks };
     };
+    // What a job could turn against a valid policy (check-policy prints the same), such
+    // as ephemeralContainers: allow, a safe default turned off.
+    checks.extend(
+        policy
+            .warnings()
+            .into_iter()
+            .map(|w| Check::warning(POLICY_GROUP, w)),
+    );
     let empty = Vec::new();
     let nodes = match &snapshot.nodes {
         Ok(nodes) => {
@@ -125,6 +134,8 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
     let namespaces = snapshot.namespaces.as_deref().map_err(String::as_str);
     checks.extend(namespaces::namespaces(&policy, namespaces));
     if inputs.pre {
+        // A host daemon's socket needs nothing installed: say so before installing.
+        checks.extend(placement::host_daemon(&policy, None));
         return Report { checks };
     }
     let configuration = snapshot.webhook_configuration.as_ref().map(Option::as_ref);
@@ -135,10 +146,9 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
         namespaces.unwrap_or_default(),
     ));
     let entry = configuration.ok().flatten().and_then(install::job_entry);
-    let service = entry.and_then(|e| e.client_config.service.as_ref());
-    let host = service.map_or_else(
-        || format!("{}.{}.svc", names.deployment, names.namespace),
-        |s| format!("{}.{}.svc", s.name, s.namespace),
+    let hosts = install::dialled_hosts(
+        configuration.ok().flatten(),
+        &format!("{}.{}.svc", names.deployment, names.namespace),
     );
     let ca_bundle = entry
         .and_then(|e| e.client_config.ca_bundle.as_ref())
@@ -151,17 +161,21 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
             .map(Option::as_ref)
             .map_err(String::as_str),
         ca_bundle,
-        &host,
+        &hosts,
         inputs.now,
     ));
+    let deployment = format!("{}/{}", names.namespace, names.deployment);
     checks.extend(install::deployment(
-        &format!("{}/{}", names.namespace, names.deployment),
+        &deployment,
         snapshot
             .deployment
             .as_ref()
             .map(Option::as_ref)
             .map_err(String::as_str),
     ));
+    if let Ok(Some(installed)) = &snapshot.deployment {
+        checks.push(network::trusted_peers(&deployment, installed));
+    }
     if snapshot.nodes.is_ok() {
         checks.extend(placement::docker_daemon(
             &policy,

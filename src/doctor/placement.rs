@@ -10,12 +10,10 @@ use k8s_openapi::api::core::v1::{Node, Toleration};
 
 use super::report::Check;
 use super::selector::{node_matches, taint_text, unschedulable, untolerated};
-use ci_pod_webhook_core::policy::{DockerMode, Policy, RunnerClass};
+use ci_pod_webhook_core::policy::{DockerMode, Policy, RunnerClass, SocketMount};
 
 pub const GROUP: &str = "runner classes";
 pub const DOCKER_GROUP: &str = "node Docker daemon";
-/// The socket of manifests/node-docker's DaemonSet.
-const NODE_DOCKER_SOCKET: &str = "/var/run/ci-dind/docker.sock";
 
 /// The class's tolerations as the API server would store them.
 fn tolerations(class: &RunnerClass) -> Vec<Toleration> {
@@ -207,17 +205,28 @@ fn allocatable(node: &Node, resource: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Socket mode: every node a job pod can land on needs the node Docker daemon.
-/// `daemon_set` is `Err` when it could not be read, `Ok(None)` when it does not exist.
+/// Where `manifests/node-docker`'s DaemonSet puts its socket on every node (its
+/// hostPath; `tests/integration/manifests.rs` checks the manifest says the same).
+pub const NODE_DOCKER_DIR: &str = "/var/run/ci-dind";
+
+/// Socket mode: every node a job pod can land on needs a Docker daemon. When the socket
+/// is the node Docker DaemonSet's (under [`NODE_DOCKER_DIR`], or a directory the
+/// DaemonSet mounts), the DaemonSet must cover every CI node. Any other socket belongs to
+/// a daemon the host runs itself (SKA's `docker-for-gitlab` systemd unit): no DaemonSet
+/// is needed, and the doctor says what it cannot see from the API. `daemon_set` is
+/// `Err` when it could not be read, `Ok(None)` when it does not exist.
 pub fn docker_daemon(
     policy: &Policy,
     nodes: &[Node],
     daemon_set: Result<Option<&DaemonSet>, &str>,
     where_: &str,
 ) -> Vec<Check> {
-    let DockerMode::Socket { socket_path, .. } = &policy.docker.mode else {
+    if !matches!(policy.docker.mode, DockerMode::Socket { .. }) {
         return Vec::new();
-    };
+    }
+    if let Some(check) = host_daemon(policy, daemon_set.ok().flatten()) {
+        return vec![check];
+    }
     let mut ci_nodes: Vec<&Node> = policy
         .classes
         .iter()
@@ -230,18 +239,6 @@ pub fn docker_daemon(
             return vec![
                 Check::failure(DOCKER_GROUP, format!("cannot read DaemonSet {where_}: {error}"))
                     .fix("kubectl apply -k manifests/doctor, and bind its ClusterRole to you (docs/doctor.md)"),
-            ];
-        }
-        // A socket elsewhere is a daemon on the hosts' own (SKA's docker-for-gitlab
-        // unit), which no API object shows.
-        Ok(None) if socket_path != NODE_DOCKER_SOCKET => {
-            return vec![
-                Check::warning(
-                    DOCKER_GROUP,
-                    format!("no DaemonSet {where_}: the policy's socket {socket_path} must be served by a daemon on each CI node"),
-                )
-                .hint("a daemon on the host (such as a systemd unit) is not visible to the doctor")
-                .fix(format!("on a CI node: curl --unix-socket {socket_path} http://docker/_ping")),
             ];
         }
         Ok(None) => {
@@ -313,6 +310,67 @@ pub fn docker_daemon(
         );
     }
     checks
+}
+
+/// Whether `path` is `dir` or inside it.
+fn under(path: &str, dir: &str) -> bool {
+    path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Whether the DaemonSet's pods mount a hostPath that holds `host_path`.
+fn mounts_host_path(daemon_set: &DaemonSet, host_path: &str) -> bool {
+    daemon_set
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|t| t.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.host_path.as_ref())
+        .any(|h| under(host_path, h.path.trim_end_matches('/')))
+}
+
+/// Socket mode on a socket the host's own daemon serves (not under
+/// [`NODE_DOCKER_DIR`], and not in a directory `daemon_set` mounts): the check that
+/// says so, and what the doctor cannot see from the API. `None` in other modes, or
+/// when the node Docker DaemonSet serves the socket. Runs with `--pre` too (no
+/// DaemonSet read: nothing to install for a host daemon).
+pub fn host_daemon(policy: &Policy, daemon_set: Option<&DaemonSet>) -> Option<Check> {
+    let DockerMode::Socket {
+        socket_path,
+        mount,
+        host_path,
+        ..
+    } = &policy.docker.mode
+    else {
+        return None;
+    };
+    let served_by_daemon_set = under(host_path, NODE_DOCKER_DIR)
+        || daemon_set.is_some_and(|ds| mounts_host_path(ds, host_path));
+    (!served_by_daemon_set).then(|| host_daemon_check(socket_path, *mount))
+}
+
+fn host_daemon_check(socket_path: &str, mount: SocketMount) -> Check {
+    let mount = match mount {
+        SocketMount::File => {
+            "mount: file, so a restarted daemon's new socket reaches only the jobs started after the restart (docs/docker.md)"
+        }
+        SocketMount::Directory => {
+            "mount: directory, which must hold nothing but the socket (docs/docker.md)"
+        }
+    };
+    Check::ok(
+        DOCKER_GROUP,
+        format!(
+            "socket mode on a host daemon: {socket_path}, not the ci-dind DaemonSet (none needed)"
+        ),
+    )
+    .hint(format!(
+        "checked: the policy's host-path rules accept the path, and the Pod Security level of each opted-in namespace (above); the doctor reads only the Kubernetes API, so it cannot see whether {socket_path} exists on each CI node or whether a daemon answers on it: a job on each class that runs `docker info` can; {mount}"
+    ))
 }
 
 #[cfg(test)]

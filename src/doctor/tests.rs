@@ -114,3 +114,121 @@ fn a_policy_file_is_checked_instead_of_the_config_map() {
         report.checks[0]
     );
 }
+
+/// Issue 25: doctor warns where a safe default is turned off, as `check-policy` does:
+/// `ephemeralContainers: allow` lets any debug container into job pods.
+#[test]
+fn the_policy_warnings_are_doctor_warnings() {
+    let names = Names::default();
+    let text = format!(
+        "{}\nephemeralContainers: allow\n",
+        ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML
+    );
+    let report = checks(&inputs(&names, true, None), &snapshot(Ok(Some(text))));
+    let warned: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.group == "policy" && c.status == Status::Warning)
+        .map(|c| c.message.as_str())
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with("ephemeralContainers: allow"),
+        "{warned:?}"
+    );
+    // The default policy warns of nothing.
+    let report = checks(&inputs(&names, true, None), &snapshot(Ok(None)));
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.status != Status::Warning || c.group != "policy")
+    );
+}
+
+#[test]
+fn the_certificate_is_checked_for_the_url_host_the_api_server_dials() {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhook, MutatingWebhookConfiguration, WebhookClientConfig,
+    };
+    use k8s_openapi::api::core::v1::Secret;
+
+    let names = Names::default();
+    // A rotation that kept the Service's names and dropped the IP the API server dials.
+    let service = crate::certs::service_names("ci-pod-webhook", "ci-pod-webhook");
+    let generated = crate::certs::generate("rotated", &service, 90).expect("certs");
+    let configuration = |url: &str| MutatingWebhookConfiguration {
+        webhooks: Some(vec![MutatingWebhook {
+            name: "pods.ci-pod-webhook.ci.skao.int".into(),
+            client_config: WebhookClientConfig {
+                url: Some(url.into()),
+                ca_bundle: Some(ByteString(generated.ca_cert.clone().into_bytes())),
+                service: None,
+            },
+            ..MutatingWebhook::default()
+        }]),
+        ..MutatingWebhookConfiguration::default()
+    };
+    let secret = Secret {
+        data: Some(std::collections::BTreeMap::from([(
+            "tls.crt".to_string(),
+            ByteString(generated.tls_cert.clone().into_bytes()),
+        )])),
+        ..Secret::default()
+    };
+    for (url, status, message) in [
+        (
+            "https://10.0.0.7:8443/mutate",
+            Status::Failure,
+            "do not cover 10.0.0.7",
+        ),
+        (
+            "https://webhook.example.org/mutate",
+            Status::Failure,
+            "do not cover webhook.example.org",
+        ),
+        (
+            "https://ci-pod-webhook.ci-pod-webhook.svc:8443/mutate",
+            Status::Ok,
+            "certificate names cover ci-pod-webhook.ci-pod-webhook.svc",
+        ),
+    ] {
+        let mut fetched = snapshot(Ok(Some(
+            ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML.into(),
+        )));
+        fetched.webhook_configuration = Ok(Some(configuration(url)));
+        fetched.tls_secret = Ok(Some(secret.clone()));
+        let report = checks(&inputs(&names, false, None), &fetched);
+        let found = report
+            .checks
+            .iter()
+            .find(|c| c.group == "certificate" && c.message.contains(message))
+            .unwrap_or_else(|| panic!("{url}: no {message:?} in {:#?}", report.checks));
+        assert_eq!(found.status, status, "{url}: {found:?}");
+    }
+}
+
+#[test]
+fn pre_says_a_host_daemon_needs_nothing_installed() {
+    let names = Names::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ska-dp.yaml");
+    std::fs::write(&path, include_str!("../../examples/policies/ska-dp.yaml")).expect("write");
+    let report = checks(&inputs(&names, true, Some(&path)), &snapshot(Err(unread())));
+    assert_eq!(
+        groups(&report),
+        [
+            "policy",
+            "runner classes",
+            "namespaces",
+            "node Docker daemon"
+        ]
+    );
+    let last = report.checks.last().expect("a check");
+    assert_eq!(last.status, Status::Ok);
+    assert!(
+        last.message.starts_with("socket mode on a host daemon"),
+        "{last:?}"
+    );
+}

@@ -300,4 +300,58 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
         "failure",
         "DaemonSet ci-dind/ci-dind does not run on 3 of 3 CI node(s)",
     );
+
+    // SKA's policy: socket mode on the host's own daemon (docker-for-gitlab, `mount:
+    // file`). No DaemonSet is demanded, and doctor says what it cannot see.
+    delete(&cp, &["-n", "ci-dind", "daemonset", "ci-dind"]);
+    let ska = std::fs::read_to_string(repo_file("examples/policies/ska-techops.yaml"))
+        .expect("ska-techops.yaml");
+    apply(
+        &cp,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ci-pod-webhook-policy", "namespace": WEBHOOK_NAMESPACE},
+        "data": {"policy.yaml": ska}}),
+    );
+    let (_, checks) = doctor(admin, &[]);
+    let docker: Vec<&Value> = checks
+        .iter()
+        .filter(|c| c["group"] == "node Docker daemon")
+        .collect();
+    assert!(
+        docker.iter().all(|c| c["status"] == "ok"),
+        "a host daemon needs no DaemonSet: {docker:#?}"
+    );
+    let host = check(
+        &checks,
+        "ok",
+        "socket mode on a host daemon: /var/run/docker-for-gitlab.sock",
+    );
+    assert!(
+        host["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("cannot see")),
+        "{host:#}"
+    );
+
+    // A webhook the API server reaches at a URL: the certificate must name its host.
+    let mut by_url = webhook_configuration(&other.ca_cert);
+    by_url["webhooks"][0]["clientConfig"] = json!({"url": "https://10.0.0.7:8443/mutate", "caBundle": by_url["webhooks"][0]["clientConfig"]["caBundle"]});
+    apply(&cp, &by_url);
+    let (_, checks) = doctor(admin, &[]);
+    let uncovered = check(&checks, "failure", "certificate names (");
+    assert!(
+        uncovered["message"]
+            .as_str()
+            .is_some_and(|m| m.ends_with("do not cover 10.0.0.7")),
+        "{uncovered:#}"
+    );
+    let mut with_ip = names.clone();
+    with_ip.push("10.0.0.7".to_string());
+    let rotated = certs::generate("rotated", &with_ip, 90).expect("certs");
+    apply(&cp, &tls_secret(&rotated.tls_cert));
+    let mut by_url = webhook_configuration(&rotated.ca_cert);
+    by_url["webhooks"][0]["clientConfig"] = json!({"url": "https://10.0.0.7:8443/mutate", "caBundle": by_url["webhooks"][0]["clientConfig"]["caBundle"]});
+    apply(&cp, &by_url);
+    let (_, checks) = doctor(admin, &[]);
+    check(&checks, "ok", "certificate names cover 10.0.0.7");
 }

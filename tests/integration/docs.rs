@@ -227,7 +227,13 @@ fn the_uninstall_steps_reach_every_object_the_webhook_installs() {
     for kind in ["clusterrole", "clusterrolebinding", "priorityclass"] {
         assert!(uninstall.contains(kind), "the uninstall misses {kind}");
     }
-    assert!(uninstall.contains("-l app.kubernetes.io/name=ci-pod-webhook"));
+    assert!(
+        delete_selectors(uninstall)
+            .iter()
+            .any(|(key, values)| key == "app.kubernetes.io/name"
+                && values.iter().any(|v| v == "ci-pod-webhook")),
+        "the uninstall selects app.kubernetes.io/name=ci-pod-webhook"
+    );
     let base =
         std::fs::read_to_string(repo().join("manifests/base/kustomization.yaml")).expect("read");
     assert!(
@@ -359,4 +365,291 @@ fn repository_paths_are_found_where_a_word_starts() {
         ]
     );
     assert!(repository_paths("the webhook's src and tests").is_empty());
+}
+
+/// The label selectors of the `kubectl delete … -l SELECTOR` lines of `text`: each a
+/// list of (key, accepted values); `key=value` or `key in (a,b)`.
+fn delete_selectors(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut selectors = Vec::new();
+    for line in code_lines(text)
+        .into_iter()
+        .filter(|l| l.starts_with("kubectl delete"))
+    {
+        let words = words(&line);
+        for pair in words.windows(2).filter(|w| w[0] == "-l") {
+            let selector = pair[1].trim();
+            if let Some((key, values)) = selector.split_once(" in ") {
+                let values = values.trim().trim_start_matches('(').trim_end_matches(')');
+                selectors.push((
+                    key.trim().to_string(),
+                    values.split(',').map(|v| v.trim().to_string()).collect(),
+                ));
+            } else if let Some((key, value)) = selector.split_once('=') {
+                selectors.push((key.to_string(), vec![value.to_string()]));
+            }
+        }
+    }
+    selectors
+}
+
+/// The objects a kustomization directory holds with the labels its `labels:` add.
+fn labelled_objects(dir: &str) -> Vec<Value> {
+    let root = repo().join(dir);
+    let kustomization: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root.join("kustomization.yaml")).expect("kustomization"),
+    )
+    .expect("YAML");
+    let mut added = serde_json::Map::new();
+    for entry in kustomization["labels"].as_array().into_iter().flatten() {
+        if let Some(pairs) = entry["pairs"].as_object() {
+            added.extend(pairs.clone());
+        }
+    }
+    let mut objects = Vec::new();
+    for resource in kustomization["resources"].as_array().into_iter().flatten() {
+        let path = root.join(resource.as_str().expect("a path"));
+        if path.is_dir() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        for mut object in serde_saphyr::from_multiple::<Value>(&text).expect("yaml") {
+            let labels = object["metadata"]
+                .as_object_mut()
+                .expect("metadata")
+                .entry("labels")
+                .or_insert_with(|| Value::Object(Default::default()));
+            labels
+                .as_object_mut()
+                .expect("labels")
+                .extend(added.clone());
+            objects.push(object);
+        }
+    }
+    objects
+}
+
+#[test]
+fn the_uninstall_removes_every_cluster_wide_object_and_binding_the_docs_install() {
+    let deploy = deploy_docs();
+    let uninstall = section(&deploy, "## Uninstalling");
+    let selectors = delete_selectors(uninstall);
+    assert!(!selectors.is_empty(), "{uninstall}");
+    let selected = |object: &Value| {
+        selectors.iter().any(|(key, values)| {
+            object["metadata"]["labels"][key]
+                .as_str()
+                .is_some_and(|v| values.iter().any(|w| w == v))
+        })
+    };
+    // Every kustomization the docs apply, but the node Docker daemon's, which stays.
+    for dir in [
+        "manifests/base",
+        "manifests/doctor",
+        "manifests/audit",
+        "manifests/overlays/cert-manager",
+        "manifests/overlays/monitoring",
+    ] {
+        for object in labelled_objects(dir) {
+            let kind = object["kind"].as_str().unwrap_or_default();
+            if !CLUSTER_KINDS_DELETED.contains(&kind) || kind == "Namespace" {
+                continue;
+            }
+            assert!(
+                selected(&object),
+                "{dir}: {kind} {} is left behind by the uninstall steps in docs/deploy.md",
+                object["metadata"]["name"]
+            );
+        }
+    }
+    // Bindings the docs have an admin create by hand carry no label: deleted by name.
+    let deletes = code_lines(uninstall).join("\n");
+    for file in markdown_files() {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for line in code_lines(&text) {
+            let words = words(&line);
+            if let ["kubectl", "create", "clusterrolebinding", name, ..] =
+                words.iter().map(String::as_str).collect::<Vec<_>>()[..]
+            {
+                let name = name.split('$').next().unwrap_or(name);
+                assert!(
+                    deletes.contains(name),
+                    "{}: the uninstall does not delete clusterrolebinding {name}",
+                    file.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn no_doc_removes_the_webhook_with_kubectl_delete_k() {
+    // docs/deploy.md ("Uninstalling") says why: it fails on partial installs.
+    for file in markdown_files() {
+        let text = std::fs::read_to_string(&file).expect("read");
+        for line in code_lines(&text).into_iter().chain(inline_spans(&text)) {
+            assert!(
+                !line.contains("kubectl delete -k "),
+                "{}: {line}: use the steps of docs/deploy.md#uninstalling",
+                file.display()
+            );
+        }
+    }
+    let ska = std::fs::read_to_string(repo().join("docs/ska-migration.md")).expect("read");
+    assert!(
+        ska.contains("deploy.md#uninstalling"),
+        "the SKA rollback points at them"
+    );
+}
+
+/// GitHub's anchor of a heading: lower case, punctuation but `-` and `_` dropped,
+/// spaces made `-`.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The headings of a Markdown file (outside code blocks), without their `#`s.
+fn headings(text: &str) -> Vec<String> {
+    let mut inside = false;
+    let mut found = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            inside = !inside;
+        } else if !inside && line.starts_with('#') {
+            found.push(line.trim_start_matches('#').trim().to_string());
+        }
+    }
+    found
+}
+
+#[test]
+fn every_section_a_doc_or_an_example_points_at_exists() {
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    let mut sources = markdown_files();
+    for name in ["ska-dp.yaml", "ska-techops.yaml"] {
+        sources.push(repo().join("examples/policies").join(name));
+    }
+    for source in &sources {
+        let text = std::fs::read_to_string(source).expect("read");
+        // Links: [text](path.md#anchor) and (#anchor).
+        let mut targets: Vec<(String, String, bool)> = Vec::new();
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            if let Some((path, fragment)) = rest[..end].split_once('#')
+                && (path.is_empty() || path.ends_with(".md"))
+            {
+                targets.push((path.to_string(), fragment.to_string(), true));
+            }
+        }
+        // Comments of the example policies: (docs/x.md, "Section").
+        for (at, _) in text.match_indices("docs/") {
+            let rest = &text[at..];
+            if let Some((path, tail)) = rest.split_once(".md, \"")
+                && !path.contains(char::is_whitespace)
+                && let Some((title, _)) = tail.split_once('"')
+            {
+                targets.push((format!("{path}.md"), title.to_string(), false));
+            }
+        }
+        for (path, fragment, is_anchor) in targets {
+            let file = if path.is_empty() {
+                source.clone()
+            } else if source.extension().is_some_and(|e| e == "yaml") {
+                repo().join(&path)
+            } else {
+                source.parent().expect("a directory").join(&path)
+            };
+            let Ok(target) = std::fs::read_to_string(&file) else {
+                continue; // every_repository_path_the_docs_name_exists says so
+            };
+            checked += 1;
+            let found = headings(&target).iter().any(|h| {
+                if is_anchor {
+                    anchor(h) == fragment
+                } else {
+                    h.to_lowercase().contains(&fragment.to_lowercase())
+                }
+            });
+            if !found {
+                broken.push(format!(
+                    "{}: {path}#{fragment}",
+                    source.strip_prefix(repo()).unwrap_or(source).display()
+                ));
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} links found");
+    assert!(
+        broken.is_empty(),
+        "links to sections that do not exist:\n{}",
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_ska_guide_goes_audit_then_warn_then_enabled_per_class() {
+    let ska = std::fs::read_to_string(repo().join("docs/ska-migration.md")).expect("read");
+    let at = |needle: &str| {
+        ska.find(needle)
+            .unwrap_or_else(|| panic!("docs/ska-migration.md never says {needle:?}"))
+    };
+    let audit = at("ci-pod-webhook audit");
+    let warn = at("enforcement: warn");
+    let enforce = at("enforcement: enforce");
+    assert!(
+        audit < warn && warn < enforce,
+        "audit, then warn, then enforce"
+    );
+    assert!(ska.contains("rollout.md"), "it points at docs/rollout.md");
+}
+
+#[test]
+fn pinning_a_class_on_a_namespace_is_advised_only_where_one_runner_makes_the_jobs() {
+    let deploy = deploy_docs();
+    let rollout = section(&deploy, "## Rolling out safely");
+    let pin = rollout
+        .split("\n4. ")
+        .nth(1)
+        .expect("the step about runners from before 17.9");
+    let pin = &pin[..pin.find("\n5. ").unwrap_or(pin.len())];
+    assert!(
+        pin.contains("runnerTokens") && pin.contains("shared"),
+        "pinning a namespace several runners share puts every job on one class: {pin}"
+    );
+}
+
+#[test]
+fn the_rotation_keeps_the_names_of_the_certificate_it_replaces() {
+    for file in [
+        "certs/README.md",
+        "manifests/overlays/self-managed/README.md",
+    ] {
+        let text = std::fs::read_to_string(repo().join(file)).expect("read");
+        let rotation = section(&text, "otation");
+        let makes: Vec<String> = code_lines(rotation)
+            .into_iter()
+            .filter(|l| l.starts_with("ci-pod-webhook certs"))
+            .collect();
+        assert!(
+            !makes.is_empty() || rotation.contains("--names-from"),
+            "{file}: the rotation makes no certificate"
+        );
+        for line in makes {
+            assert!(
+                line.contains("--names-from"),
+                "{file}: {line} drops the install's --ip/--dns names"
+            );
+        }
+        assert!(rotation.contains("--names-from"), "{file}");
+    }
 }

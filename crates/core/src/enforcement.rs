@@ -110,12 +110,37 @@ pub fn would(policy: &Policy, decision: &Decision<'_>) -> (Would, Vec<String>) {
                 warnings.extend(shown.iter().map(|c| format!("would set {}", c.describe())));
                 Would::Mutate
             };
-            // The core's own (a clamped override, an ignored one) hold in both modes.
-            warnings.extend(m.warnings.iter().cloned());
+            // The core's own (a clamped override, an ignored one), worded for warn mode.
+            warnings.extend(m.warnings.iter().map(|w| conditional(w)));
             would
         }
     };
     (would, fit(warnings))
+}
+
+/// How the core words what enforce does, and how warn mode says it instead: nothing
+/// was done, enforce *would* do it.
+const ENFORCED: [(&str, &str); 8] = [
+    ("; using ", "; would use "),
+    (" lowered to ", " would be lowered to "),
+    (" raised to ", " would be raised to "),
+    (" removed:", " would be removed:"),
+    (" replaced by ", " would be replaced by "),
+    (" not set", " would not be set"),
+    ("Docker not configured", "Docker would not be configured"),
+    (" ignored", " would be ignored"),
+];
+
+/// A warning of the core's, which says what enforce does, in the conditional: warn
+/// mode changed nothing (`…; using 8` becomes `…; would use 8`).
+fn conditional(warning: &str) -> String {
+    let mut text = warning.to_string();
+    for (enforced, would) in ENFORCED {
+        if let Some(at) = text.find(enforced) {
+            text.replace_range(at..at + enforced.len(), would);
+        }
+    }
+    text
 }
 
 /// The `<prefix>/class` and `<prefix>/policy` annotations: bookkeeping, not worth a

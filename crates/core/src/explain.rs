@@ -218,7 +218,11 @@ pub fn gpu_workloads_summary(policy: &Policy) -> String {
         .unwrap_or("-");
     format!(
         "pods asking for {} in namespaces {} (never {}): {} nodeSelector keys, {} tolerations, runtimeClassName {runtime}",
-        g.resource,
+        g.resources
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         selectors.join(" | "),
         g.never.iter().cloned().collect::<Vec<_>>().join(", "),
         g.placement.node_selector.len(),

@@ -88,3 +88,71 @@ fn an_event_without_a_name_is_ignored() {
     writer.apply(Event::Apply(nameless));
     assert_eq!(reader.len(), 0);
 }
+
+fn names(changes: Changes) -> Vec<(String, bool)> {
+    match changes {
+        Changes::Some(list) => list
+            .into_iter()
+            .map(|c| (c.name, c.now.is_some()))
+            .collect(),
+        Changes::TooMany => panic!("too many"),
+    }
+}
+
+#[test]
+fn label_changes_and_deletions_are_logged_for_the_pod_watcher_and_new_namespaces_are_not() {
+    let (reader, mut writer) = mirror();
+    writer.apply(Event::Apply(namespace("ci", &[])));
+    writer.apply(Event::Apply(namespace("ci", &[])));
+    assert_eq!(names(reader.take_changes()), [], "new, then unchanged");
+    writer.apply(Event::Apply(namespace(
+        "ci",
+        &[("ci.skao.int/pod-policy", "warn")],
+    )));
+    writer.apply(Event::Delete(namespace("ci", &[])));
+    assert_eq!(
+        names(reader.take_changes()),
+        [("ci".to_string(), true), ("ci".to_string(), false)]
+    );
+    assert_eq!(names(reader.take_changes()), [], "taken once");
+}
+
+#[test]
+fn a_relist_logs_what_changed_while_the_watch_was_away() {
+    let (reader, mut writer) = mirror();
+    writer.apply(Event::Init);
+    writer.apply(Event::InitApply(namespace("same", &[("v", "1")])));
+    writer.apply(Event::InitApply(namespace("relabelled", &[("v", "1")])));
+    writer.apply(Event::InitApply(namespace("gone", &[])));
+    writer.apply(Event::InitDone);
+    assert_eq!(
+        names(reader.take_changes()),
+        [],
+        "the first list is no change"
+    );
+    writer.apply(Event::Init);
+    writer.apply(Event::InitApply(namespace("same", &[("v", "1")])));
+    writer.apply(Event::InitApply(namespace("relabelled", &[("v", "2")])));
+    writer.apply(Event::InitApply(namespace("new", &[])));
+    writer.apply(Event::InitDone);
+    let mut logged = names(reader.take_changes());
+    logged.sort();
+    assert_eq!(
+        logged,
+        [
+            ("gone".to_string(), false),
+            ("relabelled".to_string(), true)
+        ]
+    );
+}
+
+#[test]
+fn a_log_nobody_takes_is_bounded() {
+    let (reader, mut writer) = mirror();
+    // The first is new, not a change: one more than the log holds.
+    for i in 0..=MAX_CHANGES + 1 {
+        writer.apply(Event::Apply(namespace("ci", &[("n", &i.to_string())])));
+    }
+    assert!(matches!(reader.take_changes(), Changes::TooMany));
+    assert_eq!(names(reader.take_changes()), []);
+}

@@ -2,9 +2,11 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::core::{ObjectMeta, PartialObjectMeta};
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::*;
 use crate::cluster::namespace_mirror;
-use ci_pod_webhook_core::mutate::{self, NamespaceFacts};
+use crate::cluster::watcher::Tick;
 use ci_pod_webhook_core::policy::Policy;
 
 const REVIEW: &str = include_str!(concat!(
@@ -26,15 +28,8 @@ fn namespace(name: &str, opt_in: Option<&str>) -> PartialObjectMeta<Namespace> {
 
 /// The server's judge, on the embedded policy.
 fn judge() -> Judge {
-    let policy = Policy::embedded();
-    Box::new(move |namespace, labels, pod| {
-        if !mutate::opted_in(&policy, NamespaceFacts::Labels(labels)) {
-            return None;
-        }
-        super::super::judge(&policy, namespace, labels, pod)
-            .ok()
-            .flatten()
-    })
+    let policy: Arc<dyn InForce> = Arc::new(Policy::embedded());
+    Judge::new(move || policy.clone())
 }
 
 fn pod(namespace: &str, name: &str, class_annotation: bool) -> DynamicObject {
@@ -129,7 +124,7 @@ fn a_pod_seen_before_its_namespace_is_judged_once_the_namespace_arrives() {
 
     // The pod's watch event comes first: nothing to judge it by yet.
     store.apply(Event::Apply(pod("new", "a", false)));
-    store.tick();
+    assert_eq!(store.tick(), Tick::Idle);
     assert_eq!(count(&gauge, Verdict::Unpolicied), 0);
     assert_eq!(store.held(), 0);
 
@@ -156,4 +151,93 @@ fn a_pod_waiting_for_a_namespace_that_never_opts_in_is_dropped_uncounted() {
     store.tick();
     assert_eq!(store.held(), 0);
     assert!(store.waiting.is_empty());
+}
+
+fn gauge_text(gauge: &Family<JobPodLabels, Gauge>) -> String {
+    let mut text = String::new();
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register("job_pods", "test", gauge.clone());
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encodes");
+    text
+}
+
+#[test]
+fn a_pod_with_two_verdicts_counts_under_both() {
+    let (mut store, gauge) = store();
+    let mut refused = pod("ci", "a", false);
+    refused
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert("ci.skao.int/cpu-limit".into(), "lots".into());
+    store.apply(Event::Apply(refused.clone()));
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 1);
+    assert_eq!(count(&gauge, Verdict::WouldDeny), 1);
+    store.apply(Event::Delete(refused));
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 0);
+    assert_eq!(count(&gauge, Verdict::WouldDeny), 0);
+}
+
+#[test]
+fn a_namespace_that_opts_in_changes_mode_or_out_asks_for_every_pod_again() {
+    let (reader, mut namespaces) = namespace_mirror::mirror();
+    namespaces.apply(Event::Apply(namespace("ci", None)));
+    namespaces.apply(Event::Apply(namespace("apps", None)));
+    let gauge = Family::<JobPodLabels, Gauge>::default();
+    let mut store = PodVerdicts::new(reader, judge(), gauge.clone());
+    store.apply(Event::Init);
+    store.apply(Event::InitApply(pod("ci", "a", false)));
+    store.apply(Event::InitDone);
+    assert_eq!(store.held(), 0, "not opted in: nothing kept");
+    assert_eq!(
+        store.tick(),
+        Tick::Idle,
+        "a namespace that appears is no change"
+    );
+
+    // A label the policy does not read, on a namespace that is not audited: nothing.
+    let mut team = namespace("apps", None);
+    team.metadata.labels = Some(BTreeMap::from([("team".into(), "x".into())]));
+    namespaces.apply(Event::Apply(team));
+    assert_eq!(store.tick(), Tick::Idle);
+
+    for (opt_in, why) in [
+        (Some("enabled"), "opts in"),
+        (Some("warn"), "changes mode"),
+        (None, "opts out"),
+    ] {
+        namespaces.apply(Event::Apply(namespace("ci", opt_in)));
+        assert_eq!(store.tick(), Tick::Relist, "the namespace {why}");
+        assert_eq!(store.tick(), Tick::Idle, "once per change");
+    }
+}
+
+#[test]
+fn a_namespace_gone_takes_its_pods_records_with_it() {
+    let (reader, mut namespaces) = namespace_mirror::mirror();
+    namespaces.apply(Event::Apply(namespace("ci", Some("enabled"))));
+    let gauge = Family::<JobPodLabels, Gauge>::default();
+    let mut store = PodVerdicts::new(reader, judge(), gauge.clone());
+    store.apply(Event::Apply(pod("ci", "a", false)));
+    assert_eq!(count(&gauge, Verdict::Unpolicied), 1);
+    namespaces.apply(Event::Delete(namespace("ci", Some("enabled"))));
+    assert_eq!(store.tick(), Tick::Idle, "no relist: the records go");
+    assert_eq!(store.held(), 0);
+    assert!(gauge_text(&gauge).contains(r#"verdict="unpolicied"} 0"#));
+}
+
+#[test]
+fn changes_made_while_the_namespace_watch_was_away_are_seen_at_its_relist() {
+    let (reader, mut namespaces) = namespace_mirror::mirror();
+    namespaces.apply(Event::Init);
+    namespaces.apply(Event::InitApply(namespace("ci", None)));
+    namespaces.apply(Event::InitDone);
+    let gauge = Family::<JobPodLabels, Gauge>::default();
+    let mut store = PodVerdicts::new(reader, judge(), gauge);
+    assert_eq!(store.tick(), Tick::Idle);
+    // The watch restarts: its relist finds the namespace opted in meanwhile.
+    namespaces.apply(Event::Init);
+    namespaces.apply(Event::InitApply(namespace("ci", Some("enabled"))));
+    namespaces.apply(Event::InitDone);
+    assert_eq!(store.tick(), Tick::Relist);
 }

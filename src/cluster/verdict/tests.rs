@@ -82,14 +82,21 @@ fn judged(policy: &Policy, labels: &BTreeMap<String, String>, pod: &Value) -> Ju
         .expect("a job pod")
 }
 
+fn warn() -> BTreeMap<String, String> {
+    BTreeMap::from([("ci.skao.int/pod-policy".to_string(), "warn".to_string())])
+}
+
 #[test]
 fn an_admitted_pod_with_the_fields_the_api_server_adds_is_ok() {
     let policy = Policy::embedded();
     let judgement = judged(&policy, &enabled(), &admitted(&policy));
-    assert_eq!(judgement.verdict, Verdict::Ok, "{judgement:?}");
+    assert_eq!(judgement.verdicts, [Verdict::Ok], "{judgement:?}");
     assert_eq!(judgement.class, "k8srunner");
+    assert!(judgement.details.is_empty(), "{judgement:?}");
+    // Chosen by its facts (this runner sets no name label: the default class), never
+    // by the annotation it carries.
     assert!(
-        judgement.reason.contains("recorded at admission"),
+        judgement.reason.starts_with("defaultClass"),
         "{judgement:?}"
     );
     assert_eq!(judgement.mode, "enforce");
@@ -99,7 +106,7 @@ fn an_admitted_pod_with_the_fields_the_api_server_adds_is_ok() {
 fn a_job_pod_the_webhook_never_saw_is_unpolicied() {
     let policy = Policy::embedded();
     let judgement = judged(&policy, &enabled(), &stored(unpatched()));
-    assert_eq!(judgement.verdict, Verdict::Unpolicied);
+    assert_eq!(judgement.verdicts, [Verdict::Unpolicied]);
     assert_eq!(judgement.class, "k8srunner");
     // It also says what admitting it would have changed.
     assert!(!judgement.details.is_empty());
@@ -109,7 +116,7 @@ fn a_job_pod_the_webhook_never_saw_is_unpolicied() {
 fn a_namespace_that_has_not_opted_in_is_judged_as_if_it_had() {
     let policy = Policy::embedded();
     let judgement = judged(&policy, &BTreeMap::new(), &stored(unpatched()));
-    assert_eq!(judgement.verdict, Verdict::Unpolicied);
+    assert_eq!(judgement.verdicts, [Verdict::Unpolicied]);
 }
 
 #[test]
@@ -130,7 +137,7 @@ fn a_lowered_ceiling_turns_an_admitted_pod_into_drift_naming_the_field() {
     assert_ne!(yaml, ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML);
     let after = Policy::parse(&yaml, "lowered.yaml").expect("policy");
     let judgement = judged(&after, &enabled(), &pod);
-    assert_eq!(judgement.verdict, Verdict::Drift, "{judgement:?}");
+    assert_eq!(judgement.verdicts, [Verdict::Drift], "{judgement:?}");
     assert!(
         judgement
             .details
@@ -141,22 +148,90 @@ fn a_lowered_ceiling_turns_an_admitted_pod_into_drift_naming_the_field() {
 }
 
 #[test]
-fn a_pod_todays_policy_refuses_would_be_denied() {
+fn an_admitted_pod_todays_policy_refuses_is_drift_and_would_deny() {
     let policy = Policy::embedded();
     let mut pod = admitted(&policy);
     pod["metadata"]["annotations"]["ci.skao.int/cpu-limit"] = json!("lots");
     let judgement = judged(&policy, &enabled(), &pod);
-    assert_eq!(judgement.verdict, Verdict::WouldDeny);
+    assert_eq!(
+        judgement.verdicts,
+        [Verdict::Drift, Verdict::WouldDeny],
+        "{judgement:?}"
+    );
     assert!(judgement.details[0].contains("cpu-limit"), "{judgement:?}");
 }
 
 #[test]
-fn in_a_warn_namespace_a_pod_is_judged_by_what_enforce_would_do() {
+fn a_pod_the_webhook_never_saw_and_the_policy_refuses_is_unpolicied_and_would_deny() {
     let policy = Policy::embedded();
-    let warn = BTreeMap::from([("ci.skao.int/pod-policy".to_string(), "warn".to_string())]);
-    let judgement = judged(&policy, &warn, &stored(unpatched()));
+    let mut pod = stored(unpatched());
+    pod["metadata"]["annotations"]["ci.skao.int/cpu-limit"] = json!("lots");
+    for labels in [enabled(), BTreeMap::new()] {
+        let judgement = judged(&policy, &labels, &pod);
+        assert_eq!(
+            judgement.verdicts,
+            [Verdict::Unpolicied, Verdict::WouldDeny],
+            "{judgement:?}"
+        );
+        assert!(judgement.has(Verdict::WouldDeny));
+    }
+}
+
+#[test]
+fn in_a_warn_namespace_a_pod_left_as_sent_would_mutate_and_is_not_drift() {
+    let policy = Policy::embedded();
+    let judgement = judged(&policy, &warn(), &stored(unpatched()));
     assert_eq!(judgement.mode, "warn");
-    assert_eq!(judgement.verdict, Verdict::Drift, "{judgement:?}");
+    assert_eq!(judgement.verdicts, [Verdict::WouldMutate], "{judgement:?}");
+    assert!(!judgement.details.is_empty());
+    // One the policy would refuse: would-deny alone.
+    let mut pod = stored(unpatched());
+    pod["metadata"]["annotations"]["ci.skao.int/cpu-limit"] = json!("lots");
+    let judgement = judged(&policy, &warn(), &pod);
+    assert_eq!(judgement.verdicts, [Verdict::WouldDeny], "{judgement:?}");
+    // One admitted under enforce before the namespace went back to warn: ok, as before.
+    let judgement = judged(&policy, &warn(), &admitted(&policy));
+    assert_eq!(judgement.verdicts, [Verdict::Ok], "{judgement:?}");
+}
+
+#[test]
+fn a_class_annotation_a_job_wrote_is_a_claim_not_proof() {
+    // Issue 25, point 5: created without the webhook, the job set the xlarge class.
+    let policy = Policy::embedded();
+    let mut pod = stored(unpatched());
+    pod["metadata"]["annotations"]["ci.skao.int/class"] = json!("k8srunner-xlarge");
+    let judgement = judged(&policy, &enabled(), &pod);
+    assert_eq!(judgement.class, "k8srunner", "judged by its runner's class");
+    assert_eq!(judgement.verdicts, [Verdict::Unpolicied], "{judgement:?}");
+    assert!(
+        judgement.details[0].contains("\"k8srunner-xlarge\" is a claim"),
+        "{judgement:?}"
+    );
+    // The same claim on a pod the webhook admitted as k8srunner (a later overwrite):
+    // still judged as k8srunner, and the annotation is a difference.
+    let mut pod = admitted(&policy);
+    pod["metadata"]["annotations"]["ci.skao.int/class"] = json!("k8srunner-xlarge");
+    let judgement = judged(&policy, &enabled(), &pod);
+    assert_eq!(judgement.class, "k8srunner");
+    assert_eq!(judgement.verdicts, [Verdict::Unpolicied], "{judgement:?}");
+    // An admin's pin on the namespace is a fact: it chooses the class.
+    let mut pinned = enabled();
+    pinned.insert(
+        "ci.skao.int/runner-class".to_string(),
+        "k8srunner-xlarge".to_string(),
+    );
+    let judgement = judged(&policy, &pinned, &stored(unpatched()));
+    assert_eq!(judgement.class, "k8srunner-xlarge");
+}
+
+#[test]
+fn only_opted_in_namespaces_are_audited() {
+    let policy = Policy::embedded();
+    assert!(audited(&policy, &enabled()));
+    assert!(audited(&policy, &warn()));
+    assert!(!audited(&policy, &BTreeMap::new()));
+    let wrong = BTreeMap::from([("ci.skao.int/pod-policy".to_string(), "true".to_string())]);
+    assert!(!audited(&policy, &wrong));
 }
 
 #[test]
@@ -168,4 +243,34 @@ fn pods_that_are_not_job_pods_are_not_judged() {
         Ok(None)
     );
     assert!(judge(&policy, "gitlab", &enabled(), "[1]").is_err());
+}
+
+#[test]
+fn an_ephemeral_container_the_policy_refuses_makes_an_admitted_pod_would_deny() {
+    let policy = Policy::embedded();
+    let mut pod = admitted(&policy);
+    // As `kubectl debug` adds one after admission: privileged, with the node's GPUs.
+    pod["spec"]["ephemeralContainers"] = json!([{
+        "name": "debugger",
+        "image": "busybox",
+        "securityContext": {"privileged": true},
+        "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
+    }]);
+    let judgement = judged(&policy, &enabled(), &pod);
+    assert_eq!(
+        judgement.verdicts,
+        [Verdict::Drift, Verdict::WouldDeny],
+        "{judgement:?}"
+    );
+    assert!(
+        judgement
+            .details
+            .iter()
+            .any(|d| d.contains("debugger") && d.contains("privileged")),
+        "{judgement:?}"
+    );
+
+    // A plain debug container is fine under the default `restricted`.
+    pod["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": "busybox"}]);
+    assert_eq!(judged(&policy, &enabled(), &pod).verdicts, [Verdict::Ok]);
 }

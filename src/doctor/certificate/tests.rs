@@ -10,6 +10,10 @@ use crate::doctor::report::Status;
 
 const HOST: &str = "ci-pod-webhook.ci-pod-webhook.svc";
 
+fn host() -> Vec<String> {
+    vec![HOST.to_string()]
+}
+
 fn secret(tls_crt: &str) -> Secret {
     Secret {
         metadata: ObjectMeta {
@@ -33,7 +37,7 @@ fn run(secret: &Secret, bundle: &str, now: OffsetDateTime) -> Vec<(Status, Strin
         "ci-pod-webhook/ci-pod-webhook-tls",
         Ok(Some(secret)),
         Some(bundle.as_bytes()),
-        HOST,
+        &host(),
         now,
     )
     .into_iter()
@@ -73,7 +77,9 @@ fn names_that_miss_the_service_fail_with_the_names_found() {
     assert_eq!(checks[0].0, Status::Ok);
     assert_eq!(checks[1].0, Status::Failure);
     assert!(
-        checks[1].1.starts_with("certificate names (localhost, IP "),
+        checks[1]
+            .1
+            .starts_with("certificate names (localhost, 127.0.0.1) "),
         "{checks:?}"
     );
     assert!(
@@ -143,13 +149,13 @@ fn expiry_warns_under_thirty_days_and_fails_once_passed() {
 #[test]
 fn a_missing_or_unreadable_secret_fails() {
     let now = OffsetDateTime::now_utc();
-    let missing = certificate("ns/tls", Ok(None), None, HOST, now);
+    let missing = certificate("ns/tls", Ok(None), None, &host(), now);
     assert_eq!(missing[0].message, "Secret ns/tls not found");
     let forbidden = certificate(
         "ns/tls",
         Err("secrets \"tls\" is forbidden"),
         None,
-        HOST,
+        &host(),
         now,
     );
     assert!(
@@ -157,6 +163,45 @@ fn a_missing_or_unreadable_secret_fails() {
             .message
             .starts_with("cannot read Secret ns/tls")
     );
-    let empty = certificate("ns/tls", Ok(Some(&secret("junk"))), None, HOST, now);
+    let empty = certificate("ns/tls", Ok(Some(&secret("junk"))), None, &host(), now);
     assert_eq!(empty[0].status, Status::Failure);
+}
+
+#[test]
+fn each_host_the_api_server_dials_is_checked_ip_addresses_too() {
+    let mut names = certs::service_names("ci-pod-webhook", "ci-pod-webhook");
+    names.push("10.0.0.7".to_string());
+    let pair = generated(&names, 90);
+    let hosts = [HOST.to_string(), "10.0.0.7".into(), "192.168.49.1".into()];
+    let checks: Vec<(Status, String)> = certificate(
+        "ns/tls",
+        Ok(Some(&secret(&pair.tls_cert))),
+        Some(pair.ca_cert.as_bytes()),
+        &hosts,
+        OffsetDateTime::now_utc(),
+    )
+    .into_iter()
+    .map(|c| (c.status, c.message))
+    .collect();
+    assert_eq!(
+        checks[0],
+        (
+            Status::Ok,
+            "caBundle verifies the serving certificate".into()
+        )
+    );
+    assert_eq!(
+        checks[1],
+        (Status::Ok, format!("certificate names cover {HOST}"))
+    );
+    assert_eq!(
+        checks[2],
+        (Status::Ok, "certificate names cover 10.0.0.7".into())
+    );
+    assert_eq!(checks[3].0, Status::Failure);
+    assert!(
+        checks[3].1.ends_with("10.0.0.7) do not cover 192.168.49.1"),
+        "IP names read as addresses: {}",
+        checks[3].1
+    );
 }

@@ -228,3 +228,100 @@ fn the_deployment_needs_ready_replicas() {
         "Deployment ci-pod-webhook/ci-pod-webhook not found"
     );
 }
+
+/// Issue 25, point 8: the GPU entry's matchConditions are static YAML; the doctor checks
+/// them against the policy's gpuWorkloads.resources.
+#[test]
+fn gpu_entry_conditions_must_look_for_every_gpu_workloads_resource() {
+    use k8s_openapi::api::admissionregistration::v1::MatchCondition;
+    let policy = Policy::embedded();
+    let gpu_entry = |expression: &str| MutatingWebhook {
+        name: "gpu-workloads.ci-pod-webhook.ci.skao.int".into(),
+        client_config: WebhookClientConfig {
+            service: Some(ServiceReference {
+                name: "ci-pod-webhook".into(),
+                namespace: "ci-pod-webhook".into(),
+                path: Some("/mutate/gpu-workloads".into()),
+                port: Some(443),
+            }),
+            ..WebhookClientConfig::default()
+        },
+        match_conditions: Some(vec![MatchCondition {
+            name: "asks-for-a-gpu".into(),
+            expression: expression.into(),
+        }]),
+        ..MutatingWebhook::default()
+    };
+    let with = |entry: MutatingWebhook| MutatingWebhookConfiguration {
+        webhooks: Some(vec![base_entry(), entry]),
+        ..configuration_of(base_entry())
+    };
+    // The condition main shipped before: NVIDIA's whole GPUs only.
+    let before = with(gpu_entry(
+        "has(c.resources.limits) && 'nvidia.com/gpu' in c.resources.limits",
+    ));
+    let checks = gpu_entry_conditions(&policy, &before);
+    assert_eq!(
+        not_ok(&checks),
+        [(
+            Status::Failure,
+            "webhook gpu-workloads.ci-pod-webhook.ci.skao.int: matchConditions do not look for gpuWorkloads resource(s) nvidia.com/mig-*, amd.com/gpu"
+        )]
+    );
+    // The base's own condition.
+    let base: serde_json::Value = serde_saphyr::from_str(include_str!(
+        "../../../manifests/base/mutatingwebhookconfiguration.yaml"
+    ))
+    .expect("YAML");
+    let installed: MutatingWebhookConfiguration = serde_json::from_value(base).expect("object");
+    let checks = gpu_entry_conditions(&policy, &installed);
+    assert_eq!(not_ok(&checks), []);
+    assert_eq!(checks.len(), 1);
+    // No matchConditions (1.26-1.29: every pod is sent), no GPU entry, no gpuWorkloads:
+    // nothing to say.
+    let mut all = gpu_entry("");
+    all.match_conditions = None;
+    assert!(gpu_entry_conditions(&policy, &with(all)).is_empty());
+    assert!(gpu_entry_conditions(&policy, &configuration_of(base_entry())).is_empty());
+    let off = Policy {
+        gpu_workloads: None,
+        ..Policy::embedded()
+    };
+    assert!(gpu_entry_conditions(&off, &before).is_empty());
+}
+
+#[test]
+fn the_hosts_dialled_are_the_urls_hosts_and_the_services_names() {
+    let entry = |url: Option<&str>, service: Option<(&str, &str)>| MutatingWebhook {
+        client_config: WebhookClientConfig {
+            url: url.map(str::to_string),
+            service: service.map(|(name, namespace)| ServiceReference {
+                name: name.into(),
+                namespace: namespace.into(),
+                ..ServiceReference::default()
+            }),
+            ca_bundle: None,
+        },
+        ..MutatingWebhook::default()
+    };
+    let configuration = MutatingWebhookConfiguration {
+        webhooks: Some(vec![
+            entry(Some("https://10.0.0.7:8443/mutate"), None),
+            entry(None, Some(("ci-pod-webhook", "ci"))),
+            entry(Some("https://[fd00::7]:8443/mutate/gpu-workloads"), None),
+            entry(Some("https://host.minikube.internal/mutate"), None),
+            entry(Some("https://10.0.0.7:8443/mutate/gpu-workloads"), None),
+        ]),
+        ..MutatingWebhookConfiguration::default()
+    };
+    assert_eq!(
+        dialled_hosts(Some(&configuration), "fallback.svc"),
+        [
+            "10.0.0.7",
+            "ci-pod-webhook.ci.svc",
+            "fd00::7",
+            "host.minikube.internal"
+        ]
+    );
+    assert_eq!(dialled_hosts(None, "fallback.svc"), ["fallback.svc"]);
+}

@@ -368,23 +368,23 @@ fn nodes_that_report_no_cpus_raise_no_cpu_warning() {
 }
 
 #[test]
-fn a_host_daemons_socket_without_the_daemonset_is_a_warning_not_a_failure() {
-    let policy = Policy::parse(
-        "defaultClass: a\ndocker: { mount: file, socketPath: /var/run/docker-for-gitlab.sock }\nciNodes: { nodeSelector: { node-role.skatelescope.org/ci-worker: \"true\" } }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n",
-        "ska.yaml",
-    )
-    .expect("policy");
-    let checks = docker_daemon(&policy, &[node("ci-1", &[CI])], Ok(None), "ci-dind/ci-dind");
-    assert_eq!(checks.len(), 1);
-    assert_eq!(checks[0].status, Status::Warning);
-    assert_eq!(
-        checks[0].message,
-        "no DaemonSet ci-dind/ci-dind: the policy's socket /var/run/docker-for-gitlab.sock must be served by a daemon on each CI node"
-    );
-    assert_eq!(
-        checks[0].fix.as_deref(),
-        Some(
-            "on a CI node: curl --unix-socket /var/run/docker-for-gitlab.sock http://docker/_ping"
-        )
-    );
+fn a_host_daemon_socket_needs_no_daemon_set_and_says_what_is_not_checked() {
+    // SKA's policies: the host's own docker-for-gitlab daemon, its socket file mounted.
+    let text = include_str!("../../../examples/policies/ska-techops.yaml");
+    let policy = Policy::parse(text, "ska-techops.yaml").expect("policy");
+    let nodes = [node("ci-1", &[CI])];
+    for daemon_set in [Ok(None), Err("forbidden")] {
+        let checks = docker_daemon(&policy, &nodes, daemon_set, "ci-dind/ci-dind");
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert_eq!(checks[0].status, Status::Ok, "{checks:?}");
+        assert!(
+            checks[0]
+                .message
+                .starts_with("socket mode on a host daemon: /var/run/docker-for-gitlab.sock"),
+            "{checks:?}"
+        );
+        let hint = checks[0].hint.as_deref().unwrap_or_default();
+        assert!(hint.contains("cannot see"), "{hint}");
+        assert!(hint.contains("mount: file"), "{hint}");
+    }
 }

@@ -245,3 +245,54 @@ pub fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
         .find(|c| c["name"] == name)
         .unwrap_or_else(|| panic!("no container {name} in the pod"))
 }
+
+impl TestNamespace<'_> {
+    /// Deletes pod `name` at once (no kubelet runs to end it gracefully).
+    pub async fn delete_pod(&self, name: &str) {
+        let pods =
+            Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.cp.client().await, &self.name);
+        pods.delete(name, &kube::api::DeleteParams::default().grace_period(0))
+            .await
+            .unwrap_or_else(|e| panic!("delete pod {}/{name}: {e}", self.name));
+    }
+
+    /// Deletes the namespace as a cluster does: the namespace is marked for deletion,
+    /// its pods are deleted, and the namespace goes. No controller-manager runs here, so
+    /// this plays the namespace controller's part: it deletes the pods and finalizes it.
+    pub async fn delete(&self) {
+        let client = self.cp.client().await;
+        let namespaces = Api::<Namespace>::all(client.clone());
+        namespaces
+            .delete(&self.name, &Default::default())
+            .await
+            .unwrap_or_else(|e| panic!("delete namespace {}: {e}", self.name));
+        let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &self.name);
+        pods.delete_collection(
+            &kube::api::DeleteParams::default().grace_period(0),
+            &Default::default(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("delete the pods of {}: {e}", self.name));
+        let mut namespace = namespaces.get(&self.name).await.expect("the namespace");
+        if let Some(spec) = namespace.spec.as_mut() {
+            spec.finalizers = Some(Vec::new());
+        }
+        let request = hyper::Request::put(format!("/api/v1/namespaces/{}/finalize", self.name))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(&namespace).expect("JSON"))
+            .expect("request");
+        client
+            .request::<Value>(request)
+            .await
+            .unwrap_or_else(|e| panic!("finalize namespace {}: {e}", self.name));
+        let start = Instant::now();
+        while namespaces.get_opt(&self.name).await.expect("get").is_some() {
+            assert!(
+                start.elapsed() < PATIENCE,
+                "namespace {} not gone",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

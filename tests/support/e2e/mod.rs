@@ -22,13 +22,21 @@
 mod cluster;
 mod node;
 mod pki;
-mod process;
+// pub: the real Prometheus of tests/support/prometheus.rs runs under its watchdog too.
+pub mod process;
+mod proxy;
+mod rollout;
 mod webhook;
 
 pub use cluster::*;
-// Only tests/e2e/node/ uses it; the benches and tests/integration.rs include this folder too.
+// Only tests/e2e uses these; the e2e benches and tests/integration.rs include this
+// module too.
 #[allow(unused_imports)]
 pub use node::*;
+#[allow(unused_imports)]
+pub use proxy::*;
+#[allow(unused_imports)]
+pub use rollout::*;
 pub use webhook::*;
 
 use std::path::{Path, PathBuf};
@@ -169,6 +177,15 @@ impl ControlPlane {
     /// Tokio runtime (a `kube::Client` belongs to the runtime it was made in).
     pub async fn client(&self) -> kube::Client {
         pki::client_for(&self.kubeconfig).await
+    }
+
+    /// The API server's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.server
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("https://127.0.0.1:PORT")
     }
 
     /// The admin kubeconfig file, for kubectl and for processes.

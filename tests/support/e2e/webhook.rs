@@ -135,6 +135,25 @@ impl ControlPlane {
     /// changes, checked every second).
     pub async fn start_webhook_with_policy(&self, policy: &Path) -> Webhook {
         let kubeconfig = self.service_account_kubeconfig().await.clone();
+        self.start_webhook_with(policy, &kubeconfig).await
+    }
+
+    /// As [`Self::start_webhook_with_policy`], reaching the API server at `server` (a
+    /// [`super::Proxy`] in front of it) as the webhook's ServiceAccount.
+    pub async fn start_webhook_through(&self, policy: &Path, server: &str) -> Webhook {
+        self.service_account_kubeconfig().await;
+        let token = self.service_account_token().await;
+        let path = self.dir.join(format!(
+            "webhook-via-{}.kubeconfig",
+            self.next_webhook_number()
+        ));
+        let config = pki::kubeconfig(server, self.ca_pem(), &Credentials::Token(&token));
+        std::fs::write(&path, config).expect("write the kubeconfig");
+        self.start_webhook_with(policy, &path).await
+    }
+
+    async fn start_webhook_with(&self, policy: &Path, kubeconfig: &Path) -> Webhook {
+        let kubeconfig = kubeconfig.to_path_buf();
         let number = self.next_webhook_number();
         let dir = self.dir.join(format!("webhook-{number}"));
         std::fs::create_dir_all(&dir).expect("mkdir webhook dir");

@@ -198,5 +198,46 @@ fn the_cores_own_warnings_are_kept_when_enforce_would_change_nothing() {
     };
     let (would, warnings) = would(&policy, &Decision::Allow(mutation));
     assert_eq!(would, Would::Nothing);
-    assert_eq!(warnings, ["gpus ignored: class small has no GPUs"]);
+    assert_eq!(warnings, ["gpus would be ignored: class small has no GPUs"]);
+}
+
+#[test]
+fn warn_mode_words_the_cores_warnings_as_what_enforce_would_do() {
+    for (enforced, warned) in [
+        (
+            "ci.skao.int/cpu-limit: 20 is above the ceiling of class small; using 4",
+            "ci.skao.int/cpu-limit: 20 is above the ceiling of class small; would use 4",
+        ),
+        (
+            "build: limits.cpu 12 lowered to the ceiling 4 of class small",
+            "build: limits.cpu 12 would be lowered to the ceiling 4 of class small",
+        ),
+        (
+            "build: limits.cpu raised to 3 to match the requested cpu",
+            "build: limits.cpu would be raised to 3 to match the requested cpu",
+        ),
+        (
+            "build: env NVIDIA_VISIBLE_DEVICES=\"all\" removed: it would choose the node's GPUs",
+            "build: env NVIDIA_VISIBLE_DEVICES=\"all\" would be removed: it would choose the node's GPUs",
+        ),
+        (
+            "nodeSelector a=b replaced by a=c (class small)",
+            "nodeSelector a=b would be replaced by a=c (class small)",
+        ),
+        (
+            "build: JOB_CPUS not set: an envFrom source of the container may set it",
+            "build: JOB_CPUS would not be set: an envFrom source of the container may set it",
+        ),
+        (
+            "Docker not configured: the namespace enforces Pod Security \"baseline\"",
+            "Docker would not be configured: the namespace enforces Pod Security \"baseline\"",
+        ),
+        // Facts about the class choice hold in both modes.
+        (
+            "namespace label ci.skao.int/runner-class=x names no class in the policy; choosing by match rules",
+            "namespace label ci.skao.int/runner-class=x names no class in the policy; choosing by match rules",
+        ),
+    ] {
+        assert_eq!(conditional(enforced), warned);
+    }
 }
