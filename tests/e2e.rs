@@ -25,6 +25,7 @@ mod e2e {
     mod expect;
     mod gpu_workloads;
     mod http1;
+    mod in_pod;
     mod live_audit;
     mod namespaces;
     mod node;

@@ -15,6 +15,7 @@ mod integration {
     mod flood;
     mod hostile;
     mod hostile_memory;
+    mod image;
     mod manifests;
     mod namespaces;
     mod serve;

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use time::OffsetDateTime;
 
 use super::kube::KubeArgs;
-use crate::doctor::{self, Check, Inputs, Names, Report, Snapshot};
+use crate::doctor::{self, Check, Inputs, Names, Report, Scope, Snapshot};
 
 const API_GROUP: &str = "kubernetes API";
 /// Bounds each request, so an unreachable API server fails the run instead of hanging.
@@ -20,8 +20,14 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct DoctorArgs {
     /// Only the checks that make sense before installing (policy, nodes, GPUs,
     /// RuntimeClasses, namespaces).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "install")]
     pub pre: bool,
+    /// Only the install's own checks (policy ConfigMap, webhook configuration,
+    /// certificate, Deployment, Service and endpoints, the webhook's cluster access):
+    /// a gate for a deployment pipeline that nodes, GPUs, namespaces and the node Docker
+    /// daemon do not fail.
+    #[arg(long)]
+    pub install: bool,
     /// Check this policy file instead of the one in the cluster's ConfigMap.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
@@ -44,6 +50,17 @@ pub enum Output {
     Json,
 }
 
+impl DoctorArgs {
+    /// Which checks `--pre` and `--install` ask for (clap keeps them apart).
+    pub fn scope(&self) -> Scope {
+        match (self.pre, self.install) {
+            (true, _) => Scope::Pre,
+            (false, true) => Scope::Install,
+            (false, false) => Scope::All,
+        }
+    }
+}
+
 /// Runs the doctor and writes its report; exit code 1 if any check failed.
 pub fn run(args: &DoctorArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -55,6 +72,7 @@ pub fn run(args: &DoctorArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
         docker_namespace: args.docker_namespace.clone(),
         ..Names::default()
     };
+    let scope = args.scope();
     let report = runtime.block_on(async {
         let client = args.kube.connect(Some(REQUEST_TIMEOUT)).await?;
         let mut report = Report::default();
@@ -74,11 +92,11 @@ pub fn run(args: &DoctorArgs, out: &mut impl Write) -> anyhow::Result<ExitCode> 
                 return Ok::<_, anyhow::Error>(report);
             }
         }
-        let snapshot = Snapshot::fetch(&client, &names, args.pre).await;
+        let snapshot = Snapshot::fetch(&client, &names, scope).await;
         let inputs = Inputs {
             names: &names,
             policy_file: args.policy.as_deref(),
-            pre: args.pre,
+            scope,
             now: OffsetDateTime::now_utc(),
         };
         report

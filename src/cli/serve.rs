@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use tracing_subscriber::EnvFilter;
 
 use crate::certs;
-use crate::cluster::{Cluster, KubeMode};
+use crate::cluster::{Cluster, KubeMode, Place};
 use crate::server::logs::{self, LogGuard};
 use crate::server::{Limits, Listeners, Server, Settings, signal};
 use crate::trusted_peers::{CidrError, TrustedPeers};
@@ -121,7 +121,8 @@ pub struct ServeArgs {
 /// `--kube`: whether the webhook talks to the API server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kube {
-    /// Watch the cluster when a kubeconfig or in-cluster config is found, else as `off`.
+    /// Watch the cluster when a kubeconfig or in-cluster config is found; else as `off`,
+    /// but in a pod (KUBERNETES_SERVICE_HOST set) not Ready until it has cluster access.
     Auto,
     /// Never contact the API server; trust the webhook configuration's namespaceSelector.
     Off,
@@ -252,7 +253,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         // before it overwrites the running one's development certificate.
         let listeners = Listeners::bind(args.listen, args.admin_listen).await?;
         let (tls_cert, tls_key, dev_ca, _cert_dir_lock) = certificate(args)?;
-        let cluster = Cluster::connect(args.kube.into()).await?;
+        let cluster = Cluster::connect(args.kube.into(), Place::of_this_process()).await?;
         let settings = args.settings(tls_cert, tls_key, cluster.clone());
         let server = Server::with_listeners(settings, listeners).await?;
         let active = server.policy();

@@ -33,6 +33,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::access::Access;
 use super::namespace_mirror::Reader;
 use super::watcher::{Applied, Store, Tick};
 use crate::metrics::{JobPodInfoLabels, TerminationLabels};
@@ -302,6 +303,10 @@ impl<S: Store<DynamicObject>> Store<DynamicObject> for Observed<S> {
 
     fn before_first_list(&self) -> &'static str {
         self.store.before_first_list()
+    }
+
+    fn access(&self) -> Access {
+        self.store.access()
     }
 
     fn tick(&mut self) -> Tick {

@@ -9,11 +9,15 @@
 //! cannot do without ([`Cluster::is_ready`]: the namespace watch; the RuntimeClass
 //! names only add a check, and the job-pod watch only feeds a metric).
 //!
-//! Without cluster access (`--kube off`, or `--kube auto` with neither a kubeconfig nor
-//! an in-cluster environment) there is nothing to watch: the webhook then trusts the
+//! Without cluster access (`--kube off`, or `--kube auto` outside a pod with no
+//! kubeconfig) there is nothing to watch: the webhook then trusts the
 //! MutatingWebhookConfiguration's namespaceSelector, which already requires the opt-in
-//! label, and no namespace has a class label.
+//! label, and no namespace has a class label. In a pod that is never what was meant: a
+//! `warn` namespace would be enforced and class labels ignored, so there `--kube auto`
+//! without credentials is an error the webhook stays not Ready on, and says why
+//! ([`Cluster::readiness`]); a watch the API server refuses (RBAC) says the same.
 
+pub mod access;
 pub mod job_pod_series;
 mod namespace_mirror;
 mod namespaces;
@@ -36,11 +40,52 @@ use watcher::Watcher;
 /// Whether the webhook talks to the API server (`serve --kube`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KubeMode {
-    /// Watch the cluster when a kubeconfig or in-cluster config is found, else as `off`.
+    /// Watch the cluster when a kubeconfig or in-cluster config is found; else, outside a
+    /// pod as `off`, and in a pod not Ready ([`Place`]).
     Auto,
     /// Never contact the API server; trust the webhook configuration's namespaceSelector.
     Off,
 }
+
+/// Where the webhook runs, as far as `--kube auto` cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    /// `KUBERNETES_SERVICE_HOST` is set: the kubelet started us in a pod, where cluster
+    /// access is expected and its absence a mistake.
+    InPod,
+    /// A developer's machine or a test.
+    Outside,
+}
+
+impl Place {
+    /// The kubelet sets `KUBERNETES_SERVICE_HOST` in every container (with
+    /// `enableServiceLinks: false` too: that only drops the other Services' variables).
+    #[must_use]
+    pub fn of_this_process() -> Place {
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+            Place::InPod
+        } else {
+            Place::Outside
+        }
+    }
+}
+
+/// Whether the webhook can answer reviews as the cluster would want.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Not ready, and why, in one line.
+    NotReady(String),
+}
+
+/// What `--kube off` (or no cluster outside a pod) means for reviews.
+const TRUST: &str = "every namespace counts as opted in with no class label: \
+     trusting the webhook configuration's namespaceSelector";
+
+/// How to fix a pod with no cluster credentials.
+const NO_TOKEN_FIX: &str = "mount the ServiceAccount token (automountServiceAccountToken: true \
+     in the pod or its ServiceAccount, as manifests/base sets), or set --kube off \
+     (CI_POD_WEBHOOK_KUBE=off) to trust the webhook configuration's namespaceSelector";
 
 /// The webhook's view of the cluster. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -50,6 +95,9 @@ pub struct Cluster(View);
 enum View {
     /// No cluster: every namespace counts as opted in, with no class label.
     Off,
+    /// In a pod without a way to reach the API server: never ready, and why. Reviews
+    /// that arrive all the same are answered as with [`View::Off`].
+    Unavailable(Arc<str>),
     /// A fixed set of namespaces and their labels; a namespace not listed has none.
     /// For tests, which have no cluster.
     Fixed(Arc<HashMap<String, Arc<BTreeMap<String, String>>>>),
@@ -88,15 +136,15 @@ impl Default for Cluster {
 
 impl Cluster {
     /// `mode` is the `--kube auto|off` flag; `auto` tries `kube::Client::try_default()`
-    /// (kubeconfig, then in-cluster config) and falls back to no cluster when neither is
-    /// found, saying so once. Must run inside a Tokio runtime.
+    /// (kubeconfig, then in-cluster config). When neither is found it falls back to no
+    /// cluster outside a pod, saying so once; in a pod it logs one error line saying what
+    /// is missing and how to fix it, and stays not Ready. Must run inside a Tokio runtime.
     ///
     /// # Errors
-    /// None today: a missing cluster configuration is a fallback, not an error. The
-    /// `Result` leaves room for configuration that is present but unusable.
-    pub async fn connect(mode: KubeMode) -> anyhow::Result<Self> {
-        const TRUST: &str = "every namespace counts as opted in with no class label: \
-             trusting the webhook configuration's namespaceSelector";
+    /// None today: a missing cluster configuration is a fallback or a readiness state,
+    /// not an error. The `Result` leaves room for configuration that is present but
+    /// unusable.
+    pub async fn connect(mode: KubeMode, place: Place) -> anyhow::Result<Self> {
         match mode {
             KubeMode::Off => {
                 tracing::info!(kube = "off", "no cluster watches; {TRUST}");
@@ -107,16 +155,37 @@ impl Cluster {
                     tracing::info!("watching namespace labels and RuntimeClasses");
                     Ok(Self::from_client(client))
                 }
-                Err(error) => {
-                    // kube's message already carries its causes; its source chain repeats them.
-                    tracing::warn!(
-                        kube = "auto",
-                        %error,
-                        "no kubeconfig or in-cluster config, no cluster watches; {TRUST}"
-                    );
-                    Ok(Self::default())
-                }
+                // kube's message already carries its causes; its source chain repeats them.
+                Err(error) => Ok(Self::without_config(place, &error.to_string())),
             },
+        }
+    }
+
+    /// `--kube auto` found no kubeconfig and no in-cluster config (`error` says why).
+    fn without_config(place: Place, error: &str) -> Self {
+        match place {
+            Place::Outside => {
+                tracing::warn!(
+                    kube = "auto",
+                    %error,
+                    "no kubeconfig or in-cluster config, no cluster watches; {TRUST}"
+                );
+                Self::default()
+            }
+            Place::InPod => {
+                let reason = format!(
+                    "no cluster access in a pod (KUBERNETES_SERVICE_HOST is set): {error}; \
+                     {NO_TOKEN_FIX}"
+                );
+                tracing::error!(
+                    kube = "auto",
+                    %error,
+                    fix = NO_TOKEN_FIX,
+                    "no cluster access in a pod: not Ready, since without namespace labels \
+                     a warn namespace would be enforced and class labels ignored"
+                );
+                Cluster(View::Unavailable(reason.into()))
+            }
         }
     }
 
@@ -144,7 +213,7 @@ impl Cluster {
     pub fn runtime_classes(&self) -> RuntimeClasses {
         match &self.0 {
             View::Watched(watched) => watched.runtime_classes.clone(),
-            View::Off | View::Fixed(_) => RuntimeClasses::unknown(),
+            View::Off | View::Unavailable(_) | View::Fixed(_) => RuntimeClasses::unknown(),
         }
     }
 
@@ -169,7 +238,7 @@ impl Cluster {
     pub fn client(&self) -> Option<(&kube::Client, &CancellationToken)> {
         match &self.0 {
             View::Watched(watched) => Some((&watched.client, &watched.stop)),
-            View::Off | View::Fixed(_) => None,
+            View::Off | View::Unavailable(_) | View::Fixed(_) => None,
         }
     }
 
@@ -177,7 +246,7 @@ impl Cluster {
     fn parts(&self) -> Option<(kube::Client, CancellationToken, namespace_mirror::Reader)> {
         match &self.0 {
             View::Watched(w) => Some((w.client.clone(), w.stop.clone(), w.namespaces.mirror())),
-            View::Off | View::Fixed(_) => None,
+            View::Off | View::Unavailable(_) | View::Fixed(_) => None,
         }
     }
 
@@ -193,7 +262,7 @@ impl Cluster {
     fn take_job_pod_series(&self) -> Option<job_pod_series::JobPodSeries> {
         match &self.0 {
             View::Watched(watched) => lock(&watched.job_pod_series).take(),
-            View::Off | View::Fixed(_) => None,
+            View::Off | View::Unavailable(_) | View::Fixed(_) => None,
         }
     }
 
@@ -213,12 +282,29 @@ impl Cluster {
     }
 
     /// True once every watch has stored its first full list (and from then on, also
-    /// while the watches reconnect). Without a cluster: always.
+    /// while the watches reconnect). Without a cluster: always, but in a pod never.
     #[must_use]
     pub fn is_ready(&self) -> bool {
+        self.readiness() == Readiness::Ready
+    }
+
+    /// [`Self::is_ready`], and if not, why: a watch the API server refuses, a watch not
+    /// listed yet, or no cluster access in a pod.
+    #[must_use]
+    pub fn readiness(&self) -> Readiness {
         match &self.0 {
-            View::Watched(watched) => lock(&watched.watchers).iter().all(Watcher::is_ready),
-            View::Off | View::Fixed(_) => true,
+            View::Watched(watched) => {
+                let watchers = lock(&watched.watchers);
+                let Some(waiting) = watchers.iter().find(|w| !w.is_ready()) else {
+                    return Readiness::Ready;
+                };
+                Readiness::NotReady(match waiting.refused() {
+                    Some(reason) => reason.to_string(),
+                    None => format!("{} watch: first list not stored yet", waiting.what()),
+                })
+            }
+            View::Unavailable(reason) => Readiness::NotReady(reason.to_string()),
+            View::Off | View::Fixed(_) => Readiness::Ready,
         }
     }
 
@@ -235,7 +321,7 @@ impl Cluster {
     /// The labels of `namespace` if they are at hand without waiting (no cache miss).
     pub fn peek(&self, namespace: &str) -> Option<NamespaceLabels> {
         match &self.0 {
-            View::Off => Some(NamespaceLabels::TrustSelector),
+            View::Off | View::Unavailable(_) => Some(NamespaceLabels::TrustSelector),
             View::Fixed(map) => Some(NamespaceLabels::Known(
                 map.get(namespace).cloned().unwrap_or_default(),
             )),
@@ -248,7 +334,7 @@ impl Cluster {
     pub async fn labels(&self, namespace: &str) -> NamespaceLabels {
         match &self.0 {
             View::Watched(watched) => watched.namespaces.labels(namespace).await,
-            View::Off | View::Fixed(_) => self
+            View::Off | View::Unavailable(_) | View::Fixed(_) => self
                 .peek(namespace)
                 .unwrap_or(NamespaceLabels::TrustSelector),
         }

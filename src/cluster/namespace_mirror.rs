@@ -179,6 +179,10 @@ impl Store<PartialObjectMeta<Namespace>> for Writer {
         self.shared.len()
     }
 
+    fn access(&self) -> super::access::Access {
+        super::access::NAMESPACES
+    }
+
     fn before_first_list(&self) -> &'static str {
         "no labels known yet: each review asks the API server for its namespace, \
          and trusts the webhook configuration's namespaceSelector when that fails too"

@@ -389,6 +389,10 @@ impl Store<DynamicObject> for PodVerdicts {
         self.records.len()
     }
 
+    fn access(&self) -> super::access::Access {
+        super::access::JOB_PODS
+    }
+
     fn before_first_list(&self) -> &'static str {
         "ci_pod_webhook_job_pods stays empty until the first list"
     }

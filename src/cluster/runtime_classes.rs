@@ -104,6 +104,10 @@ impl Store<PartialObjectMeta<RuntimeClass>> for Names {
         self.mirror.current.as_ref().map_or(0, BTreeSet::len)
     }
 
+    fn access(&self) -> super::access::Access {
+        super::access::RUNTIME_CLASSES
+    }
+
     fn before_first_list(&self) -> &'static str {
         "GPU pods are not checked for a missing RuntimeClass until it works \
          (RBAC list/watch on runtimeclasses.node.k8s.io)"

@@ -12,8 +12,15 @@
 //! signal drops the stream and lists afresh: the pod watcher uses it to judge every pod
 //! again under a reloaded policy; a store can ask for the same from its
 //! [`Store::tick`] (the pod watcher, when a namespace opts in or changes mode).
+//!
+//! A watch the API server turns away (401: it does not accept the credentials; 403: the
+//! account may not list or watch the resource) is a configuration error, not an outage:
+//! the log line says what is missing and how to fix it ([`super::access`]), and the
+//! watch holds the refusal until an answer clears it, so `/readyz` can say why it is
+//! not ready.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -22,6 +29,8 @@ use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use super::access::{self, Access};
 
 /// A failing watch is reported at `warn` at most this often; the rest go to `debug`.
 pub(super) const WARN_EVERY: Duration = Duration::from_secs(30);
@@ -41,6 +50,8 @@ pub trait Store<K>: Send + 'static {
     /// What the webhook does while this watch has never completed a list, for the log
     /// line of a failing watch (after the first list: "serving from the last known state").
     fn before_first_list(&self) -> &'static str;
+    /// What the webhook's account must be allowed for this watch.
+    fn access(&self) -> Access;
     /// Called about once per [`TICK`] between events: for work that waits on something
     /// other than this watch's events. [`Tick::Relist`] lists every object again.
     fn tick(&mut self) -> Tick {
@@ -68,6 +79,8 @@ pub type Relist = watch::Receiver<u64>;
 pub struct Watcher {
     what: &'static str,
     ready: watch::Receiver<bool>,
+    /// Why the API server turns the watch away, while it does.
+    refused: watch::Receiver<Option<Arc<str>>>,
 }
 
 impl Watcher {
@@ -86,8 +99,17 @@ impl Watcher {
         S: Store<K>,
     {
         let (ready_tx, ready) = watch::channel(false);
-        tokio::spawn(run(what, api, config, store, relist, ready_tx, stop));
-        Watcher { what, ready }
+        let (refused_tx, refused) = watch::channel(None);
+        let signals = Signals {
+            ready: ready_tx,
+            refused: refused_tx,
+        };
+        tokio::spawn(run(what, api, config, store, relist, signals, stop));
+        Watcher {
+            what,
+            ready,
+            refused,
+        }
     }
 
     pub fn what(&self) -> &'static str {
@@ -101,12 +123,25 @@ impl Watcher {
         *self.ready.borrow()
     }
 
+    /// While the API server turns the watch away (401 or 403): what it said, what the
+    /// account needs and how to grant it, in one line.
+    #[must_use]
+    pub fn refused(&self) -> Option<Arc<str>> {
+        self.refused.borrow().clone()
+    }
+
     /// Resolves once the first full list is stored, or when the task stopped.
     pub async fn wait_ready(&self) {
         let mut ready = self.ready.clone();
         // An error means the task ended (stopped): nothing left to wait for.
         let _ = ready.wait_for(|ready| *ready).await;
     }
+}
+
+/// What a watch task tells its [`Watcher`].
+struct Signals {
+    ready: watch::Sender<bool>,
+    refused: watch::Sender<Option<Arc<str>>>,
 }
 
 /// Runs until `stop` is cancelled.
@@ -116,13 +151,14 @@ async fn run<K, S>(
     config: watcher::Config,
     mut store: S,
     mut relist: Option<Relist>,
-    ready: watch::Sender<bool>,
+    signals: Signals,
     stop: CancellationToken,
 ) where
     K: kube::Resource + Clone + Debug + DeserializeOwned + Send + 'static,
     S: Store<K>,
 {
-    let mut failures = Failures::new(what);
+    let Signals { ready, refused } = signals;
+    let mut failures = Failures::new(what, store.access());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     'streams: loop {
@@ -159,6 +195,7 @@ async fn run<K, S>(
                 Some(Ok(event)) => {
                     if answered(&event) {
                         failures.recovered();
+                        refused.send_if_modified(|r| r.take().is_some());
                     }
                     if store.apply(event) == Applied::Listed && !*ready.borrow() {
                         tracing::info!(what, objects = store.held(), "watch synced");
@@ -167,6 +204,9 @@ async fn run<K, S>(
                 }
                 Some(Err(error)) => {
                     let serving = serving(*ready.borrow(), store.before_first_list());
+                    if let Some(refusal) = Refusal::of(&error) {
+                        refused.send_replace(Some(refusal.reason(what, store.access()).into()));
+                    }
                     if let Some(delay) = failures.record(&error, Instant::now(), serving) {
                         tokio::select! {
                             () = stop.cancelled() => break 'streams,
@@ -243,19 +283,67 @@ impl Throttle {
     }
 }
 
+/// The API server turned the client away, in its words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Refusal {
+    /// 401: it does not accept the credentials (no token, an expired or foreign one).
+    Unauthenticated(String),
+    /// 403: the account may not list or watch the resource.
+    Forbidden(String),
+}
+
+/// How to fix a 401: the credentials, not the permissions.
+const UNAUTHENTICATED_FIX: &str = "check the credentials: the ServiceAccount token the pod \
+     mounts (automountServiceAccountToken: true, as manifests/base sets), or the kubeconfig";
+
+impl Refusal {
+    fn of(error: &watcher::Error) -> Option<Refusal> {
+        let status = match error {
+            watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            | watcher::Error::WatchFailed(kube::Error::Api(status))
+            | watcher::Error::WatchError(status) => status,
+            _ => return None,
+        };
+        match status.code {
+            401 => Some(Refusal::Unauthenticated(status.message.clone())),
+            403 => Some(Refusal::Forbidden(status.message.clone())),
+            _ => None,
+        }
+    }
+
+    /// One line: what the API server said, what is missing, how to fix it.
+    fn reason(&self, what: &str, access: Access) -> String {
+        match self {
+            Refusal::Unauthenticated(message) => format!(
+                "the API server does not accept the webhook's credentials for the {what} watch \
+                 (401: {message}); {UNAUTHENTICATED_FIX}"
+            ),
+            Refusal::Forbidden(message) => format!(
+                "the API server refuses the {what} watch (403: {message}); the webhook's \
+                 account needs {}: {}",
+                access.describe(),
+                access::FIX
+            ),
+        }
+    }
+}
+
 /// The current run of watch failures.
 #[derive(Debug)]
 struct Failures {
     what: &'static str,
+    access: Access,
     consecutive: u64,
     warned: bool,
     throttle: Throttle,
 }
 
 impl Failures {
-    fn new(what: &'static str) -> Self {
+    fn new(what: &'static str, access: Access) -> Self {
         Self {
             what,
+            access,
             consecutive: 0,
             warned: false,
             throttle: Throttle::new(WARN_EVERY),
@@ -282,13 +370,35 @@ impl Failures {
         let consecutive = self.consecutive;
         if let Some(held_back) = self.throttle.allow(now) {
             self.warned = true;
-            tracing::warn!(
-                what = self.what,
-                %error,
-                consecutive,
-                held_back,
-                "watch failed; retrying with backoff, {serving}"
-            );
+            match Refusal::of(error) {
+                // Configuration, not an outage: say what is missing and how to fix it.
+                Some(Refusal::Forbidden(_)) => tracing::error!(
+                    what = self.what,
+                    needs = %self.access.describe(),
+                    fix = access::FIX,
+                    meanwhile = serving,
+                    %error,
+                    consecutive,
+                    held_back,
+                    "no permission: the API server refuses the watch to the webhook's account"
+                ),
+                Some(Refusal::Unauthenticated(_)) => tracing::error!(
+                    what = self.what,
+                    fix = UNAUTHENTICATED_FIX,
+                    meanwhile = serving,
+                    %error,
+                    consecutive,
+                    held_back,
+                    "not authenticated: the API server does not accept the webhook's credentials"
+                ),
+                None => tracing::warn!(
+                    what = self.what,
+                    %error,
+                    consecutive,
+                    held_back,
+                    "watch failed; retrying with backoff, {serving}"
+                ),
+            }
         } else {
             tracing::debug!(what = self.what, %error, consecutive, "watch failed again");
         }

@@ -4,11 +4,18 @@
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret};
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::node::v1::RuntimeClass;
-use kube::api::ListParams;
+use kube::api::{ListParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::{Api, Client};
+
+use super::Scope;
+use crate::cluster::access::{self, Access};
 
 /// The result of one read: the object(s), or why they could not be read.
 pub type Fetched<T> = Result<T, String>;
@@ -25,6 +32,10 @@ pub struct Names {
     pub webhook_configuration: String,
     pub docker_namespace: String,
     pub docker_daemon_set: String,
+    /// The Service, when the webhook configuration names none (it is absent).
+    pub service: String,
+    /// The webhook's ServiceAccount, when the Deployment cannot be read.
+    pub service_account: String,
 }
 
 impl Default for Names {
@@ -38,6 +49,8 @@ impl Default for Names {
             webhook_configuration: "ci-pod-webhook".into(),
             docker_namespace: "ci-dind".into(),
             docker_daemon_set: "ci-dind".into(),
+            service: "ci-pod-webhook".into(),
+            service_account: "ci-pod-webhook".into(),
         }
     }
 }
@@ -55,6 +68,89 @@ pub struct Snapshot {
     pub tls_secret: Fetched<Option<Secret>>,
     pub deployment: Fetched<Option<Deployment>>,
     pub daemon_set: Fetched<Option<DaemonSet>>,
+    /// The Service the webhook configuration dials, and its EndpointSlices.
+    pub service: Fetched<Option<Service>>,
+    pub endpoint_slices: Fetched<Vec<EndpointSlice>>,
+    /// The ServiceAccount the webhook's pods run as, `(namespace, name)`.
+    pub account: (String, String),
+    pub service_account: Fetched<Option<ServiceAccount>>,
+    /// The API server's answer, per access the server needs and verb: may the account?
+    pub access: Vec<AccessAnswer>,
+}
+
+/// A SubjectAccessReview's answer.
+#[derive(Debug, Clone)]
+pub struct AccessAnswer {
+    pub access: Access,
+    pub verb: &'static str,
+    pub allowed: Fetched<bool>,
+}
+
+/// The ServiceAccount whose access the server needs: the Deployment's, or `names`'.
+fn account_of(deployment: Option<&Deployment>, names: &Names) -> (String, String) {
+    let namespace = deployment
+        .and_then(|d| d.metadata.namespace.clone())
+        .unwrap_or_else(|| names.namespace.clone());
+    let name = match deployment {
+        Some(d) => d
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .and_then(|p| p.service_account_name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".to_string()),
+        None => names.service_account.clone(),
+    };
+    (namespace, name)
+}
+
+/// The Service the webhook configuration's job entry dials, `(namespace, name)`; the
+/// default names when there is no configuration; `None` when it dials a URL.
+pub fn dialled_service(
+    configuration: Option<&MutatingWebhookConfiguration>,
+    names: &Names,
+) -> Option<(String, String)> {
+    match configuration.and_then(super::install::job_entry) {
+        Some(entry) => entry
+            .client_config
+            .service
+            .as_ref()
+            .map(|s| (s.namespace.clone(), s.name.clone())),
+        None => Some((names.namespace.clone(), names.service.clone())),
+    }
+}
+
+/// Asks the API server whether the ServiceAccount `namespace/name` may `verb` the
+/// resource of `access`, cluster-wide, as it would authorize the account's own request.
+async fn may(
+    client: &Client,
+    (namespace, name): &(String, String),
+    access: Access,
+    verb: &'static str,
+) -> Fetched<bool> {
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(format!("system:serviceaccount:{namespace}:{name}")),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                group: Some(access.group.into()),
+                resource: Some(access.resource.into()),
+                verb: Some(verb.into()),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    Api::<SubjectAccessReview>::all(client.clone())
+        .create(&PostParams::default(), &review)
+        .await
+        .map(|answer| answer.status.is_some_and(|s| s.allowed))
+        .map_err(message)
 }
 
 fn message(error: kube::Error) -> String {
@@ -76,7 +172,7 @@ where
 }
 
 fn not_read<T>() -> Fetched<T> {
-    Err("not read with --pre".to_string())
+    Err("not read in this scope".to_string())
 }
 
 async fn get<K>(api: Api<K>, name: &str) -> Fetched<Option<K>>
@@ -87,11 +183,26 @@ where
 }
 
 impl Snapshot {
-    /// Reads the cluster. With `pre`, only what exists before an install (nodes,
-    /// RuntimeClasses, namespaces, and the policy ConfigMap if it is there).
-    pub async fn fetch(client: &Client, names: &Names, pre: bool) -> Snapshot {
+    /// Reads the cluster. With [`Scope::Pre`], only what exists before an install
+    /// (nodes, RuntimeClasses, namespaces, and the policy ConfigMap if it is there); with
+    /// [`Scope::Install`], not what only the runner classes and the Docker daemon need
+    /// (nodes, RuntimeClasses, the DaemonSet). Then, for an install, what the first
+    /// reads point to: the Service the webhook configuration dials and its endpoints,
+    /// the Deployment's ServiceAccount and what it may do.
+    pub async fn fetch(client: &Client, names: &Names, scope: Scope) -> Snapshot {
         let ns = names.namespace.as_str();
+        let placement = scope != Scope::Install;
+        let install = scope != Scope::Pre;
+        let nodes = async {
+            if !placement {
+                return not_read();
+            }
+            list(Api::<Node>::all(client.clone())).await
+        };
         let runtime_classes = async {
+            if !placement {
+                return not_read();
+            }
             list(Api::<PartialObjectMeta<RuntimeClass>>::all(client.clone()))
                 .await
                 .map(|l| l.into_iter().filter_map(|o| o.metadata.name).collect())
@@ -105,8 +216,8 @@ impl Snapshot {
             .map(|cm| cm.and_then(|cm| cm.data?.remove(&names.policy_key)))
         };
         let installed = async {
-            if pre {
-                return (not_read(), not_read(), not_read(), not_read());
+            if !install {
+                return (not_read(), not_read(), not_read());
             }
             futures::join!(
                 get(
@@ -121,21 +232,29 @@ impl Snapshot {
                     Api::<Deployment>::namespaced(client.clone(), ns),
                     &names.deployment
                 ),
-                get(
-                    Api::<DaemonSet>::namespaced(client.clone(), &names.docker_namespace),
-                    &names.docker_daemon_set
-                ),
             )
         };
-        let (nodes, runtime_classes, namespaces, policy_text, installed) = futures::join!(
-            list(Api::<Node>::all(client.clone())),
+        let daemon_set = async {
+            if scope != Scope::All {
+                return not_read();
+            }
+            get(
+                Api::<DaemonSet>::namespaced(client.clone(), &names.docker_namespace),
+                &names.docker_daemon_set,
+            )
+            .await
+        };
+        let (nodes, runtime_classes, namespaces, policy_text, installed, daemon_set) = futures::join!(
+            nodes,
             runtime_classes,
             list(Api::<Namespace>::all(client.clone())),
             policy_text,
             installed,
+            daemon_set,
         );
-        let (webhook_configuration, tls_secret, deployment, daemon_set) = installed;
-        Snapshot {
+        let (webhook_configuration, tls_secret, deployment) = installed;
+        let account = account_of(deployment.as_ref().ok().and_then(Option::as_ref), names);
+        let mut snapshot = Snapshot {
             nodes,
             runtime_classes,
             namespaces,
@@ -144,6 +263,61 @@ impl Snapshot {
             tls_secret,
             deployment,
             daemon_set,
+            service: not_read(),
+            endpoint_slices: not_read(),
+            account,
+            service_account: not_read(),
+            access: Vec::new(),
+        };
+        if install {
+            snapshot.fetch_install_links(client, names).await;
         }
+        snapshot
+    }
+
+    /// The reads that depend on the first ones.
+    async fn fetch_install_links(&mut self, client: &Client, names: &Names) {
+        let configuration = self
+            .webhook_configuration
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref);
+        let service = async {
+            let Some((namespace, name)) = dialled_service(configuration, names) else {
+                return (Ok(None), Ok(Vec::new()));
+            };
+            let slice_api = Api::<EndpointSlice>::namespaced(client.clone(), &namespace);
+            let by_service =
+                ListParams::default().labels(&format!("kubernetes.io/service-name={name}"));
+            let slices = slice_api.list(&by_service);
+            let (service, slices) = futures::join!(
+                get(
+                    Api::<Service>::namespaced(client.clone(), &namespace),
+                    &name
+                ),
+                slices
+            );
+            (service, slices.map(|l| l.items).map_err(message))
+        };
+        let account = &self.account;
+        let service_account = get(
+            Api::<ServiceAccount>::namespaced(client.clone(), &account.0),
+            &account.1,
+        );
+        let asks = access::ALL.iter().flat_map(|access| {
+            access.verbs.iter().map(move |verb| async move {
+                AccessAnswer {
+                    access: *access,
+                    verb,
+                    allowed: may(client, account, *access, verb).await,
+                }
+            })
+        });
+        let ((service, slices), service_account, answers) =
+            futures::join!(service, service_account, futures::future::join_all(asks));
+        self.service = service;
+        self.endpoint_slices = slices;
+        self.service_account = service_account;
+        self.access = answers;
     }
 }

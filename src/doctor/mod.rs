@@ -7,8 +7,12 @@
 //! ([`fetch::Snapshot`]); the checks are plain functions over the fetched objects
 //! ([`checks`]), so each is a table test without a cluster. `--pre` runs only what makes
 //! sense before installing: the policy, the nodes of each class, GPUs and RuntimeClasses,
-//! namespaces and their Pod Security levels.
+//! namespaces and their Pod Security levels. `--install` runs only the install's own
+//! checks (policy ConfigMap, webhook configuration, certificate, Deployment, Service and
+//! endpoints, the webhook's account), so it can gate a deployment pipeline on a cluster
+//! without GPU nodes or a node Docker daemon.
 
+pub mod account;
 pub mod certificate;
 pub mod fetch;
 pub mod install;
@@ -17,6 +21,7 @@ pub mod network;
 pub mod placement;
 pub mod report;
 pub mod selector;
+pub mod service;
 
 use std::path::Path;
 
@@ -29,13 +34,25 @@ use ci_pod_webhook_core::policy::Policy;
 
 const POLICY_GROUP: &str = "policy";
 
+/// Which checks run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything: is the cluster ready, and is the install healthy?
+    All,
+    /// `--pre`: only what makes sense before installing.
+    Pre,
+    /// `--install`: only the install's own checks, none about nodes, GPUs, namespaces or
+    /// the node Docker daemon.
+    Install,
+}
+
 /// What the checks are run with, besides the fetched objects.
 #[derive(Debug)]
 pub struct Inputs<'a> {
     pub names: &'a Names,
     /// `--policy FILE`, read instead of the ConfigMap.
     pub policy_file: Option<&'a Path>,
-    pub pre: bool,
+    pub scope: Scope,
     pub now: OffsetDateTime,
 }
 
@@ -48,7 +65,7 @@ fn policy(inputs: &Inputs<'_>, snapshot: &Snapshot) -> (Check, Option<Policy>) {
             crate::policy_file::load(path).map_err(|e| (path.display().to_string(), e))
         }
         (None, Ok(Some(text))) => Policy::parse(text, &where_).map_err(|e| (where_.clone(), e)),
-        (None, Ok(None)) if inputs.pre => {
+        (None, Ok(None)) if inputs.scope == Scope::Pre => {
             let policy = Policy::embedded();
             let check = Check::ok(
                 POLICY_GROUP,
@@ -116,31 +133,70 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
             .into_iter()
             .map(|w| Check::warning(POLICY_GROUP, w)),
     );
-    let empty = Vec::new();
-    let nodes = match &snapshot.nodes {
+    let namespaces = snapshot.namespaces.as_deref().map_err(String::as_str);
+    if inputs.scope != Scope::Install {
+        checks.extend(cluster_readiness(&policy, snapshot, namespaces));
+    }
+    if inputs.scope == Scope::Pre {
+        // A host daemon's socket needs nothing installed: say so before installing.
+        checks.extend(placement::host_daemon(&policy, None));
+        return Report { checks };
+    }
+    checks.extend(install(&policy, names, snapshot, namespaces, inputs.now));
+    if inputs.scope == Scope::All
+        && let Ok(nodes) = &snapshot.nodes
+    {
+        checks.extend(placement::docker_daemon(
+            &policy,
+            nodes,
+            snapshot
+                .daemon_set
+                .as_ref()
+                .map(Option::as_ref)
+                .map_err(String::as_str),
+            &format!("{}/{}", names.docker_namespace, names.docker_daemon_set),
+        ));
+    }
+    Report { checks }
+}
+
+/// Is the cluster ready for the policy: the nodes of each class, GPUs, RuntimeClasses,
+/// namespaces.
+fn cluster_readiness(
+    policy: &Policy,
+    snapshot: &Snapshot,
+    namespaces: Result<&[k8s_openapi::api::core::v1::Namespace], &str>,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    match &snapshot.nodes {
         Ok(nodes) => {
             let runtime_classes = snapshot.runtime_classes.as_deref().map_err(String::as_str);
-            checks.extend(placement::classes(&policy, nodes, runtime_classes));
-            nodes
+            checks.extend(placement::classes(policy, nodes, runtime_classes));
         }
         Err(error) => {
             checks.push(
                 Check::failure(placement::GROUP, format!("cannot list nodes: {error}"))
                     .fix("kubectl apply -k manifests/doctor, and bind its ClusterRole to you (docs/doctor.md)"),
             );
-            &empty
         }
-    };
-    let namespaces = snapshot.namespaces.as_deref().map_err(String::as_str);
-    checks.extend(namespaces::namespaces(&policy, namespaces));
-    if inputs.pre {
-        // A host daemon's socket needs nothing installed: say so before installing.
-        checks.extend(placement::host_daemon(&policy, None));
-        return Report { checks };
     }
+    checks.extend(namespaces::namespaces(policy, namespaces));
+    checks
+}
+
+/// Is the install healthy: the webhook configuration, the certificate, the Deployment,
+/// the Service and its endpoints, the webhook's account.
+fn install(
+    policy: &Policy,
+    names: &Names,
+    snapshot: &Snapshot,
+    namespaces: Result<&[k8s_openapi::api::core::v1::Namespace], &str>,
+    now: OffsetDateTime,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
     let configuration = snapshot.webhook_configuration.as_ref().map(Option::as_ref);
     checks.extend(install::configuration(
-        &policy,
+        policy,
         &names.webhook_configuration,
         configuration.map_err(String::as_str),
         namespaces.unwrap_or_default(),
@@ -162,33 +218,47 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
             .map_err(String::as_str),
         ca_bundle,
         &hosts,
-        inputs.now,
+        now,
     ));
-    let deployment = format!("{}/{}", names.namespace, names.deployment);
+    let deployment = snapshot
+        .deployment
+        .as_ref()
+        .map(Option::as_ref)
+        .map_err(String::as_str);
     checks.extend(install::deployment(
-        &deployment,
-        snapshot
-            .deployment
-            .as_ref()
-            .map(Option::as_ref)
-            .map_err(String::as_str),
+        &format!("{}/{}", names.namespace, names.deployment),
+        deployment,
     ));
-    if let Ok(Some(installed)) = &snapshot.deployment {
-        checks.push(network::trusted_peers(&deployment, installed));
+    let deployment = deployment.ok().flatten();
+    if let Some(installed) = deployment {
+        checks.push(network::trusted_peers(
+            &format!("{}/{}", names.namespace, names.deployment),
+            installed,
+        ));
     }
-    if snapshot.nodes.is_ok() {
-        checks.extend(placement::docker_daemon(
-            &policy,
-            nodes,
+    if let Some(dialled) = entry.and_then(service::Dialled::of) {
+        checks.extend(service::service(
+            &dialled,
             snapshot
-                .daemon_set
+                .service
                 .as_ref()
                 .map(Option::as_ref)
                 .map_err(String::as_str),
-            &format!("{}/{}", names.docker_namespace, names.docker_daemon_set),
+            deployment,
+            snapshot.endpoint_slices.as_deref().map_err(String::as_str),
         ));
     }
-    Report { checks }
+    checks.extend(account::account(
+        &snapshot.account,
+        snapshot
+            .service_account
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(String::as_str),
+        deployment,
+        &snapshot.access,
+    ));
+    checks
 }
 
 #[cfg(test)]

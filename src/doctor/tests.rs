@@ -16,6 +16,11 @@ fn snapshot(policy_text: Fetched<Option<String>>) -> Snapshot {
         tls_secret: Ok(None),
         deployment: Ok(None),
         daemon_set: Ok(None),
+        service: Ok(None),
+        endpoint_slices: Ok(Vec::new()),
+        account: ("ci-pod-webhook".into(), "ci-pod-webhook".into()),
+        service_account: Ok(None),
+        access: Vec::new(),
     }
 }
 
@@ -31,7 +36,7 @@ fn inputs<'a>(names: &'a Names, pre: bool, policy_file: Option<&'a Path>) -> Inp
     Inputs {
         names,
         policy_file,
-        pre,
+        scope: if pre { Scope::Pre } else { Scope::All },
         now: OffsetDateTime::now_utc(),
     }
 }
@@ -63,6 +68,7 @@ fn a_full_run_checks_the_install_too() {
             "webhook",
             "certificate",
             "webhook",
+            "webhook's cluster access",
             "node Docker daemon"
         ]
     );
@@ -231,4 +237,37 @@ fn pre_says_a_host_daemon_needs_nothing_installed() {
         last.message.starts_with("socket mode on a host daemon"),
         "{last:?}"
     );
+}
+
+#[test]
+fn the_install_gate_checks_the_install_alone() {
+    let names = Names::default();
+    let mut install = inputs(&names, false, None);
+    install.scope = Scope::Install;
+    // Nodes and the DaemonSet are not even read: they would fail a full run.
+    let mut fetched = snapshot(Ok(Some(
+        ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML.into(),
+    )));
+    fetched.nodes = Err(unread());
+    fetched.daemon_set = Err(unread());
+    let report = checks(&install, &fetched);
+    assert_eq!(
+        groups(&report),
+        [
+            "policy",
+            "webhook",
+            "certificate",
+            "webhook",
+            "webhook's cluster access"
+        ]
+    );
+}
+
+#[test]
+fn the_install_gate_fails_on_a_missing_policy_config_map_as_a_full_run_does() {
+    let names = Names::default();
+    let mut install = inputs(&names, false, None);
+    install.scope = Scope::Install;
+    let report = checks(&install, &snapshot(Ok(None)));
+    assert_eq!(report.checks[0].status, Status::Failure);
 }

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
 use super::webhook::Webhook;
+use crate::cluster::Readiness;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -36,18 +37,20 @@ pub fn app(admin: Admin) -> Router {
 
 /// Ready once the policy and certificate are loaded (they are before the ports are
 /// bound) and the namespace source is ready; not ready from the first drain signal on,
-/// so that endpoints stop sending reviews to a terminating pod.
+/// so that endpoints stop sending reviews to a terminating pod. A 503 says why in its
+/// body (the kubelet's probe event shows only the status; `kubectl exec` or a
+/// port-forward shows the body, and the log has the same line).
 async fn readyz(State(admin): State<Admin>) -> Response {
     if admin.draining.is_cancelled() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    } else if !admin.webhook.cluster().is_ready() {
-        (
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    match admin.webhook.cluster().readiness() {
+        Readiness::Ready => "ready\n".into_response(),
+        Readiness::NotReady(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "namespace labels not loaded yet\n",
+            format!("not ready: {why}\n"),
         )
-            .into_response()
-    } else {
-        "ready\n".into_response()
+            .into_response(),
     }
 }
 

@@ -257,6 +257,28 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
         "failure",
         "Deployment ci-pod-webhook/ci-pod-webhook: no ready replica (of 2)",
     );
+    // No Service to dial; the Deployment's pods run as ServiceAccount `default`, which
+    // does not exist here and which nothing grants the webhook's reads.
+    check(
+        &checks,
+        "failure",
+        "Service ci-pod-webhook/ci-pod-webhook not found",
+    );
+    check(
+        &checks,
+        "failure",
+        "ServiceAccount ci-pod-webhook/default not found",
+    );
+    check(
+        &checks,
+        "failure",
+        "ServiceAccount ci-pod-webhook/default may not get, list, watch namespaces",
+    );
+    check(
+        &checks,
+        "warning",
+        "ServiceAccount ci-pod-webhook/default may not list, watch pods",
+    );
 
     // A certificate for the Service from another CA, due in 20 days; a 10 s timeout.
     let names = certs::service_names("ci-pod-webhook", WEBHOOK_NAMESPACE);
@@ -354,4 +376,148 @@ async fn the_doctor_finds_what_keeps_a_cluster_or_an_install_from_working() {
     apply(&cp, &by_url);
     let (_, checks) = doctor(admin, &[]);
     check(&checks, "ok", "certificate names cover 10.0.0.7");
+
+    install_gate(&cp, &rotated).await;
+}
+
+/// The install as manifests/base has it (Service, Deployment, the webhook's account and
+/// RBAC): the Service and cluster-access checks from ✘ to ✔, and `--install` passing on
+/// a cluster that a full run fails (no node Docker DaemonSet, no GPU node).
+async fn install_gate(cp: &ControlPlane, certificate: &certs::Generated) {
+    let admin = cp.kubeconfig();
+    // The webhook's Namespace, ServiceAccount, ClusterRole and binding (manifests/base).
+    cp.service_account_kubeconfig().await;
+    let policy = std::fs::read_to_string(repo_file("manifests/base/policy.yaml")).expect("policy");
+    apply(
+        cp,
+        &json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ci-pod-webhook-policy", "namespace": WEBHOOK_NAMESPACE},
+        "data": {"policy.yaml": policy}}),
+    );
+    apply(cp, &webhook_configuration(&certificate.ca_cert));
+    apply(cp, &tls_secret(&certificate.tls_cert));
+    // A Deployment's selector cannot change: replace the stand-in with the base one,
+    // first without the token.
+    delete(
+        cp,
+        &["-n", WEBHOOK_NAMESPACE, "deployment", "ci-pod-webhook"],
+    );
+    let mut deployment = base_manifest("Deployment").clone();
+    deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] = json!(false);
+    apply(cp, &deployment);
+    apply(cp, base_manifest("Service"));
+    let (_, checks) = doctor(admin, &["--install"]);
+    check(
+        &checks,
+        "failure",
+        "the webhook's pods mount no token: automountServiceAccountToken is false on the Deployment's pod template",
+    );
+    check(
+        &checks,
+        "ok",
+        "Service ci-pod-webhook/ci-pod-webhook port 443 targets container port 8443 (https), where serve listens",
+    );
+    // No controller-manager here: no EndpointSlice, no ready replica.
+    check(
+        &checks,
+        "failure",
+        "Service ci-pod-webhook/ci-pod-webhook has no ready endpoint (0 not ready)",
+    );
+    for access in [
+        "get, list and watch on namespaces",
+        "list and watch on runtimeclasses.node.k8s.io",
+        "list and watch on pods",
+    ] {
+        check(
+            &checks,
+            "ok",
+            &format!("ServiceAccount ci-pod-webhook/ci-pod-webhook may {access}"),
+        );
+    }
+
+    // What the controller-manager would do on a cluster with nodes: two ready pods
+    // behind the Service, a Deployment status saying so.
+    apply(cp, base_manifest("Deployment"));
+    apply(
+        cp,
+        &json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "ci-pod-webhook-e2e", "namespace": WEBHOOK_NAMESPACE,
+                     "labels": {"kubernetes.io/service-name": "ci-pod-webhook"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "https", "port": 8443, "protocol": "TCP"},
+                  {"name": "metrics", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": ["10.22.0.2"], "conditions": {"ready": true}},
+                      {"addresses": ["10.22.0.3"], "conditions": {"ready": true}}]}),
+    );
+    let status = json!({"status": {"replicas": 2, "readyReplicas": 2, "availableReplicas": 2}});
+    let output = cp.kubectl(
+        &[
+            "-n",
+            WEBHOOK_NAMESPACE,
+            "patch",
+            "deployment",
+            "ci-pod-webhook",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status.to_string(),
+        ],
+        None,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A cluster without GPUs on its nodes and without the node Docker DaemonSet.
+    delete(cp, &["node", "gpu-2"]);
+    let (code, checks) = doctor(admin, &[]);
+    assert_eq!(code, 1, "a full run fails here: {checks:#?}");
+    check(&checks, "failure", "DaemonSet ci-dind/ci-dind not found");
+    check(
+        &checks,
+        "failure",
+        "class k8srunner-gpu-v100: none of its nodes has 1 allocatable nvidia.com/gpu",
+    );
+
+    let (code, checks) = doctor(admin, &["--install"]);
+    let not_ok: Vec<&Value> = checks.iter().filter(|c| c["status"] != "ok").collect();
+    assert_eq!(code, 0, "{not_ok:#?}");
+    // The one warning: this install's Deployment names no trusted peers (the API
+    // server's address depends on the cluster; docs/network.md). A warning never fails
+    // the gate.
+    let messages: Vec<(&str, &str)> = not_ok
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [(
+            "warning",
+            "Deployment ci-pod-webhook/ci-pod-webhook: CI_POD_WEBHOOK_TRUSTED_PEERS is empty: no trusted peers"
+        )],
+        "{not_ok:#?}"
+    );
+    assert!(
+        checks
+            .iter()
+            .all(|c| !["runner classes", "namespaces", "node Docker daemon"]
+                .contains(&c["group"].as_str().unwrap_or_default())),
+        "{checks:#?}"
+    );
+    check(
+        &checks,
+        "ok",
+        "Service ci-pod-webhook/ci-pod-webhook: 2 ready endpoint(s) on port 8443",
+    );
+    check(
+        &checks,
+        "ok",
+        "the webhook's pods mount the token of ServiceAccount ci-pod-webhook/ci-pod-webhook",
+    );
 }

@@ -429,9 +429,21 @@ fn the_doctor_cluster_role_reads_exactly_the_objects_the_doctor_fetches() {
     };
     for rule in rules {
         for verb in rule["verbs"].as_array().expect("verbs") {
-            assert!(verb == "get" || verb == "list", "read-only: {rule}");
+            // A SubjectAccessReview is a question: nothing is stored.
+            let question = rule["resources"] == json!(["subjectaccessreviews"]);
+            assert!(
+                verb == "get" || verb == "list" || (question && verb == "create"),
+                "read-only: {rule}"
+            );
         }
     }
+    assert!(allows(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "create",
+        None
+    ));
+    assert!(allows("discovery.k8s.io", "endpointslices", "list", None));
     assert!(allows("", "nodes", "list", None));
     assert!(allows("", "namespaces", "list", None));
     assert!(allows("node.k8s.io", "runtimeclasses", "list", None));
@@ -445,6 +457,8 @@ fn the_doctor_cluster_role_reads_exactly_the_objects_the_doctor_fetches() {
         ("", "secrets", &names.tls_secret),
         ("apps", "deployments", &names.deployment),
         ("apps", "daemonsets", &names.docker_daemon_set),
+        ("", "services", &names.service),
+        ("", "serviceaccounts", &names.service_account),
     ] {
         assert!(
             allows(group, resource, "get", Some(name)),
@@ -466,6 +480,47 @@ fn the_doctor_cluster_role_reads_exactly_the_objects_the_doctor_fetches() {
             "MutatingWebhookConfiguration"
         )["metadata"]["name"],
         json!(names.webhook_configuration)
+    );
+}
+
+#[test]
+fn the_webhook_cluster_role_grants_exactly_what_the_server_watches() {
+    use ci_pod_webhook::cluster::access;
+    let role = object("base/rbac.yaml", "ClusterRole");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .expect("a list")
+            .iter()
+            .map(|s| s.as_str().expect("a string").to_string())
+            .collect()
+    };
+    let mut granted: Vec<(String, String, Vec<String>)> = Vec::new();
+    for rule in role["rules"].as_array().expect("rules") {
+        assert!(rule.get("resourceNames").is_none(), "{rule}");
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                granted.push((group.clone(), resource, strings(&rule["verbs"])));
+            }
+        }
+    }
+    let needed: Vec<(String, String, Vec<String>)> = access::ALL
+        .iter()
+        .map(|a| {
+            (
+                a.group.to_string(),
+                a.resource.to_string(),
+                a.verbs.iter().map(ToString::to_string).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        granted, needed,
+        "manifests/base/rbac.yaml against cluster::access::ALL"
+    );
+    // The doctor asks about this account, by the Deployment's serviceAccountName.
+    assert_eq!(
+        object("base/deployment.yaml", "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+        json!(ci_pod_webhook::doctor::Names::default().service_account)
     );
 }
 

@@ -14,7 +14,7 @@ fn the_throttle_warns_once_per_period_and_counts_the_rest() {
 #[test]
 fn a_recovery_is_announced_only_after_a_warned_failure() {
     let start = Instant::now();
-    let mut failures = Failures::new("namespace");
+    let mut failures = Failures::new("namespace", access::NAMESPACES);
     let error = || watcher::Error::NoResourceVersion;
     failures.record(&error(), start, "");
     failures.record(&error(), start + Duration::from_secs(1), "");
@@ -30,7 +30,7 @@ fn a_recovery_is_announced_only_after_a_warned_failure() {
 
 #[test]
 fn an_expired_resource_version_is_routine_not_a_failure() {
-    let mut failures = Failures::new("namespace");
+    let mut failures = Failures::new("namespace", access::NAMESPACES);
     let expired = kube::core::Status::failure("too old resource version", "Expired").with_code(410);
     let delay = failures.record(
         &watcher::Error::WatchError(Box::new(expired)),
@@ -44,7 +44,7 @@ fn an_expired_resource_version_is_routine_not_a_failure() {
 fn the_init_marker_before_a_refused_list_is_no_recovery_and_the_backoff_grows() {
     // What the watcher yields while every list gets 403: Init, error, Init, error…
     let start = Instant::now();
-    let mut failures = Failures::new("namespace");
+    let mut failures = Failures::new("namespace", access::NAMESPACES);
     let mut delays = Vec::new();
     for n in 0..8 {
         let init = Event::<()>::Init;
@@ -64,4 +64,48 @@ fn the_init_marker_before_a_refused_list_is_no_recovery_and_the_backoff_grows() 
 fn before_the_first_list_the_log_does_not_claim_a_last_known_state() {
     assert_eq!(serving(false, "no labels known yet"), "no labels known yet");
     assert!(serving(true, "no labels known yet").contains("last known state"));
+}
+
+fn status(code: u16, message: &str) -> Box<kube::core::Status> {
+    Box::new(kube::core::Status::failure(message, "Forbidden").with_code(code))
+}
+
+#[test]
+fn a_refused_list_says_what_the_account_needs_and_how_to_grant_it() {
+    let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(status(
+        403,
+        "namespaces is forbidden: User \"system:serviceaccount:ci-pod-webhook:ci-pod-webhook\" cannot list resource \"namespaces\"",
+    )));
+    let refusal = Refusal::of(&forbidden).expect("a refusal");
+    let reason = refusal.reason("namespace", access::NAMESPACES);
+    assert!(
+        reason.starts_with(
+            "the API server refuses the namespace watch (403: namespaces is forbidden: User"
+        ),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("needs get, list and watch on namespaces: apply ClusterRole and ClusterRoleBinding ci-pod-webhook"),
+        "{reason}"
+    );
+    assert!(!reason.contains('\n'));
+}
+
+#[test]
+fn credentials_the_api_server_does_not_accept_are_told_apart_from_missing_permissions() {
+    let unauthorized =
+        watcher::Error::WatchStartFailed(kube::Error::Api(status(401, "Unauthorized")));
+    let reason = Refusal::of(&unauthorized)
+        .expect("a refusal")
+        .reason("namespace", access::NAMESPACES);
+    assert!(reason.contains("(401: Unauthorized)"), "{reason}");
+    assert!(reason.contains("automountServiceAccountToken"), "{reason}");
+    // An outage or an expired version is no refusal.
+    for other in [
+        watcher::Error::NoResourceVersion,
+        watcher::Error::WatchError(status(410, "too old")),
+        watcher::Error::WatchFailed(kube::Error::Api(status(500, "etcd"))),
+    ] {
+        assert_eq!(Refusal::of(&other), None);
+    }
 }

@@ -29,6 +29,17 @@ const PROBE_NAMESPACE: &str = "e2e-webhook-probe";
 /// that says which one reviews its pods ([`ControlPlane::register_webhook_for`]).
 pub const POLICY_LABEL: &str = "e2e.ci.skao.int/policy";
 
+/// Where `serve --kube auto` runs, for [`ControlPlane::start_webhook_in`].
+#[derive(Clone, Copy, Debug)]
+pub enum Place<'a> {
+    /// In a pod: `KUBERNETES_SERVICE_HOST` and `_PORT` name the API server, as the
+    /// kubelet sets them; with `kubeconfig` (a ServiceAccount's token) or with nothing,
+    /// as a pod whose token is not mounted.
+    InPod { kubeconfig: Option<&'a Path> },
+    /// Neither the in-pod variables nor a kubeconfig.
+    Outside,
+}
+
 /// A running `ci-pod-webhook serve`; killed when dropped.
 pub struct Webhook {
     pub process: Component,
@@ -74,6 +85,21 @@ impl Webhook {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The admin port's `/readyz`: its status and body.
+    pub async fn readyz(&self) -> (u16, String) {
+        process::http_get(self.admin_port, "/readyz")
+            .await
+            .expect("GET /readyz on the admin port")
+    }
+
+    /// The JSON log lines at `level` (`ERROR`, `WARN`, …).
+    pub fn lines_at(&self, level: &str) -> Vec<Value> {
+        self.log_lines()
+            .into_iter()
+            .filter(|l| l["level"] == level)
+            .collect()
     }
 
     /// The admin port's `/metrics` text.
@@ -154,6 +180,64 @@ impl ControlPlane {
 
     async fn start_webhook_with(&self, policy: &Path, kubeconfig: &Path) -> Webhook {
         let kubeconfig = kubeconfig.to_path_buf();
+        self.spawn_webhook(
+            policy,
+            move |command| {
+                command.env("KUBECONFIG", &kubeconfig);
+            },
+            "/readyz",
+        )
+        .await
+    }
+
+    /// Starts `ci-pod-webhook serve` with manifests/base's policy where `--kube auto`
+    /// finds `place`, and returns once it is live (`/livez`), ready or not.
+    pub async fn start_webhook_in(&self, place: Place<'_>) -> Webhook {
+        let policy = repo_file("manifests/base/policy.yaml");
+        // No ~/.kube/config to find (a number of its own keeps parallel tests apart).
+        let home = self
+            .dir
+            .join(format!("webhook-home-{}", self.next_webhook_number()));
+        std::fs::create_dir_all(&home).expect("mkdir an empty home");
+        let (in_pod, kubeconfig) = match place {
+            Place::InPod { kubeconfig } => (true, kubeconfig.map(Path::to_path_buf)),
+            Place::Outside => (false, None),
+        };
+        let port = self.port().to_string();
+        self.spawn_webhook(
+            &policy,
+            move |command| {
+                command.env("HOME", &home).env_remove("KUBECONFIG");
+                if let Some(path) = &kubeconfig {
+                    command.env("KUBECONFIG", path);
+                }
+                if in_pod {
+                    // What the kubelet sets in every container. The in-cluster token file
+                    // (/var/run/secrets/kubernetes.io/serviceaccount/token) does not exist
+                    // on a test machine: a pod without its token.
+                    command
+                        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+                        .env("KUBERNETES_SERVICE_PORT", &port);
+                } else {
+                    command
+                        .env_remove("KUBERNETES_SERVICE_HOST")
+                        .env_remove("KUBERNETES_SERVICE_PORT");
+                }
+            },
+            "/livez",
+        )
+        .await
+    }
+
+    /// Starts `serve` on free loopback ports with a certificate of its own, `policy`,
+    /// JSON logs and whatever `configure` adds; returns once `wait_for` (an admin path)
+    /// answers 200.
+    async fn spawn_webhook(
+        &self,
+        policy: &Path,
+        configure: impl Fn(&mut std::process::Command),
+        wait_for: &'static str,
+    ) -> Webhook {
         let number = self.next_webhook_number();
         let dir = self.dir.join(format!("webhook-{number}"));
         std::fs::create_dir_all(&dir).expect("mkdir webhook dir");
@@ -177,16 +261,16 @@ impl ControlPlane {
                 .arg("--reload-interval=1s")
                 .args(["--log-format=json", "--log-level=info,ci_pod_webhook=debug"])
                 .args(["--drain-timeout=1s"])
-                .env("KUBECONFIG", &kubeconfig)
                 .env("TOKIO_WORKER_THREADS", "2")
                 .env_remove("CI_POD_WEBHOOK_KUBE");
+            configure(&mut command);
             let component =
                 Component::spawn("ci-pod-webhook", command, log.clone(), &self.watchdog);
             async move {
                 component
                     .wait_until(PATIENCE, || async {
                         matches!(
-                            process::http_get(admin_port, "/readyz").await,
+                            process::http_get(admin_port, wait_for).await,
                             Some((200, _))
                         )
                     })
