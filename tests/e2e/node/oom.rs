@@ -3,6 +3,10 @@
 //! (the usual case: a compiler, a test run), the shell goes on, the container exits with
 //! the shell's status (0 here) and the pod may well be `Succeeded`, yet its reason is
 //! `OOMKilled`. Only a killed PID 1 exits with 137 and fails the pod.
+//!
+//! What the kubelet writes is what the webhook's pods watch counts
+//! (`ci_pod_webhook_job_container_terminations_total`, docs/sizing.md): both kills as
+//! `OOMKilled`, whatever the exit code, and the job within its limit as `Completed`.
 
 use super::{SMALL_MEMORY, build_pod, ska};
 use crate::support::e2e::*;
@@ -12,7 +16,7 @@ use crate::support::e2e::*;
 async fn a_job_over_its_memory_limit_is_oom_killed_and_one_within_it_is_not() {
     let node = Node::take_turn().await;
     let host = node.host_docker().await;
-    node.webhook("ska", &ska(host.gid)).await;
+    let webhook = node.webhook("ska", &ska(host.gid)).await;
     let ns = node
         .namespace("node-oom", "ska", &[(RUNNER_CLASS, SMALL_MEMORY)])
         .await;
@@ -59,5 +63,41 @@ async fn a_job_over_its_memory_limit_is_oom_killed_and_one_within_it_is_not() {
             let log = ns.logs(name, "build").await;
             assert!(log.contains(said), "{name}: {log}");
         }
+    }
+
+    // The kills as the webhook counts them, from the statuses the kubelet wrote. The
+    // class is this test's alone, so no other pod adds to these series.
+    let mut want: Vec<String> = [("Completed", 1), ("OOMKilled", 2)]
+        .iter()
+        .map(|(reason, count)| {
+            format!(
+                "ci_pod_webhook_job_container_terminations_total{{class=\"{SMALL_MEMORY}\",role=\"build\",reason=\"{reason}\"}} {count}"
+            )
+        })
+        .collect();
+    want.sort();
+    let deadline = std::time::Instant::now() + POD_PATIENCE;
+    loop {
+        let mut seen: Vec<String> = webhook
+            .metrics()
+            .await
+            .lines()
+            .filter(|l| {
+                l.starts_with("ci_pod_webhook_job_container_terminations_total{")
+                    && l.contains(&format!("class=\"{SMALL_MEMORY}\",role=\"build\""))
+            })
+            .map(str::to_string)
+            .collect();
+        seen.sort();
+        if seen == want {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the webhook's count of build terminations: wanted\n{}\ngot\n{}",
+            want.join("\n"),
+            seen.join("\n")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
