@@ -9,6 +9,7 @@ mod gpu;
 mod job_pods;
 mod node_docker;
 mod oom;
+mod sizing;
 
 use serde_json::{Value, json};
 
@@ -17,6 +18,7 @@ use crate::support::e2e::repo_file;
 /// The classes these tests add to the policies they run: small enough for a 2-CPU node.
 pub const NO_LIMITS: &str = "e2e-no-limits";
 pub const SMALL_MEMORY: &str = "e2e-small-memory";
+pub const SIZING: &str = "e2e-sizing";
 
 /// A policy file of the repository as JSON (which the policy parser reads as YAML).
 fn policy_file(relative: &str) -> Value {
@@ -40,11 +42,17 @@ pub fn ska(socket_group: u32) -> String {
     docker.remove("volumeName");
     docker.insert("socketGroup".into(), json!(socket_group));
     let small = json!({"requests": {"cpu": "50m", "memory": "16Mi"}, "limits": {"cpu": "500m", "memory": "64Mi"}});
+    let sizing = json!({"requests": {"cpu": "50m", "memory": "16Mi"}, "limits": {"cpu": "500m", "memory": "96Mi"}});
     policy["classes"][NO_LIMITS] = json!({
         "description": "e2e: build without CPU or memory limit",
         "build": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": null, "memory": null}},
         "helper": small, "services": small,
         "max": {"cpu": null, "memory": null},
+    });
+    policy["classes"][SIZING] = json!({
+        "description": "e2e: half a CPU and 96Mi for every container",
+        "build": sizing, "helper": sizing, "services": sizing,
+        "max": {"cpu": "1", "memory": "96Mi"},
     });
     policy["classes"][SMALL_MEMORY] = json!({
         "description": "e2e: 64Mi for every container",

@@ -70,6 +70,9 @@ pub struct Node {
     /// Allocatable CPUs and memory (bytes) the kubelet reports: the machine's.
     pub allocatable_cpus: u64,
     pub allocatable_memory: u64,
+    /// The kubelet's HTTPS port on 127.0.0.1 (`/metrics/cadvisor`; anonymous requests
+    /// are allowed).
+    pub kubelet_port: u16,
     webhooks: Mutex<HashMap<String, &'static Webhook>>,
     host_docker: OnceCell<HostDocker>,
     dind_image: OnceCell<()>,
@@ -252,6 +255,11 @@ impl Node {
             .arg(format!("--cert-dir={}", state.join("pki").display()))
             .arg(format!("--hostname-override={name}"))
             .arg(format!("--node-ip={}", config::node_ip()))
+            // The kubelet's cAdvisor finds containers' names (the `container`, `pod` and
+            // `image` labels of /metrics/cadvisor) through containerd's socket, which is
+            // not at its default /run/containerd/containerd.sock here: without this flag
+            // it reports only the pods' cgroups, unnamed (tests/e2e/node/sizing.rs).
+            .arg(format!("--containerd={}", containerd_socket.display()))
             .arg("--v=2");
         let kubelet = spawn("kubelet", command, &state, &watchdog);
         let ready = kubelet
@@ -284,6 +292,7 @@ impl Node {
             containerd_socket,
             allocatable_cpus,
             allocatable_memory,
+            kubelet_port: port,
             webhooks: Mutex::new(HashMap::new()),
             host_docker: OnceCell::new(),
             dind_image: OnceCell::new(),
