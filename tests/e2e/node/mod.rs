@@ -6,6 +6,7 @@
 mod docker_host;
 mod doctor;
 mod gpu;
+mod install;
 mod job_pods;
 mod node_docker;
 mod oom;
