@@ -15,9 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
 use serde_json::Value;
 
-use super::super::{ControlPlane, WEBHOOK_NAMESPACE, repo_file};
+use super::super::{
+    ControlPlane, OPT_IN, PATIENCE, TestNamespace, WEBHOOK_NAMESPACE, annotations, job_pod,
+    repo_file,
+};
 use super::{Node, WEBHOOK_IMAGE};
 
 /// The webhook entry of job pods in manifests/base (the API server's metrics' `name`).
@@ -32,9 +37,11 @@ pub struct Installed<'n> {
     /// "Your kustomization" (docs/deploy.md): the self-managed overlay, the image, the
     /// trusted peers.
     pub deploy: PathBuf,
-    /// When `kubectl apply -k` returned, and when both replicas were Ready after it.
+    /// When `kubectl apply -k` returned, when both replicas were Ready after it, and
+    /// when the API server's calls through the Service first reached one.
     pub applied: Instant,
     pub ready: Instant,
+    pub served: Instant,
 }
 
 impl Node {
@@ -96,10 +103,13 @@ patches:
             deploy,
             applied: Instant::now(),
             ready: Instant::now(),
+            served: Instant::now(),
         };
         installed.applied = installed.apply();
         installed.rollout_status();
         installed.ready = Instant::now();
+        installed.until_served().await;
+        installed.served = Instant::now();
         installed
     }
 }
@@ -169,6 +179,36 @@ impl Installed<'_> {
             String::from_utf8_lossy(&output.stderr),
             self.describe()
         );
+    }
+
+    /// Waits until the API server's calls through the Service reach a replica: a
+    /// dry-run job pod in an opted-in namespace comes back patched. Replicas can be
+    /// Ready before the Service routes to them (the EndpointSlice, then kube-proxy's
+    /// rules, follow a moment later); under `failurePolicy: Ignore` the job pods of that
+    /// moment are admitted unpatched. Returns how long it took.
+    pub async fn until_served(&self) -> Duration {
+        let name = "e2e-install-probe";
+        let exists = Api::<Namespace>::all(self.cp().client().await)
+            .get_opt(name)
+            .await
+            .expect("get the probe namespace")
+            .is_some();
+        let probe = if exists {
+            TestNamespace {
+                name: name.to_string(),
+                cp: self.cp(),
+            }
+        } else {
+            self.cp().namespace(name, &[OPT_IN]).await
+        };
+        let pod = job_pod("gitlab-runner-17.9-job-pod.json");
+        wait_for("served through the Service", PATIENCE, || async {
+            probe
+                .dry_run_pod(&pod)
+                .await
+                .is_ok_and(|stored| annotations(&stored).contains_key("ci.skao.int/class"))
+        })
+        .await
     }
 
     /// The webhook's pods as `kubectl get -o json` lists them.
@@ -251,6 +291,22 @@ impl Drop for Installed<'_> {
                 "deployment,service,poddisruptionbudget",
                 "ci-pod-webhook",
                 "--ignore-not-found",
+                "--wait=false",
+            ],
+            None,
+        );
+        // Gone from the API at once (their containers stop a moment later), so the next
+        // install's Service and `doctor` see no terminating replica of this one.
+        let _ = self.cp().kubectl(
+            &[
+                "-n",
+                WEBHOOK_NAMESPACE,
+                "delete",
+                "pods",
+                "-l",
+                "app.kubernetes.io/component=webhook",
+                "--grace-period=0",
+                "--force",
                 "--wait=false",
             ],
             None,
