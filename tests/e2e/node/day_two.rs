@@ -34,11 +34,6 @@ struct Created {
     result: Result<(String, String), String>,
 }
 
-/// The longest the docs promise from an apply to the last replica serving the new
-/// policy or certificate (docs/deploy.md): the kubelet's sync of the pod, at most
-/// 1.5 × its 60 s `syncFrequency`, and the server's 5 s reload interval.
-const PROPAGATION: Duration = Duration::from_secs(95);
-
 /// The hash `check-policy` prints for a policy file (`OK (hash H, …)`), or `None` when
 /// it refuses the file.
 fn policy_hash(path: &Path) -> Option<String> {
@@ -81,63 +76,6 @@ fn calls(cp: &ControlPlane) -> f64 {
         "apiserver_admission_webhook_admission_duration_seconds_count",
         &[&name, r#"operation="CREATE""#],
     )
-}
-
-/// A counter of one webhook pod's `/metrics` (0 when it does not answer).
-async fn pod_counter(pod: &Value, name: &str, labels: &[&str]) -> f64 {
-    pod_metrics(pod)
-        .await
-        .map_or(0.0, |m| metric_sum(&m, name, labels))
-}
-
-/// Waits until `counter` went up on every pod of `pods`; the time each took.
-async fn until_each_counts(
-    pods: &[Value],
-    name: &str,
-    labels: &[&str],
-    since: Instant,
-) -> Vec<Duration> {
-    let mut before = Vec::new();
-    for pod in pods {
-        before.push(pod_counter(pod, name, labels).await);
-    }
-    let mut took: Vec<Option<Duration>> = vec![None; pods.len()];
-    while took.iter().any(Option::is_none) {
-        for (i, pod) in pods.iter().enumerate() {
-            if took[i].is_none() && pod_counter(pod, name, labels).await > before[i] {
-                took[i] = Some(since.elapsed());
-            }
-        }
-        assert!(
-            since.elapsed() < PROPAGATION + Duration::from_secs(30),
-            "{name}{labels:?} did not go up on every replica within {PROPAGATION:?} and a margin: {took:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    took.into_iter().flatten().collect()
-}
-
-/// The SHA-256 fingerprint of the certificate a webhook pod serves on 8443.
-fn served_fingerprint(pod: &Value) -> String {
-    let ip = pod["status"]["podIP"].as_str().expect("a pod IP");
-    let script = format!(
-        "openssl s_client -connect {ip}:8443 -servername ci-pod-webhook.ci-pod-webhook.svc \
-         </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256"
-    );
-    let output = Command::new("sh")
-        .args(["-c", &script])
-        .output()
-        .expect("openssl");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
-
-fn file_fingerprint(path: &Path) -> String {
-    let output = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(path)
-        .output()
-        .expect("openssl");
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 /// The caBundle of the installed configuration's job-pod entry, decoded.

@@ -3,6 +3,7 @@
 //! and at the host. The node is the machine's one test node, shared by these tests, which
 //! take turns on it (`Node::take_turn`).
 
+mod cert_manager;
 mod day_two;
 mod docker_host;
 mod doctor;

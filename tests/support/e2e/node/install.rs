@@ -323,56 +323,6 @@ pub fn pod_ready(pod: &Value) -> bool {
         .any(|c| c["type"] == "Ready" && c["status"] == "True")
 }
 
-/// The API server's `/metrics`, one (series, value) per line.
-pub fn apiserver_metrics(cp: &ControlPlane) -> Vec<(String, f64)> {
-    let output = cp.kubectl(&["get", "--raw", "/metrics"], None);
-    assert!(output.status.success(), "the API server's /metrics");
-    parse_metrics(&String::from_utf8_lossy(&output.stdout))
-}
-
-/// Prometheus text as (series, value), comments left out.
-pub fn parse_metrics(text: &str) -> Vec<(String, f64)> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_string(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The sum of the series named `name` whose labels contain every one of `labels`
-/// (`key="value"`).
-pub fn metric_sum(metrics: &[(String, f64)], name: &str, labels: &[&str]) -> f64 {
-    metrics
-        .iter()
-        .filter(|(series, _)| {
-            let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-            metric == name && labels.iter().all(|l| rest.contains(l))
-        })
-        .map(|(_, v)| v)
-        .sum()
-}
-
-/// The `/metrics` of a webhook pod, from its admin port on the pod network (the host
-/// reaches pod addresses over the bridge).
-pub async fn pod_metrics(pod: &Value) -> Option<Vec<(String, f64)>> {
-    let ip = pod["status"]["podIP"].as_str()?;
-    let url = format!("http://{ip}:8080/metrics");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("curl")
-            .args(["-sS", "--max-time", "3", &url])
-            .output()
-    })
-    .await
-    .ok()?
-    .ok()?;
-    output
-        .status
-        .success()
-        .then(|| parse_metrics(&String::from_utf8_lossy(&output.stdout)))
-}
-
 /// Polls `ready` every 200 ms until it holds; panics after `limit` with `what`.
 pub async fn wait_for<F, Fut>(what: &str, limit: Duration, mut ready: F) -> Duration
 where

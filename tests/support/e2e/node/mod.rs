@@ -26,6 +26,7 @@
 mod config;
 mod docker;
 mod install;
+mod observe;
 mod pods;
 mod services;
 
@@ -33,6 +34,8 @@ mod services;
 pub use docker::*;
 #[allow(unused_imports)]
 pub use install::*;
+#[allow(unused_imports)]
+pub use observe::*;
 #[allow(unused_imports)]
 pub use pods::*;
 #[allow(unused_imports)]
