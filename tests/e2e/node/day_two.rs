@@ -404,10 +404,13 @@ async fn day_two_operations_lose_no_review_while_jobs_arrive() {
          eviction to two Ready replicas {eviction:.1?}; apply to certificate reload per \
          replica {cert_times:.1?}, to policy reload {policy_times:.1?}, to the invalid \
          policy refused {refused_times:.1?} (changed {:.1?} and refused {:.1?} after the \
-         applies)",
+         applies); API server (rejections, fail-opens) before {failures_before:?}, after {:?}; \
+         calls {}; audit {counts:?}",
         created.len(),
         created.len() as f64 / elapsed.as_secs_f64(),
         all_reloaded - changed_at,
         all_refused - invalid_at,
+        failure_counters(cp),
+        calls(cp) - calls_before,
     );
 }
