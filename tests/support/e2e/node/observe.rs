@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use super::super::ControlPlane;
 
-/// The longest the docs promise from an apply to the last replica serving the new
-/// policy or certificate (docs/deploy.md): the kubelet's sync of the pod, at most
-/// 1.5 × its 60 s `syncFrequency`, and the server's 5 s reload interval.
-pub const PROPAGATION: Duration = Duration::from_secs(95);
+/// The longest docs/deploy.md promises from an apply to the last replica serving the
+/// new policy or certificate: the kubelet's next sync of the pod, 60–90 s after its last
+/// (its 60 s `syncFrequency` plus up to half of it as jitter), a moment to write the
+/// files, and the server's 5 s reload interval.
+pub const PROPAGATION: Duration = Duration::from_secs(100);
 
 /// The API server's `/metrics`, one (series, value) per line.
 pub fn apiserver_metrics(cp: &ControlPlane) -> Vec<(String, f64)> {
@@ -72,7 +73,8 @@ pub async fn pod_counter(pod: &Value, name: &str, labels: &[&str]) -> f64 {
         .map_or(0.0, |m| metric_sum(&m, name, labels))
 }
 
-/// Waits until `counter` went up on every pod of `pods`; the time each took.
+/// Waits until counter `name` went up on every pod of `pods`, and holds the time each
+/// took since `since` (an apply) to [`PROPAGATION`]; returns those times.
 pub async fn until_each_counts(
     pods: &[Value],
     name: &str,
@@ -81,7 +83,8 @@ pub async fn until_each_counts(
 ) -> Vec<Duration> {
     let mut before = Vec::new();
     for pod in pods {
-        before.push(pod_counter(pod, name, labels).await);
+        let metrics = pod_metrics(pod).await.expect("a replica's /metrics");
+        before.push(metric_sum(&metrics, name, labels));
     }
     let mut took: Vec<Option<Duration>> = vec![None; pods.len()];
     while took.iter().any(Option::is_none) {
@@ -96,7 +99,13 @@ pub async fn until_each_counts(
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    took.into_iter().flatten().collect()
+    let took: Vec<Duration> = took.into_iter().flatten().collect();
+    assert!(
+        took.iter().all(|t| *t <= PROPAGATION),
+        "{name}{labels:?} went up on the replicas {took:?} after the apply: not within the \
+         {PROPAGATION:?} docs/deploy.md promises"
+    );
+    took
 }
 
 /// The SHA-256 fingerprint of the certificate a webhook pod serves on 8443.
