@@ -371,6 +371,23 @@ async fn day_two_operations_lose_no_review_while_jobs_arrive() {
             c.name
         );
     }
+    // What the runner sees: the first job pod under the new policy, and the last under
+    // the old one, after the apply.
+    let under = |hash: &str| -> Vec<Duration> {
+        created
+            .iter()
+            .filter(|c| c.result.as_ref().is_ok_and(|(_, h)| h == hash))
+            .map(|c| c.sent.saturating_duration_since(changed_at))
+            .collect()
+    };
+    let first_new = under(&changed_hash)
+        .into_iter()
+        .min()
+        .expect("pods under the new policy");
+    let last_old = under(&first_hash)
+        .into_iter()
+        .max()
+        .expect("pods under the old policy");
     let after_invalid = created.iter().filter(|c| c.sent > all_refused).count();
     assert!(
         after_invalid > 0,
@@ -404,7 +421,8 @@ async fn day_two_operations_lose_no_review_while_jobs_arrive() {
          eviction to two Ready replicas {eviction:.1?}; apply to certificate reload per \
          replica {cert_times:.1?}, to policy reload {policy_times:.1?}, to the invalid \
          policy refused {refused_times:.1?} (changed {:.1?} and refused {:.1?} after the \
-         applies); API server (rejections, fail-opens) before {failures_before:?}, after {:?}; \
+         applies; job pods: the first under the new policy sent {first_new:.1?} after the apply, \
+         the last under the old {last_old:.1?}); API server (rejections, fail-opens) before {failures_before:?}, after {:?}; \
          calls {}; audit {counts:?}",
         created.len(),
         created.len() as f64 / elapsed.as_secs_f64(),
