@@ -50,24 +50,6 @@ fn policy_hash(path: &Path) -> Option<String> {
     Some(hash.to_string())
 }
 
-/// The API server's counters that a lost or refused review moves, for the job-pod entry.
-fn failure_counters(cp: &ControlPlane) -> (f64, f64) {
-    let metrics = apiserver_metrics(cp);
-    let name = format!(r#"name="{JOB_POD_WEBHOOK}""#);
-    (
-        metric_sum(
-            &metrics,
-            "apiserver_admission_webhook_rejection_count",
-            &[&name],
-        ),
-        metric_sum(
-            &metrics,
-            "apiserver_admission_webhook_fail_open_count",
-            &[&name],
-        ),
-    )
-}
-
 /// The API server's calls of the job-pod entry so far.
 fn calls(cp: &ControlPlane) -> f64 {
     let name = format!(r#"name="{JOB_POD_WEBHOOK}""#);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::super::ControlPlane;
+use super::JOB_POD_WEBHOOK;
 
 /// The longest docs/deploy.md promises from an apply to the last replica serving the
 /// new policy or certificate: the kubelet's next sync of the pod, 60–90 s after its last
@@ -21,6 +22,24 @@ pub fn apiserver_metrics(cp: &ControlPlane) -> Vec<(String, f64)> {
     let output = cp.kubectl(&["get", "--raw", "/metrics"], None);
     assert!(output.status.success(), "the API server's /metrics");
     parse_metrics(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The API server's counters that a lost or refused review moves, for the job-pod entry.
+pub fn failure_counters(cp: &ControlPlane) -> (f64, f64) {
+    let metrics = apiserver_metrics(cp);
+    let name = format!(r#"name="{JOB_POD_WEBHOOK}""#);
+    (
+        metric_sum(
+            &metrics,
+            "apiserver_admission_webhook_rejection_count",
+            &[&name],
+        ),
+        metric_sum(
+            &metrics,
+            "apiserver_admission_webhook_fail_open_count",
+            &[&name],
+        ),
+    )
 }
 
 /// Prometheus text as (series, value), comments left out.
