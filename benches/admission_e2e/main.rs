@@ -69,6 +69,7 @@ async fn run(pods: usize, http2: bool) {
         "bench",
         Options {
             webhook_http2: http2,
+            ..Options::default()
         },
     )
     .await;

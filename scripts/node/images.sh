@@ -5,6 +5,8 @@
 #
 #   scripts/node/images.sh OUT_DIR base   # pause, busybox, docker-cli (root and uid 1000)
 #   scripts/node/images.sh OUT_DIR dind   # the docker:28.4.0-dind stand-in
+#   WEBHOOK_BINARY=PATH scripts/node/images.sh OUT_DIR webhook
+#                                         # ci-pod-webhook: the Dockerfile's final stage
 #
 # Needs Debian's busybox-static, curl and docker.io (for /usr/bin/docker, dockerd and the
 # daemon's helpers), iptables and util-linux, and python3.
@@ -64,10 +66,40 @@ dind() {
   mk "${args[@]}"
 }
 
+webhook() {
+  # The Dockerfile's final stage without Docker Hub: $WEBHOOK_BINARY with its debug info
+  # stripped (the Dockerfile builds with CARGO_PROFILE_RELEASE_STRIP=debuginfo) on a
+  # stand-in for gcr.io/distroless/cc-debian12:nonroot made from the same Debian 12
+  # packages' files: base-files, netbase, tzdata, the CA bundle (distroless "static");
+  # libc6, libssl3 ("base"); libgcc-s1, libgomp1, libstdc++6 ("cc"); no shell, no
+  # busybox; users root, nobody and nonroot (65532) with /home/nonroot, the working
+  # directory of the :nonroot tag. USER, EXPOSE, ENTRYPOINT and the labels are the final
+  # stage's: tests/e2e/node/install.rs holds this image's configuration to the Dockerfile.
+  local binary=${WEBHOOK_BINARY:?set WEBHOOK_BINARY to the ci-pod-webhook binary}
+  strip --strip-debug -o "$out/ci-pod-webhook" "$binary"
+  local args=(--name localhost/e2e/ci-pod-webhook:e2e --out "$out/webhook.tar" --no-busybox
+    --passwd 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' --group 'nonroot:x:65532:'
+    --dir /home/nonroot:700 --owner /home/nonroot:65532:65532 --workdir /home/nonroot
+    --file /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:644
+    --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
+    --file "$out/ci-pod-webhook:/ci-pod-webhook:755"
+    --user 65532:65532 --expose 8443/tcp --expose 8080/tcp
+    --entrypoint '["/ci-pod-webhook","serve"]' --cmd null
+    --label org.opencontainers.image.title=ci-pod-webhook
+    --label org.opencontainers.image.base.name=gcr.io/distroless/cc-debian12:nonroot)
+  local p
+  for p in base-files netbase tzdata libc6 libssl3 libgcc-s1 libgomp1 libstdc++6; do
+    args+=(--package "$p")
+  done
+  mk "${args[@]}"
+  rm -f "$out/ci-pod-webhook"
+}
+
 for set in "$@"; do
   case $set in
     base) base ;;
     dind) dind ;;
-    *) echo "images.sh: unknown image set $set (base, dind)" >&2; exit 2 ;;
+    webhook) webhook ;;
+    *) echo "images.sh: unknown image set $set (base, dind, webhook)" >&2; exit 2 ;;
   esac
 done

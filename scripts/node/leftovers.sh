@@ -7,7 +7,10 @@
 #
 # The node's clean-up (scripts/node/node-down.sh) runs after the test binary has exited,
 # holding the node lock: `check` takes the lock first, so it sees the host afterwards.
-# .ci/run runs both around the e2e tests. After ../proto/node/check-leftovers.sh.
+# .ci/run runs both around the e2e tests. After ../proto/node/check-leftovers.sh. What it
+# compares covers kube-proxy's leftovers too: its iptables chains (KUBE-SERVICES, …; gone
+# only if node-down.sh ran `kube-proxy --cleanup`), its sysctls and its process (it runs
+# from KUBEBUILDER_ASSETS).
 set -uo pipefail
 mode=${1:?usage: leftovers.sh snapshot|check DIR}
 dir=${2:?usage: leftovers.sh snapshot|check DIR}

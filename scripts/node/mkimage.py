@@ -17,7 +17,12 @@ unless --no-busybox, plus:
   --text DEST:CONTENT     a file with this content (\\n escapes); mode 755 if it starts with #!
   --symlink DEST:TARGET, --dir DEST[:MODE]
   --group LINE, --passwd LINE   lines added to /etc/group and /etc/passwd
-  --env K=V, --entrypoint JSON, --cmd JSON, --user USER, --workdir DIR
+  --package PKG           the files an installed Debian package holds (`dpkg -L`), without
+                          its documentation but its copyright, and its status entry in
+                          /var/lib/dpkg/status.d/PKG, as distroless images carry them
+  --owner PATH:UID:GID    the owner of a path the layer holds (default root)
+  --env K=V, --entrypoint JSON, --cmd JSON (`null`: none), --user USER, --workdir DIR
+  --expose PORT/PROTO, --label K=V   the image configuration's ExposedPorts and Labels
   --variant NAME=USER     one more image in the same archive: the same layer, run as USER
 
 Deterministic: fixed times, sorted entries, so the same inputs give the same digests.
@@ -107,13 +112,33 @@ class Layer:
                 else:
                     self.host_file(s, t)
 
-    def tar(self):
+    def package(self, name):
+        """The files of installed Debian package `name`, as distroless takes them."""
+        listed = subprocess.run(["dpkg", "-L", name], check=True, capture_output=True, text=True)
+        skip = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/lintian/")
+        for path in listed.stdout.splitlines():
+            path = os.path.normpath(path)
+            if path == "/" or path.startswith(skip) and not path.endswith("/copyright"):
+                continue
+            # A merged-/usr host's /lib -> usr/lib is a directory here: the package's layout.
+            if os.path.islink(path) and path not in ("/bin", "/sbin", "/lib", "/lib64"):
+                self.symlink(path, os.readlink(path))
+            elif os.path.isdir(path):
+                self.dir(path, 0o755)
+            elif os.path.isfile(path):
+                self.host_file(path)
+        status = subprocess.run(["dpkg-query", "-s", name], check=True, capture_output=True).stdout
+        self.file("var/lib/dpkg/status.d/" + name, status, 0o644)
+
+    def tar(self, owners=None):
+        owners = owners or {}
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
             for path in sorted(self.entries):
                 kind, data, mode = self.entries[path]
                 ti = tarfile.TarInfo(path)
                 ti.mtime, ti.mode = MTIME, mode
+                ti.uid, ti.gid = owners.get(path, (0, 0))
                 if kind == "dir":
                     ti.type = tarfile.DIRTYPE
                     tf.addfile(ti)
@@ -171,7 +196,13 @@ def build_layer(args):
     for spec in args.symlink:
         dest, target = spec.split(":", 1)
         layer.symlink(dest, target)
-    return layer.tar()
+    for name in args.package:
+        layer.package(name)
+    owners = {}
+    for spec in args.owner:
+        path, uid, gid = spec.rsplit(":", 2)
+        owners[path.strip("/")] = (int(uid), int(gid))
+    return layer.tar(owners)
 
 
 def main():
@@ -180,7 +211,8 @@ def main():
     ap.add_argument("--out", required=True, help="the OCI archive to write (.tar)")
     ap.add_argument("--busybox", default="/bin/busybox", help="a static busybox")
     ap.add_argument("--no-busybox", action="store_true")
-    for repeated in ("bin", "lib", "tree", "file", "text", "symlink", "dir", "env", "group", "passwd"):
+    repeated_options = ("bin", "lib", "tree", "file", "text", "symlink", "dir", "env", "group", "passwd")
+    for repeated in (*repeated_options, "package", "owner", "expose", "label"):
         ap.add_argument("--" + repeated, action="append", default=[])
     ap.add_argument("--entrypoint", help="JSON list")
     ap.add_argument("--cmd", default='["/bin/sh"]', help="JSON list")
@@ -201,7 +233,13 @@ def main():
     variants = [(args.name, args.user)] + [tuple(v.split("=", 1)) for v in args.variant]
     for name, user in variants:
         env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *args.env]
-        config = {"Env": env, "Cmd": json.loads(args.cmd), "WorkingDir": args.workdir}
+        config = {"Env": env, "WorkingDir": args.workdir}
+        if json.loads(args.cmd) is not None:
+            config["Cmd"] = json.loads(args.cmd)
+        if args.expose:
+            config["ExposedPorts"] = {port: {} for port in args.expose}
+        if args.label:
+            config["Labels"] = dict(label.split("=", 1) for label in args.label)
         if args.entrypoint:
             config["Entrypoint"] = json.loads(args.entrypoint)
         if user:

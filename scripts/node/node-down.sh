@@ -31,8 +31,12 @@ case "$state" in "" | / | /tmp | /var | /run) log "refusing STATE=$state"; exit 
 HOST_PATHS=(/var/lib/kubelet /var/lib/cni /run/containerd /run/netns /var/run/ci-dind
   /var/lib/ci-dind /var/run/docker.sock /var/run/docker-for-gitlab.sock /etc/docker/key.json
   /var/log/containers /var/log/pods)
+# The last five are kube-proxy's (its configuration asks it to change none of them).
 SYSCTLS=(vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops
-  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward)
+  kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.ip_forward
+  net.ipv4.conf.all.route_localnet net.netfilter.nf_conntrack_max
+  net.netfilter.nf_conntrack_tcp_timeout_established
+  net.netfilter.nf_conntrack_tcp_timeout_close_wait net.netfilter.nf_conntrack_tcp_be_liberal)
 KUBELET_CHAINS=(KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT)
 
 chains() {  # every "TABLE/CHAIN" of iptables and ip6tables
@@ -47,7 +51,7 @@ chains() {  # every "TABLE/CHAIN" of iptables and ip6tables
 if [ "$mode" = baseline ]; then
   mkdir -p "$state/baseline"
   for p in "${HOST_PATHS[@]}"; do [ -e "$p" ] && echo "$p"; done > "$state/baseline/paths"
-  for k in "${SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k")"; done > "$state/baseline/sysctl"
+  for k in "${SYSCTLS[@]}"; do echo "$k=$(sysctl -n "$k" 2>/dev/null)"; done > "$state/baseline/sysctl"
   ls /run/netns 2>/dev/null > "$state/baseline/netns"
   chains > "$state/baseline/chains"
   touch "$state/baseline/started"
@@ -82,7 +86,21 @@ stop() {  # FILE EXE_BASENAME SIGNAL SECONDS
   log "$2 stopped ($pid)"
 }
 
-# 1. The kubelet first, so that it restarts nothing.
+# 1. kube-proxy (tests/support/e2e/node/services.rs), whose iptables rules outlive it:
+#    `kube-proxy --cleanup` removes every chain it owns. Then the kubelet, so that it
+#    restarts nothing.
+proxy_ran=0
+[ -f "$state/kube-proxy.pid" ] && proxy_ran=1
+stop "$state/kube-proxy.pid" kube-proxy TERM 5
+if [ $proxy_ran = 1 ] || { ! grep -qxF iptables/nat/KUBE-SERVICES "$state/baseline/chains" \
+    && iptables -w -t nat -S KUBE-SERVICES >/dev/null 2>&1; }; then
+  if [ -x "${KUBE_PROXY:-}" ]; then
+    "$KUBE_PROXY" --cleanup >> "$state/logs/kube-proxy-cleanup.log" 2>&1 \
+      && log "kube-proxy --cleanup: done" || log "kube-proxy --cleanup failed: $state/logs/kube-proxy-cleanup.log"
+  else
+    log "kube-proxy's rules are left: no kube-proxy binary to run --cleanup (KUBE_PROXY=${KUBE_PROXY:-})"
+  fi
+fi
 stop "$state/kubelet.pid" kubelet KILL 2
 
 # 2. Every process of every pod (below our cgroup root), and the network namespaces they

@@ -11,6 +11,7 @@ async fn reviews_arrive_over_http1_as_from_a_service_webhook() {
         "http1",
         Options {
             webhook_http2: false,
+            ..Options::default()
         },
     )
     .await;

@@ -3,9 +3,12 @@
 //! and at the host. The node is the machine's one test node, shared by these tests, which
 //! take turns on it (`Node::take_turn`).
 
+mod cert_manager;
+mod day_two;
 mod docker_host;
 mod doctor;
 mod gpu;
+mod install;
 mod job_pods;
 mod node_docker;
 mod oom;

@@ -62,12 +62,19 @@ pub struct Options {
     /// over HTTP/1.1, as it does for the `service` webhooks of a real cluster. With
     /// `true` it offers HTTP/2 to the loopback `url` webhooks the tests register.
     pub webhook_http2: bool,
+    /// The node's address, for a control plane whose pods reach the API server through
+    /// Service `kubernetes` (10.96.0.1:443, routed by kube-proxy): the API server then
+    /// listens on every address, advertises this one (an EndpointSlice may not hold a
+    /// loopback address) and keeps the Service's endpoints itself (`lease`), and its
+    /// certificate also names this address and 10.96.0.1. `None`: loopback only.
+    pub advertise: Option<std::net::Ipv4Addr>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             webhook_http2: true,
+            advertise: None,
         }
     }
 }
@@ -133,7 +140,7 @@ impl ControlPlane {
             .join(format!("{binary}-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the run directory");
         let watchdog = Watchdog::start(&dir);
-        let pki = Pki::generate(&dir);
+        let pki = Pki::generate(&dir, options.advertise);
 
         let (etcd, etcd_port) =
             process::retry_on_port_clash("etcd", || start_etcd(&assets, &dir, &watchdog)).await;
@@ -393,10 +400,15 @@ async fn start_apiserver(
     let port = process::free_port();
     let mut command = Command::new(asset(assets, "kube-apiserver"));
     let path = |p: &Path| p.display().to_string();
+    let (bind, advertise, reconciler) = match options.advertise {
+        Some(address) => ("0.0.0.0".to_string(), address.to_string(), "lease"),
+        // 127.0.0.1 is not a valid Endpoints address.
+        None => ("127.0.0.1".to_string(), "127.0.0.1".to_string(), "none"),
+    };
     command.args([
         format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
-        "--bind-address=127.0.0.1".into(),
-        "--advertise-address=127.0.0.1".into(),
+        format!("--bind-address={bind}"),
+        format!("--advertise-address={advertise}"),
         format!("--secure-port={port}"),
         format!("--cert-dir={}", dir.join("pki").display()),
         format!("--tls-cert-file={}", path(&pki.serving_cert)),
@@ -409,8 +421,7 @@ async fn start_apiserver(
         "--authorization-mode=RBAC".into(),
         // GitLab Runner job pods run privileged containers (docker builds).
         "--allow-privileged=true".into(),
-        // 127.0.0.1 is not a valid Endpoints address.
-        "--endpoint-reconciler-type=none".into(),
+        format!("--endpoint-reconciler-type={reconciler}"),
         "--v=1".into(),
     ]);
     if !options.webhook_http2 {

@@ -27,7 +27,9 @@ pub struct Pki {
 }
 
 impl Pki {
-    pub fn generate(dir: &Path) -> Pki {
+    /// With `advertise`, the serving certificate also names that address and 10.96.0.1,
+    /// the ClusterIP of Service `kubernetes`, by which pods reach the API server.
+    pub fn generate(dir: &Path, advertise: Option<std::net::Ipv4Addr>) -> Pki {
         let dir = dir.join("pki");
         std::fs::create_dir_all(&dir).expect("mkdir pki");
         let write = |name: &str, text: &str| {
@@ -59,6 +61,13 @@ impl Pki {
         serving
             .subject_alt_names
             .push(SanType::IpAddress([127, 0, 0, 1].into()));
+        if let Some(address) = advertise {
+            for ip in [address, [10, 96, 0, 1].into()] {
+                serving
+                    .subject_alt_names
+                    .push(SanType::IpAddress(ip.into()));
+            }
+        }
         serving
             .distinguished_name
             .push(DnType::CommonName, "kube-apiserver");

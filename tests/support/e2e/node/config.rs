@@ -10,7 +10,7 @@ use std::process::Command;
 
 /// Debian packages the node needs (docs/e2e.md).
 const PACKAGES: &str = "containerd runc containernetworking-plugins busybox-static iproute2 \
-                        iptables curl docker.io util-linux python3";
+                        iptables curl docker.io util-linux python3 binutils";
 
 /// Fails, naming what to install, unless this is root on a machine with everything the
 /// node needs.
@@ -36,6 +36,8 @@ pub fn check_host() {
         "iptables",
         "python3",
         "dockerd",
+        "strip",
+        "dpkg",
     ] {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {command}")])

@@ -25,12 +25,21 @@
 
 mod config;
 mod docker;
+mod install;
+mod observe;
 mod pods;
+mod services;
 
 #[allow(unused_imports)]
 pub use docker::*;
 #[allow(unused_imports)]
+pub use install::*;
+#[allow(unused_imports)]
+pub use observe::*;
+#[allow(unused_imports)]
 pub use pods::*;
+#[allow(unused_imports)]
+pub use services::*;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -76,6 +85,8 @@ pub struct Node {
     webhooks: Mutex<HashMap<String, &'static Webhook>>,
     host_docker: OnceCell<HostDocker>,
     dind_image: OnceCell<()>,
+    kube_proxy: OnceCell<Component>,
+    images: OnceCell<()>,
     turn: Mutex<()>,
     _containerd: Component,
     _kubelet: Component,
@@ -141,7 +152,12 @@ impl Node {
         let started = Instant::now();
         config::check_host();
         let assets = super::assets_dir();
-        for name in ["kubelet", "kube-controller-manager", "kube-scheduler"] {
+        for name in [
+            "kubelet",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kube-proxy",
+        ] {
             super::asset(&assets, name);
         }
         let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kube-e2e-node");
@@ -172,9 +188,13 @@ impl Node {
         std::fs::write(state.join("KEEP"), b"").expect("write the KEEP marker");
         run(Command::new(&down).arg("baseline").arg(&state));
         let name = config::node_name();
+        // KUBE_PROXY: for `kube-proxy --cleanup` after a kube-proxy the tests started.
         std::fs::write(
             state.join("node.env"),
-            format!("CGROUP_ROOT={CGROUP_ROOT}\nBRIDGE={BRIDGE}\nNODE={name}\n"),
+            format!(
+                "CGROUP_ROOT={CGROUP_ROOT}\nBRIDGE={BRIDGE}\nNODE={name}\nKUBE_PROXY={}\n",
+                assets.join("kube-proxy").display()
+            ),
         )
         .expect("write node.env");
 
@@ -187,7 +207,14 @@ impl Node {
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .expect("run scripts/node/images.sh");
-        let cp = ControlPlane::own("node", Options::default()).await;
+        // Pods reach the API server through Service `kubernetes` (the webhook installed
+        // from manifests/ watches namespaces from its pods).
+        let advertise = config::node_ip().parse().expect("the node's IPv4 address");
+        let options = Options {
+            advertise: Some(advertise),
+            ..Options::default()
+        };
+        let cp = ControlPlane::own("node", options).await;
         cp.scheduler().await;
         cp.controller_manager().await;
         cp.bind_nodes_to_their_role().await;
@@ -296,6 +323,8 @@ impl Node {
             webhooks: Mutex::new(HashMap::new()),
             host_docker: OnceCell::new(),
             dind_image: OnceCell::new(),
+            kube_proxy: OnceCell::new(),
+            images: OnceCell::new(),
             turn: Mutex::new(()),
             _containerd: containerd,
             _kubelet: kubelet,
