@@ -46,10 +46,12 @@ ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 COPY --from=skeleton /src ./
 RUN cargo build --release --locked
 
-# The crate itself. The skeleton's own artifacts are newer than the real sources, so
-# cargo would consider them fresh: remove them first.
+# The workspace's own crates. The skeleton's artifacts of them (built from emptied
+# sources) are newer than the real sources, so cargo would consider them fresh: remove
+# them first, every member's (the core crate's were missed once: the build then failed
+# with "no `policy` in `ci_pod_webhook_core`").
 COPY . .
-RUN cargo clean --release --package ci-pod-webhook \
+RUN cargo clean --release --package ci-pod-webhook --package ci-pod-webhook-core \
     && cargo build --release --locked \
     # Smoke test: the binary runs and its embedded policy is valid.
     && ./target/release/ci-pod-webhook default-policy > /tmp/policy.yaml \

@@ -1,4 +1,5 @@
-//! The Dockerfile, read rather than built: its build context holds what cargo reads.
+//! The Dockerfile, read rather than built: its build context holds what cargo reads, and
+//! its crate build does not reuse the skeleton's empty crates.
 
 use std::path::Path;
 
@@ -63,6 +64,38 @@ fn the_build_context_holds_every_workspace_member_and_path_dependency() {
         assert!(
             admitted(&dockerignore, &path),
             ".dockerignore leaves out {path}, which cargo reads"
+        );
+    }
+}
+
+#[test]
+fn the_crate_build_cleans_every_workspace_members_skeleton_artifacts() {
+    // The skeleton stage empties every .rs file to build the dependencies alone; a
+    // member whose empty build is not cleaned counts as fresh, and the real build then
+    // fails against it (the core crate's once: "no `policy` in `ci_pod_webhook_core`").
+    let dockerfile = repo_file("Dockerfile");
+    let clean = dockerfile
+        .lines()
+        .find(|l| l.contains("cargo clean --release"))
+        .expect("a cargo clean before the crate build");
+    let members = repo_file("Cargo.toml")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("members = ").map(str::to_string))
+        .expect("workspace members");
+    for member in members.split('"').skip(1).step_by(2) {
+        let manifest = repo_file(&format!("{member}/Cargo.toml"));
+        let name = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("name = "))
+            .map(|n| n.trim_matches('"'))
+            .expect("a package name");
+        assert!(
+            clean
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w == ["--package", name]),
+            "the Dockerfile's cargo clean leaves {name}'s skeleton build: {clean}"
         );
     }
 }
