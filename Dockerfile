@@ -7,8 +7,9 @@
 # base images only: rust:1.95.0-bookworm and gcr.io/distroless/cc-debian12:nonroot (no
 # `# syntax=` line, which would make BuildKit pull a frontend image too). Besides them it
 # fetches the crates of Cargo.lock from crates.io, and nothing else: no toolchain, no
-# component, no rustup self-update (docs/deploy.md, "Building the image without Docker
-# Hub").
+# component, no rustup self-update. Where Docker Hub and gcr.io cannot be reached,
+# scripts/build-image.sh builds this file unchanged with podman on stand-ins made from
+# Debian's packages (docs/deploy.md, "Building the image without Docker Hub").
 #
 # The build context is the repository root. .dockerignore admits only what cargo needs:
 # Cargo.toml, Cargo.lock, rust-toolchain.toml, build.rs and src/, plus benches/,

@@ -1,7 +1,9 @@
-//! The Dockerfile, read rather than built: its build context holds what cargo reads, its
-//! crate build does not reuse the skeleton's empty crates, it reaches for nothing but its
-//! two base images and crates.io, its toolchain is the pinned one, and its last stage has
-//! the user, entrypoint and ports manifests/base's Deployment runs it with.
+//! The Dockerfile, read rather than built (`scripts/build-image.sh` builds and runs it;
+//! too slow for every run, docs/development.md says when): its build context holds what
+//! cargo reads, its crate build does not reuse the skeleton's empty crates, it reaches
+//! for nothing but its two base images and crates.io, its toolchain is the pinned one,
+//! and its last stage has the user, entrypoint and ports manifests/base's Deployment
+//! runs it with (docs/deploy.md, "Building the image without Docker Hub").
 
 use std::path::Path;
 
@@ -139,7 +141,7 @@ fn the_build_fetches_nothing_but_its_base_images_and_the_crates() {
 }
 
 #[test]
-fn the_toolchain_is_the_pinned_one() {
+fn the_toolchain_is_the_pinned_one_in_the_dockerfile_and_its_stand_in() {
     let toolchain = repo_file("rust-toolchain.toml");
     let channel = toolchain
         .lines()
@@ -149,6 +151,15 @@ fn the_toolchain_is_the_pinned_one() {
     assert!(
         repo_file("Dockerfile").contains(&format!("ARG RUST_VERSION={channel}\n")),
         "the Dockerfile's RUST_VERSION is not {channel}"
+    );
+    assert!(
+        repo_file("scripts/image/rust.Containerfile")
+            .contains(&format!("RUST_VERSION={channel}\n")),
+        "scripts/image/rust.Containerfile is not at {channel}"
+    );
+    assert!(
+        repo_file("scripts/build-image.sh").contains(&format!("\nrust_version={channel}\n")),
+        "scripts/build-image.sh names the stand-in for another toolchain than {channel}"
     );
 }
 
