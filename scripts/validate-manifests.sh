@@ -186,6 +186,28 @@ printf '%s\n' \
   '          - ipBlock: {cidr: 10.0.0.11/32}' \
   >> "$variants/base+network-policy-filled/kustomization.yaml"
 targets+=("base + components/network-policy, filled in|.variants/base+network-policy-filled|1.30 latest")
+# The trusted peers as an admin fills them in (the patch the Deployment's comment shows):
+# the empty value replaced, every other variable kept.
+mkdir -p "$variants/base+trusted-peers-filled"
+printf '%s\n' \
+  'apiVersion: kustomize.config.k8s.io/v1beta1' \
+  'kind: Kustomization' \
+  'resources:' '  - ../../base' \
+  'patches:' \
+  '  - patch: |-' \
+  '      apiVersion: apps/v1' \
+  '      kind: Deployment' \
+  '      metadata: {name: ci-pod-webhook, namespace: ci-pod-webhook}' \
+  '      spec:' \
+  '        template:' \
+  '          spec:' \
+  '            containers:' \
+  '              - name: webhook' \
+  '                env:' \
+  '                  - name: CI_POD_WEBHOOK_TRUSTED_PEERS' \
+  '                    value: "10.0.0.10/32,10.0.0.11/32"' \
+  > "$variants/base+trusted-peers-filled/kustomization.yaml"
+targets+=("base + trusted peers, filled in|.variants/base+trusted-peers-filled|1.30 latest")
 
 # Every kustomization in the repository must be covered by a target above.
 while IFS= read -r k; do

@@ -29,6 +29,10 @@ from kubernetes_validate.utils import (
 
 WEBHOOK = "pods.ci-pod-webhook.ci.skao.int"
 GPU_WEBHOOK = "gpu-workloads.ci-pod-webhook.ci.skao.int"
+RESIZE_WEBHOOK = "resize.ci-pod-webhook.ci.skao.int"
+EPHEMERAL_WEBHOOK = "ephemeral-containers.ci-pod-webhook.ci.skao.int"
+# The subresource entries: (name, resource), allowed or denied only, failurePolicy Fail.
+SUBRESOURCE_WEBHOOKS = [(RESIZE_WEBHOOK, "pods/resize"), (EPHEMERAL_WEBHOOK, "pods/ephemeralcontainers")]
 SYSTEM_NAMESPACES = {"kube-system", "kube-public", "kube-node-lease"}
 NAMESPACE = "ci-pod-webhook"
 SERVICE = "ci-pod-webhook"
@@ -50,6 +54,13 @@ METRICS = {
     "ci_pod_webhook_certificate_reloads_total",
     "ci_pod_webhook_build_info",
     "ci_pod_webhook_job_pods",
+    "ci_pod_webhook_job_pod_info",
+    "ci_pod_webhook_job_container_terminations_total",
+    "ci_pod_webhook_class_limit",
+    "ci_pod_webhook_policy_info",
+    # The kubelets' cAdvisor series the sizing panels set against the class limits.
+    "container_memory_working_set_bytes",
+    "container_cpu_usage_seconds_total",
     "up",
     "apiserver_admission_webhook_fail_open_count",
     "apiserver_admission_webhook_rejection_count",
@@ -157,7 +168,40 @@ def check_webhook(where, objs):
     if not mwc:
         return
     names = [w["name"] for w in mwc["webhooks"]]
-    check(names == [WEBHOOK, GPU_WEBHOOK], where, f"webhooks {names}, expected [{WEBHOOK}, {GPU_WEBHOOK}]")
+    expected = [WEBHOOK, GPU_WEBHOOK, RESIZE_WEBHOOK, EPHEMERAL_WEBHOOK]
+    check(names == expected, where, f"webhooks {names}, expected {expected}")
+    # The subresource entries: their own failurePolicy (Fail) and rule, the pods entry's
+    # namespaceSelector and service (docs/deploy.md).
+    for w in mwc["webhooks"][2:]:
+        resource = dict(SUBRESOURCE_WEBHOOKS).get(w["name"])
+        expect = {
+            "failurePolicy": "Fail",
+            "sideEffects": "None",
+            "matchPolicy": "Equivalent",
+            "admissionReviewVersions": ["v1"],
+            "rules": [
+                {
+                    "operations": ["UPDATE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": [resource],
+                    "scope": "Namespaced",
+                }
+            ],
+            "namespaceSelector": mwc["webhooks"][0].get("namespaceSelector"),
+        }
+        for key, value in expect.items():
+            check(
+                w.get(key) == value, where, f"webhook {w['name']} {key} is {w.get(key)!r}, expected {value!r}"
+            )
+        check(0 < w.get("timeoutSeconds", 10) <= 5, where, f"{w['name']}: timeoutSeconds must be at most 5")
+        check("matchConditions" not in w, where, f"{w['name']}: no matchConditions (the rule is the filter)")
+        svc = w["clientConfig"].get("service", {})
+        check(
+            svc == {"name": SERVICE, "namespace": NAMESPACE, "path": "/mutate", "port": 443},
+            where,
+            f"clientConfig.service of {w['name']} is {svc}",
+        )
     # The count of entries is checked just above; check the ones there are.
     for w, path in zip(mwc["webhooks"], ["/mutate", "/mutate/gpu-workloads"], strict=False):
         expect = {
@@ -261,6 +305,13 @@ def check_deployment(where, objs):
     }
     for k, v in expect_env.items():
         check(env.get(k) == v, where, f"env {k}={env.get(k)!r}, expected {v!r}")
+    # Empty in the base, for the admin to fill in (docs/network.md).
+    trusted = "10.0.0.10/32,10.0.0.11/32" if "trusted peers, filled in" in where else ""
+    check(
+        env.get("CI_POD_WEBHOOK_TRUSTED_PEERS") == trusted,
+        where,
+        f"env CI_POD_WEBHOOK_TRUSTED_PEERS={env.get('CI_POD_WEBHOOK_TRUSTED_PEERS')!r}, expected {trusted!r}",
+    )
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     check(ports == {"https": 8443, "admin": 8080}, where, f"container ports {ports}")
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
@@ -535,6 +586,48 @@ GPU_SAMPLE_PODS = [
         False,
     ),
     (
+        "MIG profile in a request",
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "a", "resources": {"requests": {"nvidia.com/mig-3g.40gb": "1"}}}]
+            },
+        },
+        True,
+    ),
+    (
+        "AMD GPU in an init container",
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "initContainers": [{"name": "warm", "resources": {"limits": {"amd.com/gpu": "1"}}}],
+                "containers": [{"name": "app"}],
+            },
+        },
+        True,
+    ),
+    (
+        "job-shaped GPU pod (build and helper)",
+        {
+            "metadata": {"name": "runner-abc-project-1-concurrent-0-x"},
+            "spec": {
+                "containers": [
+                    {"name": "build", "resources": {"limits": {"nvidia.com/gpu": "1"}}},
+                    {"name": "helper"},
+                ]
+            },
+        },
+        True,
+    ),
+    (
+        "another accelerator, not a GPU",
+        {
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "resources": {"limits": {"habana.ai/gaudi": "1"}}}]},
+        },
+        False,
+    ),
+    (
         "mirror pod asking for a GPU",
         {
             "metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "abc"}},
@@ -557,14 +650,19 @@ def check_gpu_match_conditions(where, mwc):
         fail(where, f"a GPU workloads matchCondition does not compile: {e}")
         return
     check_samples(where, programs, GPU_SAMPLE_PODS, entry="GPU entry, ", condition="GPU matchCondition")
-    # The resource the conditions look for must be the policy's.
-    resource = (POLICY.get("gpuWorkloads") or {}).get("resource", "nvidia.com/gpu")
-    text = " ".join(c["expression"] for c in conditions)
-    check(
-        f"'{resource}'" in text,
-        where,
-        f"GPU workloads matchConditions do not look for the policy's gpuWorkloads.resource {resource!r}",
-    )
+    # Every resource the policy's gpuWorkloads names (a name, or a prefix ending in *) must
+    # reach the webhook: a pod asking only for it, in a limit or a request, is sent.
+    g = POLICY.get("gpuWorkloads") or {}
+    default = ["nvidia.com/gpu", "nvidia.com/mig-*"]
+    resources = g.get("resources") or ([g["resource"]] if g.get("resource") else default)
+    samples = []
+    for resource in resources:
+        name = resource[:-1] + "1g.5gb" if resource.endswith("*") else resource
+        for section in ["limits", "requests"]:
+            container = {"name": "a", "resources": {section: {name: "1"}}}
+            pod = {"metadata": {"name": "p"}, "spec": {"containers": [container]}}
+            samples.append((f"a pod asking for the policy's {resource} ({name} in {section})", pod, True))
+    check_samples(where, programs, samples, entry="GPU entry, ", condition="GPU matchCondition")
 
 
 def promql_metrics(where, expr):
@@ -772,6 +870,15 @@ def check_doctor(where, objs):
     if not role:
         return
     for rule in role["rules"]:
+        if rule["apiGroups"] == ["authorization.k8s.io"]:
+            # A SubjectAccessReview asks the API server a question and stores nothing: the
+            # doctor checks what the webhook's ServiceAccount may do (docs/doctor.md).
+            check(
+                rule["resources"] == ["subjectaccessreviews"] and rule["verbs"] == ["create"],
+                where,
+                f"only create on subjectaccessreviews in authorization.k8s.io, got {rule}",
+            )
+            continue
         check(set(rule["verbs"]) <= {"get", "list"}, where, f"read-only verbs, got {rule['verbs']}")
         check("*" not in rule["resources"] and "*" not in rule["apiGroups"], where, "no wildcards")
         if "secrets" in rule["resources"]:

@@ -28,7 +28,10 @@ mod e2e {
     mod in_pod;
     mod live_audit;
     mod namespaces;
+    mod node;
     mod scheduling;
+    mod sizing_series;
     mod ska_walkthrough;
+    mod subresources;
     mod webhook_down;
 }

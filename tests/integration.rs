@@ -20,9 +20,11 @@ mod integration {
     mod namespaces;
     mod serve;
     mod server;
+    mod sizing;
     mod ska;
     mod slow_clients;
     mod tls;
     mod tls_posture;
+    mod trusted_peers;
     mod under_load;
 }

@@ -1,5 +1,5 @@
 //! The command line: `serve`, `mutate`, `check-policy`, `default-policy`, `certs`,
-//! `doctor`, `audit`. The commands are the top layer: each has its file here, with its
+//! `doctor`, `audit`, `sizing`. The commands are the top layer: each has its file here, with its
 //! clap arguments, and calls into the layers below (the core, `cluster`, `server`,
 //! `doctor`, `certs`); nothing below imports from here.
 //!
@@ -19,6 +19,7 @@ use ci_pod_webhook_core::explain;
 use ci_pod_webhook_core::policy::{DEFAULT_POLICY_YAML, Limit, Policy, ResourceName, RunnerClass};
 use doctor::DoctorArgs;
 use serve::ServeArgs;
+use sizing::SizingArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -34,7 +35,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the admission webhook (HTTPS) and the admin port (plain HTTP).
-    Serve(ServeArgs),
+    // Boxed: its flags make it several times the size of the other commands.
+    Serve(Box<ServeArgs>),
     /// Run an AdmissionReview, a Pod or a List of pods through the policy, offline.
     Mutate(MutateArgs),
     /// Validate a policy file (default: the embedded policy) and summarise its classes.
@@ -50,6 +52,9 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Report on the job pods that exist now: ok, drift, unpolicied, would-mutate, would-deny.
     Audit(AuditArgs),
+    /// What job pods really used per class and container, from Prometheus, against the
+    /// policy's limits; and the limits that would have held 99 % of them.
+    Sizing(SizingArgs),
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +103,7 @@ pub mod doctor;
 pub mod kube;
 mod mutate;
 pub mod serve;
+pub mod sizing;
 
 /// Parses the command line and runs the command.
 pub fn run() -> anyhow::Result<ExitCode> {
@@ -116,6 +122,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Certs(args) => certs::run(&args, &mut stdout.lock()),
         Command::Doctor(args) => doctor::run(&args, &mut stdout.lock()),
         Command::Audit(args) => audit::run(&args, &mut stdout.lock()),
+        Command::Sizing(args) => sizing::run(&args, &mut stdout.lock()),
     }
 }
 
@@ -201,6 +208,11 @@ pub fn check_policy(file: Option<&Path>, out: &mut impl Write) -> anyhow::Result
         explain::gpu_workloads_summary(&policy)
     )?;
     writeln!(out, "limitsEnv: {}", explain::limits_env_summary(&policy))?;
+    writeln!(
+        out,
+        "ephemeralContainers: {}",
+        policy.ephemeral_containers.as_str()
+    )?;
     writeln!(out)?;
     let rows: Vec<[String; 6]> = policy.classes.iter().map(class_row).collect();
     let header = [
@@ -252,6 +264,16 @@ fn class_row(class: &RunnerClass) -> [String; 6] {
                     (None, _) => Some((r, "none".to_string())),
                 }),
         );
+    // Then what the class grants `build` besides (extendedResources), each at its most.
+    let max = std::iter::once(max)
+        .chain(
+            class
+                .extended_resources
+                .iter()
+                .map(|(k, q)| format!("{k}={q}")),
+        )
+        .collect::<Vec<_>>()
+        .join(",");
     let gpu = class.gpu.as_ref().map_or("-".to_string(), |g| {
         format!("{} x{} (max {})", g.resource, g.count, g.max)
     });

@@ -16,6 +16,7 @@ use crate::certs;
 use crate::cluster::{Cluster, KubeMode, Place};
 use crate::server::logs::{self, LogGuard};
 use crate::server::{Limits, Listeners, Server, Settings, signal};
+use crate::trusted_peers::{CidrError, TrustedPeers};
 
 /// `ci-pod-webhook serve`: the admission webhook over HTTPS and the admin port.
 #[derive(Debug, Clone, clap::Args)]
@@ -96,6 +97,19 @@ pub struct ServeArgs {
     /// handshake (silent ones included); more are closed as soon as accepted.
     #[arg(long, env = "CI_POD_WEBHOOK_MAX_HANDSHAKES_PER_ADDRESS", value_name = "N", default_value_t = Limits::default().max_handshakes_per_address, value_parser = parse_positive)]
     pub max_handshakes_per_address: usize,
+    /// The API server's source addresses, as CIDR ranges or addresses separated by
+    /// commas (e.g. 10.0.0.10/32,10.0.0.11/32): their connections are never refused
+    /// and are served first; other addresses are refused at --max-connections, and their
+    /// idle connections are closed to make room for the API server's. Empty: every
+    /// address is treated alike, and the server warns at start-up (docs/network.md says
+    /// how to find the addresses).
+    #[arg(long, env = "CI_POD_WEBHOOK_TRUSTED_PEERS", value_name = "CIDR,…", default_value = "", hide_default_value = true, value_parser = parse_trusted_peers)]
+    pub trusted_peers: TrustedPeers,
+    /// With --trusted-peers: most connections from all other addresses together that have
+    /// not finished their TLS handshake (silent ones included); more are closed as soon
+    /// as accepted.
+    #[arg(long, env = "CI_POD_WEBHOOK_MAX_UNTRUSTED_HANDSHAKES", value_name = "N", default_value_t = Limits::default().max_untrusted_handshakes, value_parser = parse_positive)]
+    pub max_untrusted_handshakes: usize,
     /// After SIGTERM, how long requests in flight may take to finish (e.g. 20s, 500ms).
     #[arg(long, env = "CI_POD_WEBHOOK_DRAIN_TIMEOUT", value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -148,12 +162,14 @@ impl ServeArgs {
             policy: self.policy.clone(),
             cluster,
             webhook_namespace: self.webhook_namespace.clone(),
+            trusted_peers: self.trusted_peers.clone(),
             limits: Limits {
                 max_body_bytes: self.max_body_bytes,
                 max_buffered_bytes: self.max_buffered_bytes,
                 max_connections: self.max_connections,
                 max_connections_per_address: self.max_connections_per_address,
                 max_handshakes_per_address: self.max_handshakes_per_address,
+                max_untrusted_handshakes: self.max_untrusted_handshakes,
                 ..Limits::default()
             },
             reload_interval: self.reload_interval,
@@ -176,6 +192,10 @@ fn parse_namespace(text: &str) -> Result<String, String> {
             "{text:?} is not a namespace name (lower-case letters, digits and -)"
         ))
     }
+}
+
+fn parse_trusted_peers(text: &str) -> Result<TrustedPeers, String> {
+    text.parse().map_err(|e: CidrError| e.to_string())
 }
 
 fn parse_positive(text: &str) -> Result<usize, String> {

@@ -18,6 +18,7 @@
 //! ([`Cluster::readiness`]); a watch the API server refuses (RBAC) says the same.
 
 pub mod access;
+pub mod job_pod_series;
 mod namespace_mirror;
 mod namespaces;
 pub mod pods;
@@ -111,6 +112,8 @@ struct Watched {
     runtime_classes: RuntimeClasses,
     /// The watches readiness waits for, the namespace one first.
     watchers: std::sync::Mutex<Vec<Watcher>>,
+    /// The per-pod series the job-pod watch also feeds, once given.
+    job_pod_series: std::sync::Mutex<Option<job_pod_series::JobPodSeries>>,
     _stop_when_dropped: DropGuard,
 }
 
@@ -201,6 +204,7 @@ impl Cluster {
             namespaces,
             runtime_classes,
             watchers,
+            job_pod_series: std::sync::Mutex::new(None),
         })))
     }
 
@@ -242,6 +246,22 @@ impl Cluster {
     fn parts(&self) -> Option<(kube::Client, CancellationToken, namespace_mirror::Reader)> {
         match &self.0 {
             View::Watched(w) => Some((w.client.clone(), w.stop.clone(), w.namespaces.mirror())),
+            View::Off | View::Unavailable(_) | View::Fixed(_) => None,
+        }
+    }
+
+    /// Has the job-pod watch, when it starts ([`Self::watch_job_pods`]), also export
+    /// the per-pod info series and count terminations ([`job_pod_series`]).
+    pub fn observe_job_pods(&self, series: job_pod_series::JobPodSeries) {
+        if let View::Watched(watched) = &self.0 {
+            *lock(&watched.job_pod_series) = Some(series);
+        }
+    }
+
+    /// The series [`Self::observe_job_pods`] gave, for the job-pod watch.
+    fn take_job_pod_series(&self) -> Option<job_pod_series::JobPodSeries> {
+        match &self.0 {
+            View::Watched(watched) => lock(&watched.job_pod_series).take(),
             View::Off | View::Unavailable(_) | View::Fixed(_) => None,
         }
     }

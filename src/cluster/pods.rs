@@ -29,6 +29,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio_util::sync::CancellationToken;
 
 use super::Cluster;
+use super::job_pod_series::{JobPodSeries, Observed, Observer};
 use super::namespace_mirror::{Changes, Reader};
 use super::verdict::{Judgement, Verdict};
 use super::watcher::{Applied, Relist, Store, Tick, Watcher};
@@ -165,7 +166,10 @@ impl Cluster {
         relist: Relist,
     ) -> Option<Watcher> {
         let (client, stop, namespaces) = self.parts()?;
-        Some(spawn(client, stop, namespaces, judge, gauge, relist))
+        let series = self.take_job_pod_series();
+        Some(spawn(
+            client, stop, namespaces, judge, gauge, relist, series,
+        ))
     }
 }
 
@@ -176,6 +180,7 @@ fn spawn(
     judge: Judge,
     gauge: Family<JobPodLabels, Gauge>,
     relist: Relist,
+    series: Option<JobPodSeries>,
 ) -> Watcher {
     // Pods as the API server sends them, not through a typed Pod that would drop
     // fields it does not know.
@@ -183,7 +188,12 @@ fn spawn(
     let config = watcher::Config::default()
         .labels(JOB_POD_SELECTOR)
         .page_size(LIST_PAGE_SIZE);
-    let store = PodVerdicts::new(namespaces, judge, gauge);
+    // The per-pod series see every event first (`job_pod_series`).
+    let observer = series.map(|series| Observer::new(series, namespaces.clone()));
+    let store = Observed {
+        store: PodVerdicts::new(namespaces, judge, gauge),
+        observer,
+    };
     Watcher::spawn("job pod", api, config, store, Some(relist), stop)
 }
 

@@ -28,7 +28,9 @@ use std::collections::BTreeMap;
 
 use ci_pod_webhook_core::answer;
 use ci_pod_webhook_core::mutate::view::Object;
-use ci_pod_webhook_core::mutate::{self, AdmissionRequest, Change, NamespaceFacts, Pod};
+use ci_pod_webhook_core::mutate::{
+    self, AdmissionRequest, Change, NamespaceFacts, Pod, ephemeral_containers,
+};
 use ci_pod_webhook_core::policy::{Enforcement, OPT_IN_VALUE, Policy};
 use serde::Serialize;
 
@@ -52,7 +54,8 @@ pub enum Verdict {
     /// The policy only warns in its namespace (or for its class), it carries no mark,
     /// and enforce would change it: left as sent, by design.
     WouldMutate,
-    /// Deciding it now would refuse it.
+    /// Deciding it now would refuse it, or an ephemeral container it holds (added after
+    /// admission, by `kubectl debug`) is one the policy refuses.
     WouldDeny,
 }
 
@@ -129,6 +132,9 @@ pub fn judge(
     if !audited(policy, &labels) {
         labels.insert(policy.keys.opt_in.clone(), OPT_IN_VALUE.to_string());
     }
+    // Ephemeral containers come after admission (`kubectl debug`): judged as the webhook
+    // judges the update that adds them.
+    let ephemeral = ephemeral_containers::check(policy, &pod);
     let request = AdmissionRequest::create(namespace, pod);
     let answer = answer::decide(policy, NamespaceFacts::Labels(&labels), &request)
         .map_err(|e| e.to_string())?;
@@ -157,7 +163,9 @@ pub fn judge(
                 .map(Change::describe),
         ),
     }
-    let differs = denied.is_some() || !details.is_empty();
+    let refused = denied.is_some() || !ephemeral.is_empty();
+    details.extend(ephemeral);
+    let differs = refused || !details.is_empty();
     let mut verdicts = Vec::new();
     if !differs {
         verdicts.push(Verdict::Ok);
@@ -165,11 +173,11 @@ pub fn judge(
         verdicts.push(Verdict::Drift);
     } else if answer.mode == Enforcement::Enforce {
         verdicts.push(Verdict::Unpolicied);
-    } else if denied.is_none() {
+    } else if !refused {
         // Warn mode writes nothing: a pod there is judged by what enforce would do.
         verdicts.push(Verdict::WouldMutate);
     }
-    if denied.is_some() {
+    if refused {
         verdicts.push(Verdict::WouldDeny);
     }
     Ok(Some(Judgement {

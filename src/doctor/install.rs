@@ -136,6 +136,7 @@ pub fn configuration(
         Check::ok(GROUP, format!("timeoutSeconds {timeout}"))
     });
     checks.extend(selector(policy, entry, namespaces));
+    checks.extend(gpu_entry_conditions(policy, configuration));
     if entry.client_config.ca_bundle.is_none() {
         checks.push(
             Check::failure(GROUP, "clientConfig has no caBundle")
@@ -208,6 +209,65 @@ fn selector(policy: &Policy, entry: &MutatingWebhook, namespaces: &[Namespace]) 
         );
     }
     checks
+}
+
+/// The path of the GPU workloads entry (`server::webhook::GPU_WORKLOADS_PATH`).
+const GPU_WORKLOADS_PATH: &str = "/mutate/gpu-workloads";
+
+/// The GPU workloads entry's matchConditions against the policy's
+/// `gpuWorkloads.resources` (issue 25, point 8): a pod asking only for a resource the
+/// conditions do not look for never reaches the webhook, and runs unplaced. The
+/// conditions are static YAML that cannot be rendered from the policy, so they are
+/// checked against it here. An entry without matchConditions sends every pod (the
+/// 1.26-1.29 component): nothing to check.
+pub fn gpu_entry_conditions(
+    policy: &Policy,
+    configuration: &MutatingWebhookConfiguration,
+) -> Vec<Check> {
+    let Some(gpu) = &policy.gpu_workloads else {
+        return Vec::new();
+    };
+    let entry = configuration.webhooks.iter().flatten().find(|w| {
+        w.client_config
+            .service
+            .as_ref()
+            .and_then(|s| s.path.as_deref())
+            .or(w.client_config.url.as_deref())
+            .is_some_and(|p| p.ends_with(GPU_WORKLOADS_PATH))
+    });
+    let Some(entry) = entry else {
+        return Vec::new();
+    };
+    let Some(conditions) = entry.match_conditions.as_deref().filter(|c| !c.is_empty()) else {
+        return Vec::new();
+    };
+    let expressions: Vec<&str> = conditions.iter().map(|c| c.expression.as_str()).collect();
+    let missing: Vec<&str> = gpu
+        .missing_from_conditions(&expressions)
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
+    if missing.is_empty() {
+        return vec![Check::ok(
+            GROUP,
+            format!(
+                "webhook {}: matchConditions look for every gpuWorkloads resource",
+                entry.name
+            ),
+        )];
+    }
+    vec![
+        Check::failure(
+            GROUP,
+            format!(
+                "webhook {}: matchConditions do not look for gpuWorkloads resource(s) {}",
+                entry.name,
+                missing.join(", ")
+            ),
+        )
+        .hint("pods asking only for those never reach the webhook: they run without the GPU placement and keep the NVIDIA toolkit's variables")
+        .fix("name each in the asks-for-a-gpu condition, r == 'name' or r.startsWith('prefix') (manifests/base/mutatingwebhookconfiguration.yaml), or remove it from the policy"),
+    ]
 }
 
 /// The webhook Deployment's ready replicas.

@@ -17,6 +17,7 @@ pub mod certificate;
 pub mod fetch;
 pub mod install;
 pub mod namespaces;
+pub mod network;
 pub mod placement;
 pub mod report;
 pub mod selector;
@@ -124,6 +125,14 @@ pub fn checks(inputs: &Inputs<'_>, snapshot: &Snapshot) -> Report {
     let Some(policy) = policy else {
         return Report { checks };
     };
+    // What a job could turn against a valid policy (check-policy prints the same), such
+    // as ephemeralContainers: allow, a safe default turned off.
+    checks.extend(
+        policy
+            .warnings()
+            .into_iter()
+            .map(|w| Check::warning(POLICY_GROUP, w)),
+    );
     let namespaces = snapshot.namespaces.as_deref().map_err(String::as_str);
     if inputs.scope != Scope::Install {
         checks.extend(cluster_readiness(&policy, snapshot, namespaces));
@@ -221,6 +230,12 @@ fn install(
         deployment,
     ));
     let deployment = deployment.ok().flatten();
+    if let Some(installed) = deployment {
+        checks.push(network::trusted_peers(
+            &format!("{}/{}", names.namespace, names.deployment),
+            installed,
+        ));
+    }
     if let Some(dialled) = entry.and_then(service::Dialled::of) {
         checks.extend(service::service(
             &dialled,

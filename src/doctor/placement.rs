@@ -1,6 +1,9 @@
 //! Can job pods run where the policy sends them? Per class: the nodes that match its
 //! nodeSelector and whose taints it tolerates; for GPU classes, allocatable GPUs and the
-//! RuntimeClass; in socket mode, the node Docker daemon on every node a job can land on.
+//! RuntimeClass; its CPU limits against its nodes' CPUs (`cpus.rs`); in socket mode, the
+//! node Docker daemon on every node a job can land on.
+
+mod cpus;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Toleration};
@@ -83,6 +86,7 @@ pub fn classes(
                 ),
             )
         });
+        checks.extend(cpus::above_its_nodes(class, &usable));
         let Some(gpu) = &class.gpu else { continue };
         if !usable.is_empty() {
             let with_gpus = usable

@@ -121,6 +121,37 @@ fn a_policy_file_is_checked_instead_of_the_config_map() {
     );
 }
 
+/// Issue 25: doctor warns where a safe default is turned off, as `check-policy` does:
+/// `ephemeralContainers: allow` lets any debug container into job pods.
+#[test]
+fn the_policy_warnings_are_doctor_warnings() {
+    let names = Names::default();
+    let text = format!(
+        "{}\nephemeralContainers: allow\n",
+        ci_pod_webhook_core::policy::DEFAULT_POLICY_YAML
+    );
+    let report = checks(&inputs(&names, true, None), &snapshot(Ok(Some(text))));
+    let warned: Vec<&str> = report
+        .checks
+        .iter()
+        .filter(|c| c.group == "policy" && c.status == Status::Warning)
+        .map(|c| c.message.as_str())
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with("ephemeralContainers: allow"),
+        "{warned:?}"
+    );
+    // The default policy warns of nothing.
+    let report = checks(&inputs(&names, true, None), &snapshot(Ok(None)));
+    assert!(
+        report
+            .checks
+            .iter()
+            .all(|c| c.status != Status::Warning || c.group != "policy")
+    );
+}
+
 #[test]
 fn the_certificate_is_checked_for_the_url_host_the_api_server_dials() {
     use k8s_openapi::ByteString;

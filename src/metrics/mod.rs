@@ -10,6 +10,7 @@
 
 mod histogram;
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -21,25 +22,44 @@ use prometheus_client::registry::{Registry, Unit};
 
 use ci_pod_webhook_core::answer::{Answer, Outcome};
 use ci_pod_webhook_core::mutate::{OverrideKind, OverrideResult, RefusedChange};
-use ci_pod_webhook_core::policy::Policy;
+use ci_pod_webhook_core::policy::{Limit, Policy, ResourceName, Role};
 pub use histogram::LatencyHistogram;
 
-/// Why a connection was refused: the `reason` label of `connections_refused_total`.
+/// Why a connection was refused or closed early: the `reason` label of
+/// `connections_refused_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
     /// Its address already holds `--max-connections-per-address` connections.
     AddressConnections,
     /// Its address already has `--max-handshakes-per-address` handshakes in progress.
     AddressHandshakes,
+    /// With `--trusted-peers`: from an untrusted address while `--max-connections` are
+    /// open (without trusted peers the server stops accepting instead).
+    Connections,
+    /// With `--trusted-peers`: from an untrusted address while untrusted addresses
+    /// together have `--max-untrusted-handshakes` handshakes in progress.
+    UntrustedHandshakes,
+    /// With `--trusted-peers`: an idle connection from an untrusted address, closed to
+    /// make room for a trusted peer's at `--max-connections`.
+    EvictedIdle,
 }
 
 impl Refused {
-    pub const ALL: [Refused; 2] = [Refused::AddressConnections, Refused::AddressHandshakes];
+    pub const ALL: [Refused; 5] = [
+        Refused::AddressConnections,
+        Refused::AddressHandshakes,
+        Refused::Connections,
+        Refused::UntrustedHandshakes,
+        Refused::EvictedIdle,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Refused::AddressConnections => "address_connections",
             Refused::AddressHandshakes => "address_handshakes",
+            Refused::Connections => "connections",
+            Refused::UntrustedHandshakes => "untrusted_handshakes",
+            Refused::EvictedIdle => "evicted_idle",
         }
     }
 
@@ -48,6 +68,8 @@ impl Refused {
         match self {
             Refused::AddressConnections => "--max-connections-per-address",
             Refused::AddressHandshakes => "--max-handshakes-per-address",
+            Refused::Connections | Refused::EvictedIdle => "--max-connections",
+            Refused::UntrustedHandshakes => "--max-untrusted-handshakes",
         }
     }
 }
@@ -87,6 +109,48 @@ pub struct JobPodLabels {
     pub verdict: &'static str,
 }
 
+/// `job_pod_info{namespace,pod,class,mode,project}`: one series per live job pod, so
+/// usage series can be joined with classes (`cluster::job_pod_series`). The one metric
+/// with pod names: its cardinality is the number of job pods alive (docs/sizing.md).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobPodInfoLabels {
+    pub namespace: String,
+    pub pod: String,
+    pub class: String,
+    pub mode: &'static str,
+    pub project: String,
+}
+
+/// `job_container_terminations_total{class,role,reason}`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TerminationLabels {
+    pub class: String,
+    pub role: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLimitLabels {
+    class: String,
+    role: &'static str,
+    resource: &'static str,
+    unit: &'static str,
+}
+
+/// A container role's name in the policy.
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::Build => "build",
+        Role::Helper => "helper",
+        Role::Service => "services",
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HashLabels {
+    hash: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
@@ -120,6 +184,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Webhook connections open right now (TLS handshakes included).
     pub open_connections: Gauge,
+    /// Of those, connections from `--trusted-peers`.
+    pub trusted_connections: Gauge,
     /// Request-body bytes held by requests right now (the body budget in use).
     pub buffered_request_bytes: Gauge,
     /// Webhook connections accepted since start.
@@ -131,6 +197,15 @@ pub struct Metrics {
     pub panics: Counter,
     /// Job pods watched in opted-in namespaces, by class and verdict (`cluster::pods`).
     pub job_pods: Family<JobPodLabels, Gauge>,
+    /// Every job pod's class and mode, one series per pod (`cluster::job_pod_series`).
+    pub job_pod_info: Family<JobPodInfoLabels, Gauge>,
+    /// Container terminations of job pods (`cluster::job_pod_series`).
+    pub job_container_terminations: Family<TerminationLabels, Counter>,
+    /// `policy_info{hash}`: the policy in force, so rules can see it change.
+    policy_info: Family<HashLabels, Gauge>,
+    /// `class_limit{class,role,resource,unit}`: the limits of the policy in force, for
+    /// dashboards that set usage against them.
+    class_limits: Family<ClassLimitLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// `requests_total` series of one class, indexed by [`Outcome`].
@@ -199,8 +274,36 @@ impl Metrics {
             "connections_refused",
             "Webhook connections closed as soon as accepted, by reason: their source address \
              was at --max-connections-per-address (address_connections) or \
-             --max-handshakes-per-address (address_handshakes)",
+             --max-handshakes-per-address (address_handshakes); with --trusted-peers, an \
+             untrusted address's while --max-connections were open (connections) or \
+             untrusted addresses had --max-untrusted-handshakes in progress \
+             (untrusted_handshakes); and idle connections from untrusted addresses closed \
+             to make room for a trusted peer (evicted_idle)",
             refused.clone(),
+        );
+        let job_pod_info = Family::<JobPodInfoLabels, Gauge>::default();
+        registry.register(
+            "job_pod_info",
+            "1 for each job pod the webhook's pod watch sees, in every namespace: its class (the one the policy would give where the namespace has not opted in), mode (off, warn, enabled) and GitLab project; for joins with usage series",
+            job_pod_info.clone(),
+        );
+        let job_container_terminations = Family::<TerminationLabels, Counter>::default();
+        registry.register(
+            "job_container_terminations",
+            "Container terminations of job pods that finished since this process started, by class, container role and reason (OOMKilled, Error, Completed, ...)",
+            job_container_terminations.clone(),
+        );
+        let class_limits = Family::<ClassLimitLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "class_limit",
+            "The limit the policy in force gives a container role of a class, in cores (cpu) or bytes (memory); absent when it sets none",
+            class_limits.clone(),
+        );
+        let policy_info = Family::<HashLabels, Gauge>::default();
+        registry.register(
+            "policy_info",
+            "1 for the policy in force, by its hash (the <prefix>/policy annotation's value); a new hash is a policy change",
+            policy_info.clone(),
         );
         registry.register(
             "build",
@@ -233,6 +336,7 @@ impl Metrics {
             certificate_reloads,
             in_flight: Gauge::default(),
             open_connections: Gauge::default(),
+            trusted_connections: Gauge::default(),
             buffered_request_bytes: Gauge::default(),
             connections: Counter::default(),
             tls_handshake_failures: Counter::default(),
@@ -243,6 +347,10 @@ impl Metrics {
             }),
             panics: Counter::default(),
             job_pods,
+            job_pod_info,
+            job_container_terminations,
+            policy_info,
+            class_limits,
         };
         registry.register(
             "in_flight_requests",
@@ -253,6 +361,11 @@ impl Metrics {
             "open_connections",
             "Open webhook connections",
             metrics.open_connections.clone(),
+        );
+        registry.register(
+            "trusted_connections",
+            "Open webhook connections from --trusted-peers (the API server's addresses)",
+            metrics.trusted_connections.clone(),
         );
         registry.register_with_unit(
             "buffered_request",
@@ -280,8 +393,34 @@ impl Metrics {
 
     /// Looks up the `requests_total` series of `policy`'s classes (and of its GPU
     /// workloads, which count as class `gpu-workloads`), so that reviews
-    /// under this policy record without a lookup.
+    /// under this policy record without a lookup; and makes it the one `policy_info`
+    /// names, as the policy about to be in force.
     pub fn policy_series(&self, policy: &Policy) -> PolicySeries {
+        self.policy_info.clear();
+        self.policy_info
+            .get_or_create(&HashLabels {
+                hash: policy.hash.clone(),
+            })
+            .set(1);
+        self.class_limits.clear();
+        for class in &policy.classes {
+            for role in [Role::Build, Role::Helper, Role::Service] {
+                for (resource, unit) in
+                    [(ResourceName::Cpu, "core"), (ResourceName::Memory, "byte")]
+                {
+                    if let Some(Limit::Set(limit)) = class.resources(role).limits.get(&resource) {
+                        self.class_limits
+                            .get_or_create(&ClassLimitLabels {
+                                class: class.name.clone(),
+                                role: role_name(role),
+                                resource: resource.as_str(),
+                                unit,
+                            })
+                            .set(limit.nanos() as f64 / 1e9);
+                    }
+                }
+            }
+        }
         PolicySeries {
             classes: policy
                 .classes

@@ -25,7 +25,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,15 +33,31 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
 /// The requests of one connection: how many were started, how many are being handled
-/// (counted by the service).
-#[derive(Debug, Default)]
+/// (counted by the service), and since when none is (`server::peers` closes the one
+/// idle longest to make room for a trusted peer).
+#[derive(Debug)]
 pub struct Phase {
     started: AtomicUsize,
     handling: AtomicUsize,
+    /// When the phase was made (the connection's accept).
+    born: Instant,
+    /// Microseconds after `born` when the last request ended (0: none has yet).
+    idle_at: AtomicU64,
 }
 
 /// One request being handled, for as long as it lives.
 pub struct Handling(Arc<Phase>);
+
+impl Default for Phase {
+    fn default() -> Self {
+        Phase {
+            started: AtomicUsize::new(0),
+            handling: AtomicUsize::new(0),
+            born: Instant::now(),
+            idle_at: AtomicU64::new(0),
+        }
+    }
+}
 
 impl Phase {
     pub fn start(self: &Arc<Self>) -> Handling {
@@ -55,10 +71,23 @@ impl Phase {
         let handling = self.handling.load(Ordering::Acquire) > 0;
         (self.started.load(Ordering::Acquire), handling)
     }
+
+    /// Since when no request has been handled; `None` while one is.
+    pub fn idle_since(&self) -> Option<Instant> {
+        if self.handling.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let micros = self.idle_at.load(Ordering::Relaxed);
+        Some(self.born + Duration::from_micros(micros))
+    }
 }
 
 impl Drop for Handling {
     fn drop(&mut self) {
+        // The time first, so that whoever sees no request in flight sees it too. One
+        // clock read per request (a vDSO call, tens of nanoseconds).
+        let micros = u64::try_from(self.0.born.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.0.idle_at.store(micros, Ordering::Relaxed);
         self.0.handling.fetch_sub(1, Ordering::AcqRel);
     }
 }

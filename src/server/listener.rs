@@ -1,10 +1,13 @@
 //! The webhook port's connections: accept, TLS handshake, HTTP/1.1 or HTTP/2, drain.
 //!
-//! Bounded everywhere a slow or hostile client could hold resources: a semaphore caps
-//! open connections (at the cap, new ones wait in the kernel's backlog); each source
-//! address may hold only so many of them, and have only so many TLS handshakes in
-//! progress ([`super::peers`]: past either bound a connection is closed as soon as it is
-//! accepted); a connection must send its first byte within the first-byte timeout and
+//! Bounded everywhere a slow or hostile client could hold resources: open connections are
+//! capped (without `--trusted-peers` by a semaphore: at the cap, new ones wait in the
+//! kernel's backlog; with them, the accept loop never stops, so that the API server's
+//! connection is never queued behind a flood's, and [`super::peers`] refuses untrusted
+//! addresses at the cap or closes an idle one of theirs to make room for a trusted one);
+//! each source address may hold only so many of them, and have only so many TLS
+//! handshakes in progress ([`super::peers`]: past either bound a connection is closed as
+//! soon as it is accepted); a connection must send its first byte within the first-byte timeout and
 //! finish the TLS handshake within the handshake timeout (both from the accept); the
 //! request headers must arrive in time, and each request has a deadline (in the router). On HTTP/1.1 the socket carries the header, keep-alive and
 //! send deadlines ([`super::deadlines`]), not hyper's header-read timer, which would also
@@ -41,14 +44,22 @@ use tower::ServiceExt;
 
 use super::Limits;
 use super::deadlines::{Deadlines, Phase, Timeouts};
-use super::peers::{PeerLimits, Peers, Ticket};
-use crate::metrics::{GaugeGuard, Metrics};
+use super::peers::{Admitted, PeerLimits, Peers, Priority, Ticket};
+use crate::metrics::{GaugeGuard, Metrics, Refused};
+use crate::trusted_peers::TrustedPeers;
 
 /// Requests in flight on one HTTP/2 connection (hyper's default is 200). A connection
 /// counts once against the per-address bound however many streams it carries, so this
 /// bounds the requests one address can hold open: 32 × `--max-connections-per-address`.
 /// A Go client (the API server) opens another connection when it needs more.
 pub(super) const MAX_HTTP2_STREAMS: u32 = 32;
+
+/// The webhook's routes for connections from untrusted and trusted addresses (their
+/// request bodies draw on different shares of the body budget).
+pub(super) struct Apps {
+    pub untrusted: Router,
+    pub trusted: Router,
+}
 
 /// Everything a connection task needs, shared by all of them.
 struct Shared {
@@ -57,7 +68,7 @@ struct Shared {
     http2: auto::Builder<TokioExecutor>,
     /// For every other connection (ALPN `http/1.1`, or none).
     http1: auto::Builder<TokioExecutor>,
-    app: Router,
+    apps: Apps,
     metrics: Metrics,
     first_byte_timeout: Duration,
     handshake_timeout: Duration,
@@ -65,11 +76,13 @@ struct Shared {
 }
 
 /// Serves the webhook port until `draining` is cancelled, then drains.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    app: Router,
+    apps: Apps,
     limits: &Limits,
+    trusted: &TrustedPeers,
     metrics: Metrics,
     draining: CancellationToken,
     drain_timeout: Duration,
@@ -91,7 +104,7 @@ pub(super) async fn serve(
         acceptor,
         http1,
         http2,
-        app,
+        apps,
         metrics,
         first_byte_timeout: limits.first_byte_timeout,
         handshake_timeout: limits.handshake_timeout,
@@ -101,11 +114,19 @@ pub(super) async fn serve(
             send: limits.send_timeout,
         },
     });
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let peers = Peers::new(PeerLimits {
-        connections: limits.max_connections_per_address,
-        handshakes: limits.max_handshakes_per_address,
-    });
+    let peers = Peers::new(
+        PeerLimits {
+            connections: limits.max_connections_per_address,
+            handshakes: limits.max_handshakes_per_address,
+        },
+        Some(Priority {
+            trusted: trusted.clone(),
+            connections: limits.max_connections,
+            untrusted_handshakes: limits.max_untrusted_handshakes,
+        }),
+    );
+    // Without trusted peers, the total is bounded by not accepting at it.
+    let permits = (!peers.prioritised()).then(|| Arc::new(Semaphore::new(limits.max_connections)));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     loop {
@@ -118,7 +139,7 @@ pub(super) async fn serve(
                 }
                 continue;
             }
-            accepted = accept(&listener, &permits) => match accepted {
+            accepted = accept(&listener, permits.as_ref()) => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
                     // Typically out of file descriptors: back off instead of spinning.
@@ -131,7 +152,7 @@ pub(super) async fn serve(
         // Refused here, in the accept loop, without a task: a flood of refused
         // connections costs an accept and a close each.
         let ticket = match peers.admit(peer.ip()) {
-            Ok(ticket) => ticket,
+            Ok(admitted) => admitted_now(&peers, &shared.metrics, peer, admitted),
             Err(refused) => {
                 shared.metrics.refused(refused).inc();
                 if let Some(unlogged) = peers.warn_now() {
@@ -139,9 +160,8 @@ pub(super) async fn serve(
                         %peer,
                         reason = refused.as_str(),
                         refused_before_unlogged = unlogged,
-                        "refused a webhook connection: its address is at {}; if this is \
-                         the API server, raise it (docs/network.md)",
-                        refused.flag()
+                        "refused a webhook connection: {}",
+                        advice(refused)
                     );
                 }
                 // A reset, not a FIN: no TIME_WAIT left behind per refused connection.
@@ -169,6 +189,60 @@ pub(super) async fn serve(
     connections.shutdown().await;
 }
 
+/// Logs and counts what admitting a connection did: a new address (how an admin finds
+/// the API server's), an idle connection evicted to make room for it.
+fn admitted_now(peers: &Peers, metrics: &Metrics, peer: SocketAddr, admitted: Admitted) -> Ticket {
+    let Admitted {
+        ticket,
+        evicted,
+        new_address,
+    } = admitted;
+    let trusted = ticket.trusted();
+    if new_address && let Some(unlogged) = peers.log_new_address_now() {
+        tracing::info!(
+            peer = %peer.ip(),
+            trusted,
+            new_addresses_before_unlogged = unlogged,
+            "webhook connection from a new source address"
+        );
+    }
+    if let Some(evicted) = evicted {
+        metrics.refused(Refused::EvictedIdle).inc();
+        if let Some(unlogged) = peers.warn_now() {
+            tracing::warn!(
+                %peer,
+                %evicted,
+                reason = Refused::EvictedIdle.as_str(),
+                refused_before_unlogged = unlogged,
+                "closed an idle connection from an untrusted address to make room for a \
+                 trusted peer: {}",
+                advice(Refused::EvictedIdle)
+            );
+        }
+    }
+    ticket
+}
+
+/// What a refusal means for the admin reading the log.
+fn advice(refused: Refused) -> String {
+    match refused {
+        Refused::AddressConnections | Refused::AddressHandshakes => format!(
+            "its address is at {}; if this is the API server, add it to --trusted-peers or \
+             raise the bound (docs/network.md)",
+            refused.flag()
+        ),
+        Refused::Connections | Refused::UntrustedHandshakes => format!(
+            "untrusted addresses are at {}; if this is the API server, add it to \
+             --trusted-peers (docs/network.md)",
+            refused.flag()
+        ),
+        Refused::EvictedIdle => format!(
+            "{} connections were open; untrusted addresses hold them (docs/network.md)",
+            refused.flag()
+        ),
+    }
+}
+
 /// Runs an HTTP/2 connection until it ends, or `None` once it has sat idle too long: no
 /// request within the header timeout of the handshake, then none started or in flight
 /// for the keep-alive timeout. hyper's PINGs find dead peers, not idle live ones, and
@@ -188,16 +262,22 @@ async fn until_idle<F: Future>(conn: F, phase: &Phase, timeouts: Timeouts) -> Op
     }
 }
 
+/// The next connection; with `permits`, only once one is free.
 async fn accept(
     listener: &TcpListener,
-    permits: &Arc<Semaphore>,
-) -> io::Result<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
-    // The semaphore is never closed, so this cannot fail; map it anyway.
-    let permit = permits
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(io::Error::other)?;
+    permits: Option<&Arc<Semaphore>>,
+) -> io::Result<(Option<OwnedSemaphorePermit>, TcpStream, SocketAddr)> {
+    let permit = match permits {
+        // The semaphore is never closed, so this cannot fail; map it anyway.
+        Some(permits) => Some(
+            permits
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(io::Error::other)?,
+        ),
+        None => None,
+    };
     let (tcp, peer) = listener.accept().await?;
     Ok((permit, tcp, peer))
 }
@@ -207,11 +287,14 @@ async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     watcher: Watcher,
-    (_permit, mut ticket): (OwnedSemaphorePermit, Ticket),
+    (_permit, mut ticket): (Option<OwnedSemaphorePermit>, Ticket),
 ) {
     let metrics = &shared.metrics;
     metrics.connections.inc();
     let _open = GaugeGuard::new(&metrics.open_connections);
+    let _trusted = ticket
+        .trusted()
+        .then(|| GaugeGuard::new(&metrics.trusted_connections));
     let accepted = tokio::time::Instant::now();
     let handshake_deadline = accepted + shared.handshake_timeout;
     let first_byte_deadline = handshake_deadline.min(accepted + shared.first_byte_timeout);
@@ -251,8 +334,9 @@ async fn connection(
         }
     };
     ticket.established();
-    // Each request counts as handled from its head to its answer.
-    let phase = Arc::new(Phase::default());
+    // Each request counts as handled from its head to its answer (and the connection as
+    // idle between them, for `peers` to close the idlest).
+    let phase = ticket.phase();
     let track = {
         let phase = phase.clone();
         move |answer: RouteFuture<Infallible>| {
@@ -264,26 +348,39 @@ async fn connection(
             }
         }
     };
+    let app = if ticket.trusted() {
+        &shared.apps.trusted
+    } else {
+        &shared.apps.untrusted
+    };
     let app = <Router as ServiceExt<Request<Incoming>>>::map_future::<_, _, Response, _>(
-        shared.app.clone(),
+        app.clone(),
         track,
     );
     let service = TowerToHyperService::new(app);
-    let ended = if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-        let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
-        match until_idle(watcher.watch(conn), &phase, shared.deadlines).await {
-            Some(ended) => ended,
-            None => {
+    let serving = async {
+        if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+            let conn = shared.http2.serve_connection(TokioIo::new(tls), service);
+            let ended = until_idle(watcher.watch(conn), &phase, shared.deadlines).await;
+            if ended.is_none() {
                 tracing::debug!(%peer, "HTTP/2 connection idle past its deadline; closed");
-                return;
             }
+            ended
+        } else {
+            let io = Deadlines::new(tls, phase.clone(), shared.deadlines);
+            let conn = shared.http1.serve_connection(TokioIo::new(io), service);
+            Some(watcher.watch(conn).await)
         }
-    } else {
-        let io = Deadlines::new(tls, phase, shared.deadlines);
-        let conn = shared.http1.serve_connection(TokioIo::new(io), service);
-        watcher.watch(conn).await
     };
-    if let Err(error) = ended {
+    let ended = tokio::select! {
+        ended = serving => ended,
+        // Dropping the connection closes it: it was idle, no answer is cut short.
+        () = ticket.evicted() => {
+            tracing::debug!(%peer, "idle connection closed to make room for a trusted peer");
+            None
+        }
+    };
+    if let Some(Err(error)) = ended {
         tracing::debug!(%peer, %error, "connection ended with an error");
     }
 }

@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
 use crate::metrics::{self, Metrics};
+use crate::trusted_peers::TrustedPeers;
 use ci_pod_webhook_core::policy::{Policy, PolicyError};
 use reload::Watched;
 use tls::{CertStore, ClientCaStore, TlsError};
@@ -51,6 +52,9 @@ pub struct Settings {
     pub cluster: Cluster,
     /// The namespace the webhook runs in: `gpuWorkloads` never applies there.
     pub webhook_namespace: Option<String>,
+    /// The API server's source addresses: never refused, served first (see `peers`).
+    /// Empty: every address is treated alike.
+    pub trusted_peers: TrustedPeers,
     pub limits: Limits,
     /// How often the certificate and policy files are checked for changes.
     pub reload_interval: Duration,
@@ -70,6 +74,9 @@ pub struct Limits {
     /// Connections from one source address between their accept and the end of their
     /// TLS handshake.
     pub max_handshakes_per_address: usize,
+    /// With trusted peers: connections from all untrusted addresses together between
+    /// their accept and the end of their TLS handshake.
+    pub max_untrusted_handshakes: usize,
     /// From the accept to the client's first byte (a TLS client sends its hello at once).
     pub first_byte_timeout: Duration,
     /// A request's head (HTTP/1.1), from its first byte; for a new connection, from the
@@ -98,6 +105,12 @@ impl Default for Limits {
             // A burst of reviews opens that many connections at once; a handshake takes
             // about a millisecond of CPU, so even a large burst is through in tens of ms.
             max_handshakes_per_address: 128,
+            // No one but the API server needs to call the webhook once its addresses are
+            // trusted; what this bounds is how many slots silent connections from many
+            // addresses can hold (they cannot be evicted before their handshake ends).
+            // As many as one address may have, so that an API server address missing
+            // from --trusted-peers still gets through its bursts when there is no flood.
+            max_untrusted_handshakes: 128,
             // A client's TLS hello follows its connect at once; 2 s also covers a few
             // lost-segment retransmits.
             first_byte_timeout: Duration::from_secs(2),
@@ -128,6 +141,7 @@ impl Settings {
             policy: None,
             cluster: Cluster::default(),
             webhook_namespace: None,
+            trusted_peers: TrustedPeers::default(),
             limits: Limits::default(),
             reload_interval: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(20),
@@ -253,6 +267,7 @@ impl Server {
             metrics.clone(),
             settings.limits.max_body_bytes,
             settings.limits.max_buffered_bytes,
+            !settings.trusted_peers.is_empty(),
         ));
 
         let Listeners {
@@ -359,6 +374,7 @@ impl Server {
             ));
         }
 
+        observe_job_pods(&settings.cluster, &webhook, &metrics);
         watch_job_pods(&settings.cluster, &webhook, &metrics);
 
         let admin = admin::app(admin::Admin {
@@ -375,12 +391,32 @@ impl Server {
             }
         });
 
-        let app = webhook::app(webhook, settings.limits.request_timeout);
+        if settings.trusted_peers.is_empty() {
+            tracing::warn!(
+                "no --trusted-peers: the API server's connections are treated like anyone \
+                 else's, so connections from many addresses can hold every slot and keep \
+                 reviews waiting past the API server's timeout (with failurePolicy Ignore, \
+                 pods are then admitted without their class); set --trusted-peers \
+                 (CI_POD_WEBHOOK_TRUSTED_PEERS) to the API server's source addresses \
+                 (docs/network.md)"
+            );
+        } else {
+            tracing::info!(
+                trusted_peers = %settings.trusted_peers,
+                "connections from these addresses are never refused and are served first"
+            );
+        }
+        let timeout = settings.limits.request_timeout;
+        let apps = listener::Apps {
+            untrusted: webhook::app(webhook.clone(), timeout),
+            trusted: webhook::trusted_app(webhook, timeout),
+        };
         let serve = listener::serve(
             webhook_listener,
             TlsAcceptor::from(tls),
-            app,
+            apps,
             &settings.limits,
+            &settings.trusted_peers,
             metrics,
             draining.clone(),
             settings.drain_timeout,
@@ -404,6 +440,21 @@ impl Server {
         }
         tracing::info!("stopped");
     }
+}
+
+/// The job-pod watch also exports every job pod's class (`job_pod_info`) and counts
+/// container terminations from now on (`cluster::job_pod_series`), by the policy in force.
+fn observe_job_pods(cluster: &Cluster, webhook: &Arc<Webhook>, metrics: &Metrics) {
+    use crate::cluster::job_pod_series::{self, JobPodSeries};
+    let classifying = webhook.clone();
+    cluster.observe_job_pods(JobPodSeries {
+        classify: Box::new(move |namespace, labels, pod| {
+            job_pod_series::classify(&classifying.policy().policy, namespace, labels, pod)
+        }),
+        info: metrics.job_pod_info.clone(),
+        terminations: metrics.job_container_terminations.clone(),
+        since: time::OffsetDateTime::now_utc(),
+    });
 }
 
 /// `policy`, told the namespace the webhook runs in.

@@ -80,13 +80,14 @@ impl crate::cluster::pods::InForce for ActivePolicy {
 
 impl Webhook {
     /// `max_body_bytes` bounds one request body, `max_buffered_bytes` all of them
-    /// together (see [`BodyBudget`]).
+    /// together (see [`BodyBudget`]; with `trusted_peers`, part of it is kept for theirs).
     pub fn new(
         policy: Policy,
         cluster: Cluster,
         metrics: Metrics,
         max_body_bytes: usize,
         max_buffered_bytes: usize,
+        trusted_peers: bool,
     ) -> Self {
         let active = ActivePolicy {
             series: metrics.policy_series(&policy),
@@ -95,6 +96,7 @@ impl Webhook {
         let budget = BodyBudget::new(
             max_buffered_bytes,
             max_body_bytes,
+            trusted_peers,
             metrics.buffered_request_bytes.clone(),
         );
         Webhook {
@@ -136,16 +138,46 @@ impl Webhook {
     }
 }
 
-/// The webhook's routes, ready for `tower::ServiceExt::oneshot` in tests.
+/// The webhook's routes, ready for `tower::ServiceExt::oneshot` in tests; for
+/// connections from an address outside `--trusted-peers` (or from anyone, without them).
 pub fn app(webhook: Arc<Webhook>, request_timeout: Duration) -> Router {
-    let panics = webhook.metrics.panics.clone();
+    routes(
+        Lane {
+            webhook,
+            trusted: false,
+        },
+        request_timeout,
+    )
+}
+
+/// [`app`] for connections from `--trusted-peers`: their request bodies draw on the
+/// whole body budget.
+pub fn trusted_app(webhook: Arc<Webhook>, request_timeout: Duration) -> Router {
+    routes(
+        Lane {
+            webhook,
+            trusted: true,
+        },
+        request_timeout,
+    )
+}
+
+/// The webhook, and whether the connection a request came on is from a trusted peer.
+#[derive(Clone, Debug)]
+struct Lane {
+    webhook: Arc<Webhook>,
+    trusted: bool,
+}
+
+fn routes(lane: Lane, request_timeout: Duration) -> Router {
+    let panics = lane.webhook.metrics.panics.clone();
     Router::new()
         .route(MUTATE_PATH, post(mutate).fallback(wrong_method))
         .route(
             GPU_WORKLOADS_PATH,
             post(mutate_gpu_workloads).fallback(wrong_method),
         )
-        .with_state(webhook)
+        .with_state(lane)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
@@ -209,15 +241,16 @@ impl IntoResponse for Rejection {
     }
 }
 
-async fn mutate(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
-    handle(&webhook, Entry::OptedIn, request).await
+async fn mutate(State(lane): State<Lane>, request: Request) -> Response {
+    handle(&lane, Entry::OptedIn, request).await
 }
 
-async fn mutate_gpu_workloads(State(webhook): State<Arc<Webhook>>, request: Request) -> Response {
-    handle(&webhook, Entry::GpuWorkloads, request).await
+async fn mutate_gpu_workloads(State(lane): State<Lane>, request: Request) -> Response {
+    handle(&lane, Entry::GpuWorkloads, request).await
 }
 
-async fn handle(webhook: &Webhook, entry: Entry, request: Request) -> Response {
+async fn handle(lane: &Lane, entry: Entry, request: Request) -> Response {
+    let webhook = &*lane.webhook;
     let started = Instant::now();
     let _in_flight = GaugeGuard::new(&webhook.metrics.in_flight);
     // The HTTP version shows which protocol the API server chose: HTTP/1.1 for a
@@ -229,7 +262,7 @@ async fn handle(webhook: &Webhook, entry: Entry, request: Request) -> Response {
         http = ?request.version()
     );
     let (parts, body) = request.into_parts();
-    match review(webhook, entry, &parts.headers, body, &span, started).await {
+    match review(lane, entry, &parts.headers, body, &span, started).await {
         Ok(response) => response,
         Err(rejection) => {
             let elapsed = started.elapsed();
@@ -248,16 +281,19 @@ async fn handle(webhook: &Webhook, entry: Entry, request: Request) -> Response {
 }
 
 async fn review(
-    webhook: &Webhook,
+    lane: &Lane,
     entry: Entry,
     headers: &HeaderMap,
     body: Body,
     span: &tracing::Span,
     started: Instant,
 ) -> Result<Response, Rejection> {
+    let webhook = &*lane.webhook;
     check_content_type(headers)?;
     // The body's bytes count against the budget until the answer is made.
-    let (bytes, _held) = read_body(body, headers, webhook.max_body_bytes, &webhook.budget).await?;
+    let held = webhook.budget.hold(lane.trusted);
+    let (bytes, _held) =
+        read_body(body, headers, webhook.max_body_bytes, &webhook.budget, held).await?;
     // Until the whole body is in: the client's pace, not ours.
     let read = started.elapsed();
     // An owned `Arc`, not a guard: it is held across the namespace lookup's await.
@@ -343,6 +379,7 @@ async fn read_body(
     headers: &HeaderMap,
     limit: usize,
     budget: &BodyBudget,
+    mut held: Held,
 ) -> Result<(Bytes, Held), Rejection> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -351,7 +388,6 @@ async fn read_body(
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(Rejection::TooLarge(limit));
     }
-    let mut held = budget.hold();
     let mut body = Limited::new(body, limit);
     let mut chunks: Vec<Bytes> = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -379,8 +415,8 @@ async fn read_body(
     Ok((bytes, held))
 }
 
-async fn wrong_method(State(webhook): State<Arc<Webhook>>) -> Response {
-    webhook.metrics.record_invalid(Duration::ZERO);
+async fn wrong_method(State(lane): State<Lane>) -> Response {
+    lane.webhook.metrics.record_invalid(Duration::ZERO);
     (
         StatusCode::METHOD_NOT_ALLOWED,
         [(header::ALLOW, "POST")],

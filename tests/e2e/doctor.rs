@@ -483,7 +483,26 @@ async fn install_gate(cp: &ControlPlane, certificate: &certs::Generated) {
     let (code, checks) = doctor(admin, &["--install"]);
     let not_ok: Vec<&Value> = checks.iter().filter(|c| c["status"] != "ok").collect();
     assert_eq!(code, 0, "{not_ok:#?}");
-    assert!(not_ok.is_empty(), "{not_ok:#?}");
+    // The one warning: this install's Deployment names no trusted peers (the API
+    // server's address depends on the cluster; docs/network.md). A warning never fails
+    // the gate.
+    let messages: Vec<(&str, &str)> = not_ok
+        .iter()
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default(),
+                c["message"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        messages,
+        [(
+            "warning",
+            "Deployment ci-pod-webhook/ci-pod-webhook: CI_POD_WEBHOOK_TRUSTED_PEERS is empty: no trusted peers"
+        )],
+        "{not_ok:#?}"
+    );
     assert!(
         checks
             .iter()

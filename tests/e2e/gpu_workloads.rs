@@ -165,3 +165,91 @@ async fn gpu_workloads_are_placed_and_nothing_else_pays_a_webhook_call() {
         "kube-system never reaches the webhook"
     );
 }
+
+/// Issue 25, point 8: in a `ci-*` namespace that did not opt in, a GPU pod shaped like a
+/// job pod (`build` and `helper`), one carrying only the runner-name label, and pods
+/// asking for a MIG profile or an AMD GPU were all stored with no placement (and the
+/// job-shaped one with `NVIDIA_VISIBLE_DEVICES=all`). The real API server now sends each
+/// to the GPU entry (its matchConditions name every gpuWorkloads resource) and stores it
+/// placed.
+#[tokio::test]
+#[ignore = "e2e: needs KUBEBUILDER_ASSETS and kubectl; see docs/e2e.md"]
+async fn gpu_pods_shaped_like_jobs_or_asking_for_mig_or_amd_gpus_are_placed() {
+    let cp = ControlPlane::shared().await;
+    let _webhook = cp.webhook().await;
+    let ns = cp.namespace("ci-holes-gpu-dodge-1234", &[]).await;
+    let job_shaped = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "runner-zzzzzzzz-project-1-concurrent-0-abcd1234"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "build",
+                    "image": "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04",
+                    "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}],
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}}
+                },
+                {"name": "helper", "image": "registry.gitlab.com/gitlab-org/gitlab-runner/gitlab-runner-helper:x86_64-v17.9.0"}
+            ]
+        }
+    });
+    let labelled = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "labelled", "labels": {"manager.runner.gitlab.com/name": "k8srunner-gpu-v100"}},
+        "spec": {"containers": [{"name": "main", "image": "cuda", "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}
+    });
+    let asking = |name: &str, resource: &str| {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "main", "image": "cuda", "resources": {"limits": {resource: "1"}}}]}
+        })
+    };
+    for mut pod in [
+        job_shaped,
+        labelled,
+        asking("mig", "nvidia.com/mig-1g.5gb"),
+        asking("amd", "amd.com/gpu"),
+    ] {
+        // On the shared control plane another test's scheduler and GPU Nodes may be up:
+        // these pods are for admission only and must never be bound.
+        pod["spec"]["schedulerName"] = json!("no-scheduler");
+        let name = pod["metadata"]["name"].as_str().expect("name").to_string();
+        let stored = ns
+            .create_pod(&pod)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            stored["spec"]["nodeSelector"],
+            json!({"nvidia.com/gpu": "true"}),
+            "{name}"
+        );
+        assert_eq!(stored["spec"]["runtimeClassName"], "nvidia", "{name}");
+        let tolerations = stored["spec"]["tolerations"]
+            .as_array()
+            .expect("tolerations");
+        assert!(
+            tolerations.contains(&json!({"key": "nvidia.com/gpu", "operator": "Exists"})),
+            "{name}: {tolerations:?}"
+        );
+        let first = &stored["spec"]["containers"][0];
+        assert!(
+            first["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|e| e["name"] != "NVIDIA_VISIBLE_DEVICES"),
+            "{name}: {first}"
+        );
+        // No runner class: a job-shaped pod outside opted-in namespaces is not a job's.
+        assert!(
+            annotations(&stored)
+                .keys()
+                .all(|k| !k.starts_with("ci.skao.int/")),
+            "{name}"
+        );
+    }
+}

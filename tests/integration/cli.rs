@@ -88,8 +88,10 @@ request:
   userInfo: { username: "system:serviceaccount:ci:runner" }
   object:
     metadata:
-      name: job
-      labels: { manager.runner.gitlab.com/name: k8srunner-gpu-v100 }
+      name: runner-t3yz8bqk-project-1-concurrent-0-abcd1234
+      labels:
+        manager.runner.gitlab.com/name: k8srunner-gpu-v100
+        manager.runner.gitlab.com/id-short: t3YZ8bQk
     spec:
       containers:
         - { name: build, image: alpine }

@@ -26,6 +26,7 @@ static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
 const OPT_IN: &str = "ci.skao.int/pod-policy";
 const CLASS_LABEL: &str = "ci.skao.int/runner-class";
 const RUNNER_LABEL: &str = "manager.runner.gitlab.com/name";
+const ID_SHORT_LABEL: &str = "manager.runner.gitlab.com/id-short";
 
 #[derive(Debug)]
 enum Verdict {
@@ -104,9 +105,12 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The job pod as runner `runner` (GitLab Runner 17.9+) labels it: its name, and the
+/// short token in the pod's name as `manager.runner.gitlab.com/id-short`.
 fn with_runner(runner: &str) -> Value {
     let mut pod = job_pod();
     pod["metadata"]["labels"][RUNNER_LABEL] = json!(runner);
+    pod["metadata"]["labels"][ID_SHORT_LABEL] = json!("xz3kq9ab");
     pod
 }
 
@@ -535,10 +539,21 @@ fn a_class_name_in_an_annotation_label_or_env_does_not_choose_the_class() {
 
 #[test]
 fn the_runner_name_label_is_trusted_but_an_admin_namespace_label_overrides_it() {
-    // GitLab Runner refuses job-set labels under runner.gitlab.com, so the runner name
-    // label is a trusted fact (DESIGN.md 3.2): a pod carrying it gets that runner's class.
+    // GitLab Runner 17.9+ refuses job-set labels under runner.gitlab.com, so the runner
+    // name label is a trusted fact beside an id-short that agrees with the pod's name
+    // (docs/matching.md): a pod carrying both gets that runner's class.
     let forged = with_runner("k8srunner-xlarge");
     assert_eq!(run(forged.clone()).class(), "k8srunner-xlarge");
+    // Before 17.9 a job may set the label (issue 25, point 4): alone, or beside an
+    // id-short that is not the pod name's token, it chooses nothing.
+    let mut alone = forged.clone();
+    alone["metadata"]["labels"]
+        .as_object_mut()
+        .map(|l| l.remove(ID_SHORT_LABEL));
+    assert_eq!(run(alone).class(), "k8srunner");
+    let mut guessed = forged.clone();
+    guessed["metadata"]["labels"][ID_SHORT_LABEL] = json!("t3YZ8bQk");
+    assert_eq!(run(guessed).class(), "k8srunner");
     // Administrators who cannot rely on that pin the namespace's class; it wins.
     let pinned = labels(&[(OPT_IN, "enabled"), (CLASS_LABEL, "k8srunner")]);
     let verdict = judge(&POLICY, Some(&pinned), &review(forged));

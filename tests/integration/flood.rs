@@ -31,36 +31,13 @@ use ci_pod_webhook::server::Limits;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncReadExt as _;
-use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 
 const FLOODER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
-/// One flood at a time: each needs a thousand descriptors and both cores.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// A TCP connection to `addr` from `source`.
-async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = TcpSocket::new_v4()?;
-    socket.bind(SocketAddr::new(source, 0))?;
-    socket.connect(addr).await
-}
-
-/// Fails with a clear message when the process may not open `needed` descriptors.
-fn need_descriptors(needed: u64) {
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|n| n.parse::<u64>().ok());
-    if let Some(soft) = soft {
-        assert!(
-            soft >= needed,
-            "this test opens about {needed} file descriptors; `ulimit -n` is {soft}: raise it"
-        );
-    }
-}
+/// One flood at a time (trusted_peers.rs's too): each needs a thousand descriptors and
+/// both cores.
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A review from 127.0.0.1, as the API server would send one.
 async fn review_from_the_api_server(server: &Running, client: &Client) {

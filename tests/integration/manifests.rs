@@ -9,10 +9,14 @@ use std::path::PathBuf;
 
 use ci_pod_webhook::cli::serve::ServeArgs;
 use ci_pod_webhook::cli::{Cli, Command};
+use ci_pod_webhook::doctor::network;
+use ci_pod_webhook::doctor::report::Status;
 use ci_pod_webhook_core::policy::{
     DEFAULT_POLICY_YAML, DockerMode, OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy,
 };
 use clap::Parser;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use serde_json::{Value, json};
 
 fn manifest(path: &str) -> Vec<Value> {
@@ -38,7 +42,7 @@ fn serve_defaults() -> ServeArgs {
         .expect("serve parses")
         .command
     {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         other => panic!("{other:?}"),
     }
 }
@@ -79,8 +83,8 @@ fn the_webhook_selects_opted_in_namespaces_by_the_policy_label() {
     let hooks = config["webhooks"].as_array().expect("webhooks");
     assert_eq!(
         hooks.len(),
-        2,
-        "the job-pod entry and the GPU workloads entry"
+        4,
+        "the job-pod entry, the GPU workloads entry, and the resize and ephemeral-containers entries"
     );
     let hook = &hooks[0];
     let expressions = hook["namespaceSelector"]["matchExpressions"]
@@ -355,6 +359,53 @@ fn the_network_policy_admits_the_webhook_port_only_from_an_ip_block_an_admin_mus
 }
 
 #[test]
+fn the_trusted_peers_ship_empty_for_the_admin_to_fill_in_and_doctor_says_so() {
+    let container = webhook_container();
+    let shipped = env(&container, "CI_POD_WEBHOOK_TRUSTED_PEERS").expect("the variable is there");
+    assert_eq!(
+        shipped, "",
+        "the base cannot know the API server's addresses"
+    );
+    let args = match Cli::try_parse_from(["ci-pod-webhook", "serve", "--trusted-peers", &shipped])
+        .expect("serve takes the shipped value")
+        .command
+    {
+        Command::Serve(args) => *args,
+        other => panic!("{other:?}"),
+    };
+    assert!(args.trusted_peers.is_empty());
+    // doctor, reading the Deployment's container as applied, warns until the value is
+    // filled in.
+    let container: Container = serde_json::from_value(container).expect("a container");
+    let deployment = Deployment {
+        spec: Some(DeploymentSpec {
+            template: PodTemplateSpec {
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    ..PodSpec::default()
+                }),
+                ..PodTemplateSpec::default()
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    };
+    let check = network::trusted_peers("ci-pod-webhook/ci-pod-webhook", &deployment);
+    assert_eq!(check.status, Status::Warning, "{}", check.message);
+    assert!(
+        check
+            .message
+            .contains("CI_POD_WEBHOOK_TRUSTED_PEERS is empty")
+    );
+    // The comment above the variable shows the patch that fills it in.
+    let text = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("manifests/base/deployment.yaml"),
+    )
+    .expect("read");
+    assert!(text.contains("#                     - name: CI_POD_WEBHOOK_TRUSTED_PEERS"));
+}
+
+#[test]
 fn the_doctor_cluster_role_reads_exactly_the_objects_the_doctor_fetches() {
     use ci_pod_webhook::doctor::Names;
     let names = Names::default();
@@ -513,11 +564,26 @@ fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
             "{key} as the job-pod entry"
         );
     }
-    let conditions = hook["matchConditions"].to_string();
+    // The conditions look for every resource the policy names (issue 25, point 8:
+    // MIG profiles and AMD GPUs included), the check `doctor` makes of the installed ones.
+    let expressions: Vec<&str> = hook["matchConditions"]
+        .as_array()
+        .expect("matchConditions")
+        .iter()
+        .filter_map(|c| c["expression"].as_str())
+        .collect();
+    let missing: Vec<&str> = gpu
+        .missing_from_conditions(&expressions)
+        .iter()
+        .map(|r| r.as_str())
+        .collect();
     assert!(
-        conditions.contains(&format!("'{}'", gpu.resource)),
-        "matchConditions look for the policy's resource: {conditions}"
+        missing.is_empty(),
+        "matchConditions do not look for {missing:?}"
     );
+    for name in ["nvidia.com/gpu", "nvidia.com/mig-1g.5gb", "amd.com/gpu"] {
+        assert!(gpu.asks_for(name), "{name}");
+    }
     // The Deployment tells the webhook its namespace, so gpuWorkloads skips it.
     let container = webhook_container();
     let namespace_env = container["env"]
@@ -528,6 +594,55 @@ fn the_gpu_workloads_entry_sends_gpu_pods_from_every_non_system_namespace() {
         namespace_env["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.namespace"
     );
+}
+
+/// Issue 25, points 2 and 3: resizes and ephemeral containers of job pods reach the
+/// webhook through entries of their own (after the two that components patch by index),
+/// so that their failurePolicy (Fail) and timeout touch nothing else; only UPDATE of the
+/// one subresource, in the namespaces the job-pod entry selects.
+#[test]
+fn resizes_and_ephemeral_containers_have_entries_of_their_own() {
+    let config = object(
+        "base/mutatingwebhookconfiguration.yaml",
+        "MutatingWebhookConfiguration",
+    );
+    let hooks = config["webhooks"].as_array().expect("webhooks");
+    let pods = &hooks[0];
+    for (hook, name, resource) in [
+        (
+            &hooks[2],
+            "resize.ci-pod-webhook.ci.skao.int",
+            "pods/resize",
+        ),
+        (
+            &hooks[3],
+            "ephemeral-containers.ci-pod-webhook.ci.skao.int",
+            "pods/ephemeralcontainers",
+        ),
+    ] {
+        assert_eq!(hook["name"], name);
+        assert_eq!(
+            hook["rules"],
+            json!([{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": [resource], "scope": "Namespaced"}]),
+            "{name}"
+        );
+        assert_eq!(hook["failurePolicy"], "Fail", "{name}");
+        assert_eq!(
+            hook["namespaceSelector"], pods["namespaceSelector"],
+            "{name}"
+        );
+        assert_eq!(hook["clientConfig"], pods["clientConfig"], "{name}");
+        for key in ["admissionReviewVersions", "sideEffects", "matchPolicy"] {
+            assert_eq!(hook[key], pods[key], "{name} {key}");
+        }
+        assert!(
+            hook["timeoutSeconds"]
+                .as_u64()
+                .is_some_and(|t| (1..=5).contains(&t)),
+            "{name}"
+        );
+        assert!(hook.get("matchConditions").is_none(), "{name}");
+    }
 }
 
 /// Every alert of the shipped PrometheusRule has promtool unit tests (tests/alerts/,

@@ -121,6 +121,8 @@ async fn serve_without_tls_flags_makes_a_dev_certificate_logs_reviews_and_drains
         hint.contains(&format!("https://localhost:{}/mutate", webhook.port())),
         "{hint}"
     );
+    let untrusting = serve.log("no --trusted-peers");
+    assert_eq!(untrusting["level"], "WARN", "{untrusting}");
 
     let ca_pem = std::fs::read_to_string(&ca).expect("ca.crt");
     let client = Client::trusting(&[&ca_pem]);
@@ -132,6 +134,10 @@ async fn serve_without_tls_flags_makes_a_dev_certificate_logs_reviews_and_drains
     let review: Value =
         serde_json::from_str(include_str!("../fixtures/job-pod-review.json")).expect("fixture");
     conn.review(&review).await;
+    // How an admin finds the API server's addresses (docs/network.md).
+    let first = serve.log("webhook connection from a new source address");
+    assert_eq!(first["peer"], "127.0.0.1", "{first}");
+    assert_eq!(first["trusted"], false, "{first}");
     let line = serve.log("review");
     assert_eq!(line["span"]["uid"], review["request"]["uid"], "{line}");
     assert_eq!(line["span"]["namespace"], "gitlab", "{line}");
@@ -310,6 +316,41 @@ fn failed_start(args: &[&str], cert_dir: &std::path::Path) -> (Option<i32>, Stri
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+#[tokio::test]
+async fn trusted_peers_are_logged_at_start_up_and_their_connections_as_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert_dir = dir.path().join("dev-certs");
+    let serve = Serve::start(&cert_dir, &["--trusted-peers", "127.0.0.0/30, ::1"]);
+    let webhook = addr(&serve.log("listening"), "webhook");
+    let trusted = serve.log("connections from these addresses are never refused");
+    assert_eq!(
+        trusted["trusted_peers"], "127.0.0.0/30,::1/128",
+        "{trusted}"
+    );
+    let ca_pem = std::fs::read_to_string(cert_dir.join("ca.crt")).expect("ca.crt");
+    let mut conn = Client::trusting(&[&ca_pem])
+        .connect(webhook, Protocol::Http1)
+        .await
+        .expect("connect");
+    conn.review(&job_pod_review("trusted", "gitlab", |_| {}))
+        .await;
+    let first = serve.log("webhook connection from a new source address");
+    assert_eq!(first["peer"], "127.0.0.1", "{first}");
+    assert_eq!(first["trusted"], true, "{first}");
+}
+
+#[test]
+fn serve_refuses_to_start_on_trusted_peers_that_are_no_ranges() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (code, stderr) = failed_start(
+        &["--trusted-peers", "10.0.0.10/32,10.0.0.5/24"],
+        &dir.path().join("dev-certs"),
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--trusted-peers"), "{stderr}");
+    assert!(stderr.contains("write 10.0.0.0/24"), "{stderr}");
 }
 
 #[tokio::test]

@@ -110,7 +110,14 @@ impl Client {
 
     /// Opens one TLS connection offering only `protocol` in ALPN.
     pub async fn connect(&self, addr: SocketAddr, protocol: Protocol) -> Result<Conn, String> {
-        let tls = self.tls(addr, protocol).await?;
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        self.connect_on(tcp, protocol).await
+    }
+
+    /// [`Client::connect`] on a TCP connection the test made itself (from a chosen
+    /// source address, say).
+    pub async fn connect_on(&self, tcp: TcpStream, protocol: Protocol) -> Result<Conn, String> {
+        let tls = self.tls_on(tcp, protocol).await?;
         let session = tls.get_ref().1;
         let peer_cert = session
             .peer_certificates()

@@ -13,10 +13,12 @@ mod client;
 #[allow(dead_code)]
 pub mod e2e;
 mod load;
+// tests/integration/sizing.rs's real Prometheus.
+pub mod prometheus;
 pub use client::*;
 pub use load::*;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,7 +33,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use serde_json::Value;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -221,6 +223,32 @@ where
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------- floods
+
+/// A TCP connection to `addr` from `source` (Linux routes all of 127.0.0.0/8 to lo, so
+/// any of it works as a client's address on loopback).
+pub async fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(source, 0))?;
+    socket.connect(addr).await
+}
+
+/// Fails with a clear message when the process may not open `needed` descriptors.
+pub fn need_descriptors(needed: u64) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse::<u64>().ok());
+    if let Some(soft) = soft {
+        assert!(
+            soft >= needed,
+            "this test opens about {needed} file descriptors; `ulimit -n` is {soft}: raise it"
+        );
     }
 }
 

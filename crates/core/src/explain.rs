@@ -180,13 +180,19 @@ pub fn docker_summary(policy: &Policy) -> String {
             socket_path,
             mount,
             host_path,
-            ..
+            volume_name,
+            group,
         } => {
             let what = match mount {
                 SocketMount::Directory => "host directory",
                 SocketMount::File => "socket file",
             };
-            format!("socket unix://{socket_path} ({what} {host_path} mounted into {containers})")
+            let group = group
+                .map(|gid| format!("; group {gid} added to the pod's supplementalGroups"))
+                .unwrap_or_default();
+            format!(
+                "socket unix://{socket_path} ({what} {host_path} mounted into {containers} as volume {volume_name}{group})"
+            )
         }
         DockerMode::Tcp { port, tls } => format!(
             "tcp://$(NODE_IP):{port}{} in {containers}",
@@ -212,7 +218,11 @@ pub fn gpu_workloads_summary(policy: &Policy) -> String {
         .unwrap_or("-");
     format!(
         "pods asking for {} in namespaces {} (never {}): {} nodeSelector keys, {} tolerations, runtimeClassName {runtime}",
-        g.resource,
+        g.resources
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         selectors.join(" | "),
         g.never.iter().cloned().collect::<Vec<_>>().join(", "),
         g.placement.node_selector.len(),

@@ -28,6 +28,8 @@ fn defaults_need_no_flags() {
     assert_eq!(args.drain_timeout, Duration::from_secs(20));
     assert_eq!(args.max_connections_per_address, 256);
     assert_eq!(args.max_handshakes_per_address, 128);
+    assert_eq!(args.max_untrusted_handshakes, 128);
+    assert!(args.trusted_peers.is_empty());
     assert_eq!(args.kube, Kube::Auto);
     assert!(args.cert_dir().ends_with("ci-pod-webhook-dev-certs"));
 }
@@ -45,12 +47,38 @@ fn bad_values_are_refused_when_parsed() {
         ["serve", "--max-connections", "0"],
         ["serve", "--max-connections-per-address", "0"],
         ["serve", "--max-handshakes-per-address", "-1"],
+        ["serve", "--max-untrusted-handshakes", "0"],
+        ["serve", "--trusted-peers", "10.0.0.5/24"],
+        ["serve", "--trusted-peers", "api-server"],
         ["serve", "--log-level", "info,=[bad"],
         ["serve", "--log-format", "xml"],
         ["serve", "--webhook-namespace", "Not/A/Namespace"],
     ] {
         assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
     }
+}
+
+#[test]
+fn trusted_peers_are_ranges_separated_by_commas_and_reach_the_settings() {
+    let cli = Cli::try_parse_from([
+        "serve",
+        "--trusted-peers",
+        "10.0.0.10/32, 10.0.1.0/24,fd00::1",
+    ])
+    .expect("parses");
+    assert_eq!(
+        cli.serve.trusted_peers.to_string(),
+        "10.0.0.10/32,10.0.1.0/24,fd00::1/128"
+    );
+    let settings = cli
+        .serve
+        .settings("c".into(), "k".into(), Cluster::default());
+    assert_eq!(settings.trusted_peers, cli.serve.trusted_peers);
+    let error = Cli::try_parse_from(["serve", "--trusted-peers", "10.0.0.5/24"])
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(error.contains("write 10.0.0.0/24"), "{error}");
 }
 
 #[test]

@@ -244,3 +244,33 @@ fn pods_that_are_not_job_pods_are_not_judged() {
     );
     assert!(judge(&policy, "gitlab", &enabled(), "[1]").is_err());
 }
+
+#[test]
+fn an_ephemeral_container_the_policy_refuses_makes_an_admitted_pod_would_deny() {
+    let policy = Policy::embedded();
+    let mut pod = admitted(&policy);
+    // As `kubectl debug` adds one after admission: privileged, with the node's GPUs.
+    pod["spec"]["ephemeralContainers"] = json!([{
+        "name": "debugger",
+        "image": "busybox",
+        "securityContext": {"privileged": true},
+        "env": [{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]
+    }]);
+    let judgement = judged(&policy, &enabled(), &pod);
+    assert_eq!(
+        judgement.verdicts,
+        [Verdict::Drift, Verdict::WouldDeny],
+        "{judgement:?}"
+    );
+    assert!(
+        judgement
+            .details
+            .iter()
+            .any(|d| d.contains("debugger") && d.contains("privileged")),
+        "{judgement:?}"
+    );
+
+    // A plain debug container is fine under the default `restricted`.
+    pod["spec"]["ephemeralContainers"] = json!([{"name": "debugger", "image": "busybox"}]);
+    assert_eq!(judged(&policy, &enabled(), &pod).verdicts, [Verdict::Ok]);
+}

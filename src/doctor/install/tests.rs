@@ -229,6 +229,67 @@ fn the_deployment_needs_ready_replicas() {
     );
 }
 
+/// Issue 25, point 8: the GPU entry's matchConditions are static YAML; the doctor checks
+/// them against the policy's gpuWorkloads.resources.
+#[test]
+fn gpu_entry_conditions_must_look_for_every_gpu_workloads_resource() {
+    use k8s_openapi::api::admissionregistration::v1::MatchCondition;
+    let policy = Policy::embedded();
+    let gpu_entry = |expression: &str| MutatingWebhook {
+        name: "gpu-workloads.ci-pod-webhook.ci.skao.int".into(),
+        client_config: WebhookClientConfig {
+            service: Some(ServiceReference {
+                name: "ci-pod-webhook".into(),
+                namespace: "ci-pod-webhook".into(),
+                path: Some("/mutate/gpu-workloads".into()),
+                port: Some(443),
+            }),
+            ..WebhookClientConfig::default()
+        },
+        match_conditions: Some(vec![MatchCondition {
+            name: "asks-for-a-gpu".into(),
+            expression: expression.into(),
+        }]),
+        ..MutatingWebhook::default()
+    };
+    let with = |entry: MutatingWebhook| MutatingWebhookConfiguration {
+        webhooks: Some(vec![base_entry(), entry]),
+        ..configuration_of(base_entry())
+    };
+    // The condition main shipped before: NVIDIA's whole GPUs only.
+    let before = with(gpu_entry(
+        "has(c.resources.limits) && 'nvidia.com/gpu' in c.resources.limits",
+    ));
+    let checks = gpu_entry_conditions(&policy, &before);
+    assert_eq!(
+        not_ok(&checks),
+        [(
+            Status::Failure,
+            "webhook gpu-workloads.ci-pod-webhook.ci.skao.int: matchConditions do not look for gpuWorkloads resource(s) nvidia.com/mig-*, amd.com/gpu"
+        )]
+    );
+    // The base's own condition.
+    let base: serde_json::Value = serde_saphyr::from_str(include_str!(
+        "../../../manifests/base/mutatingwebhookconfiguration.yaml"
+    ))
+    .expect("YAML");
+    let installed: MutatingWebhookConfiguration = serde_json::from_value(base).expect("object");
+    let checks = gpu_entry_conditions(&policy, &installed);
+    assert_eq!(not_ok(&checks), []);
+    assert_eq!(checks.len(), 1);
+    // No matchConditions (1.26-1.29: every pod is sent), no GPU entry, no gpuWorkloads:
+    // nothing to say.
+    let mut all = gpu_entry("");
+    all.match_conditions = None;
+    assert!(gpu_entry_conditions(&policy, &with(all)).is_empty());
+    assert!(gpu_entry_conditions(&policy, &configuration_of(base_entry())).is_empty());
+    let off = Policy {
+        gpu_workloads: None,
+        ..Policy::embedded()
+    };
+    assert!(gpu_entry_conditions(&off, &before).is_empty());
+}
+
 #[test]
 fn the_hosts_dialled_are_the_urls_hosts_and_the_services_names() {
     let entry = |url: Option<&str>, service: Option<(&str, &str)>| MutatingWebhook {

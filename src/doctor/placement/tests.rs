@@ -270,6 +270,103 @@ fn tcp_and_off_modes_need_no_socket_daemon_check() {
     assert!(docker_daemon(&policy, &[node("ci-1", &[CI])], Ok(None), "ci-dind/ci-dind").is_empty());
 }
 
+fn with_cpus(mut node: Node, cpus: &str) -> Node {
+    node.status
+        .get_or_insert_with(NodeStatus::default)
+        .allocatable
+        .get_or_insert_with(BTreeMap::new)
+        .insert("cpu".into(), Quantity(cpus.into()));
+    node
+}
+
+/// The CI nodes and their allocatable CPUs, a class, and the warning about it.
+type CpuCase<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+
+#[test]
+fn a_cpu_limit_above_the_cpus_of_a_classs_nodes_is_a_warning() {
+    let policy = Policy::embedded();
+    let cases: &[CpuCase] = &[
+        (&[("ci-1", "30")], "k8srunner", None),
+        (
+            &[("ci-big", "30"), ("ci-small", "2")],
+            "k8srunner",
+            Some(
+                "class k8srunner: CPU limit above what 1 of its 2 node(s) can give (ci-small: 2 allocatable CPUs; limits build 5, helper 3, services 3)",
+            ),
+        ),
+        (
+            &[("ci-4", "4"), ("ci-3500m", "3500m")],
+            "k8srunner",
+            Some(
+                "class k8srunner: CPU limit above what 2 of its 2 node(s) can give (ci-3500m, ci-4: 3500m allocatable CPUs; limits build 5)",
+            ),
+        ),
+        // No CPU limit for build: JOB_CPUS is the node's own; helper and services
+        // still have one.
+        (
+            &[("ci-2", "2")],
+            "k8srunner-large",
+            Some(
+                "class k8srunner-large: CPU limit above what 1 of its 1 node(s) can give (ci-2: 2 allocatable CPUs; limits helper 3, services 3)",
+            ),
+        ),
+        (&[("ci-8", "8")], "k8srunner-large", None),
+    ];
+    for (ci_nodes, class, warning) in cases {
+        let nodes: Vec<Node> = ci_nodes
+            .iter()
+            .map(|(n, cpus)| with_cpus(node(n, &[CI]), cpus))
+            .collect();
+        let checks = classes(&policy, &nodes, Ok(RUNTIME));
+        let warnings: Vec<&str> = lines(&checks, class)
+            .into_iter()
+            .filter(|(s, _)| *s == Status::Warning)
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(
+            warnings,
+            warning.iter().copied().collect::<Vec<_>>(),
+            "{ci_nodes:?}"
+        );
+    }
+}
+
+#[test]
+fn the_cpu_warning_says_why_and_how_to_fix_it() {
+    let policy = Policy::embedded();
+    let checks = classes(&policy, &[with_cpus(node("vm", &[CI]), "2")], Ok(RUNTIME));
+    let warning = checks
+        .iter()
+        .find(|c| c.status == Status::Warning && c.message.starts_with("class k8srunner:"))
+        .expect("a warning");
+    assert_eq!(
+        warning.hint.as_deref(),
+        Some(
+            "the limit is never reached on vm, and JOB_CPUS promises its jobs more CPUs than it has (make -j$JOB_CPUS oversubscribes it)"
+        )
+    );
+    assert_eq!(
+        warning.fix.as_deref(),
+        Some(
+            "lower the CPU limits of class k8srunner in the policy to at most 2, or keep its jobs off the smaller nodes (the class's nodeSelector)"
+        )
+    );
+}
+
+#[test]
+fn nodes_that_report_no_cpus_raise_no_cpu_warning() {
+    let policy = Policy::embedded();
+    let checks = classes(
+        &policy,
+        &[node("ci-1", &[CI]), gpu_node("gpu-1")],
+        Ok(RUNTIME),
+    );
+    assert!(
+        checks.iter().all(|c| c.status != Status::Warning),
+        "{checks:#?}"
+    );
+}
+
 #[test]
 fn a_host_daemon_socket_needs_no_daemon_set_and_says_what_is_not_checked() {
     // SKA's policies: the host's own docker-for-gitlab daemon, its socket file mounted.

@@ -12,7 +12,14 @@ use ci_pod_webhook_core::admission::PodReview;
 fn webhook() -> (Arc<Webhook>, Registry) {
     let mut registry = crate::metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
-    let webhook = Webhook::new(Policy::embedded(), Cluster::default(), metrics, 1024, 4096);
+    let webhook = Webhook::new(
+        Policy::embedded(),
+        Cluster::default(),
+        metrics,
+        1024,
+        4096,
+        false,
+    );
     (Arc::new(webhook), registry)
 }
 

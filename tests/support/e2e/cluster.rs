@@ -85,10 +85,16 @@ impl ControlPlane {
             .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
         let account: ServiceAccount =
             serde_json::from_value(json!({"metadata": {"name": "default"}})).expect("SA");
-        Api::<ServiceAccount>::namespaced(client, name)
+        match Api::<ServiceAccount>::namespaced(client, name)
             .create(&PostParams::default(), &account)
             .await
-            .unwrap_or_else(|e| panic!("create ServiceAccount default in {name}: {e}"));
+        {
+            // With a controller-manager (a control plane with a real node), its
+            // ServiceAccount controller may have made it first.
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => panic!("create ServiceAccount default in {name}: {e}"),
+        }
         TestNamespace {
             name: name.to_string(),
             cp: self,

@@ -20,14 +20,19 @@
 //! unless a test failed, and then its path is printed. See docs/e2e.md.
 
 mod cluster;
+mod node;
 mod pki;
-mod process;
+// pub: the real Prometheus of tests/support/prometheus.rs runs under its watchdog too.
+pub mod process;
 mod proxy;
 mod rollout;
 mod webhook;
 
 pub use cluster::*;
-// Only tests/e2e uses these; the e2e benches include this module too.
+// Only tests/e2e uses these; the e2e benches and tests/integration.rs include this
+// module too.
+#[allow(unused_imports)]
+pub use node::*;
 #[allow(unused_imports)]
 pub use proxy::*;
 #[allow(unused_imports)]
@@ -82,6 +87,7 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     shared_webhook: OnceCell<Webhook>,
     scheduler: OnceCell<Component>,
+    controller_manager: OnceCell<Component>,
     // Held to be killed when the control plane is dropped.
     _apiserver: Component,
     _etcd: Component,
@@ -151,6 +157,7 @@ impl ControlPlane {
             kubeconfig,
             shared_webhook: OnceCell::new(),
             scheduler: OnceCell::new(),
+            controller_manager: OnceCell::new(),
             _apiserver: apiserver,
             _etcd: etcd,
             service_account: OnceCell::new(),
@@ -234,6 +241,46 @@ impl ControlPlane {
             .await
     }
 
+    /// Starts kube-controller-manager (once per control plane), for a control plane with
+    /// a real node (`node/`): it makes each namespace's ServiceAccount `default` and the
+    /// CA ConfigMaps pods mount, lifts the node's not-ready taint, and runs DaemonSets,
+    /// namespace deletion and garbage collection.
+    pub async fn controller_manager(&self) -> &Component {
+        self.controller_manager
+            .get_or_init(|| async {
+                let bin = asset(&self.assets, "kube-controller-manager");
+                let kubeconfig = format!("{}", self.kubeconfig.display());
+                let mut command = Command::new(bin);
+                command
+                    .arg(format!("--kubeconfig={kubeconfig}"))
+                    .arg(format!("--authentication-kubeconfig={kubeconfig}"))
+                    .arg(format!("--authorization-kubeconfig={kubeconfig}"))
+                    .arg(format!(
+                        "--service-account-private-key-file={}",
+                        self.pki.sa_key.display()
+                    ))
+                    .arg(format!("--root-ca-file={}", self.pki.ca_cert.display()))
+                    .args([
+                        "--leader-elect=false",
+                        "--secure-port=0",
+                        "--use-service-account-credentials=false",
+                        // Everything but the certificate signer, which needs the CA's key.
+                        "--controllers=*,-csrsigning",
+                        "--v=1",
+                    ]);
+                let log = self.dir.join("kube-controller-manager.log");
+                let manager =
+                    Component::spawn("kube-controller-manager", command, log, &self.watchdog);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if let Err(error) = manager.check_running() {
+                    self.keep_logs();
+                    panic!("{error}");
+                }
+                manager
+            })
+            .await
+    }
+
     fn next_webhook_number(&self) -> u32 {
         self.webhooks_started.fetch_add(1, Ordering::Relaxed) + 1
     }
@@ -269,8 +316,9 @@ fn asset(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
-        "{} is missing: KUBEBUILDER_ASSETS ({}) must hold etcd, kube-apiserver and \
-         kube-scheduler. See docs/e2e.md.",
+        "{} is missing: KUBEBUILDER_ASSETS ({}) must hold etcd, kube-apiserver, \
+         kube-scheduler and, for the tests on a real node, kubelet and \
+         kube-controller-manager. See docs/e2e.md.",
         path.display(),
         dir.display()
     );

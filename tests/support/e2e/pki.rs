@@ -22,6 +22,8 @@ pub struct Pki {
     pub sa_public: PathBuf,
     pub admin_cert_pem: String,
     pub admin_key_pem: String,
+    /// The CA, to sign more client certificates (the kubelet's).
+    issuer: Issuer<'static, KeyPair>,
 }
 
 impl Pki {
@@ -45,7 +47,7 @@ impl Pki {
             KeyUsagePurpose::DigitalSignature,
         ];
         let ca_cert = ca.self_signed(&ca_key).expect("ca cert");
-        let issuer = Issuer::new(ca, &ca_key);
+        let issuer = Issuer::new(ca, ca_key);
 
         let serving_key = KeyPair::generate().expect("serving key");
         let mut serving = CertificateParams::new(vec![
@@ -87,7 +89,24 @@ impl Pki {
             sa_public: write("sa.pub", &sa_key.public_key_pem()),
             admin_cert_pem: admin_cert.pem(),
             admin_key_pem: admin_key.serialize_pem(),
+            issuer,
         }
+    }
+
+    /// A client certificate and its key (PEM) for `common_name` in `organization`, signed
+    /// by the CA: the API server takes them as that user in that group.
+    pub fn client_cert(&self, common_name: &str, organization: &str) -> (String, String) {
+        let key = KeyPair::generate().expect("client key");
+        let mut params = CertificateParams::new(Vec::new()).expect("client params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, organization);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("client cert");
+        (cert.pem(), key.serialize_pem())
     }
 }
 

@@ -90,21 +90,73 @@ impl Watchdog {
             if [ -e "$1/KEEP" ]; then rm -rf "$1/etcd-data"; else rm -rf "$1"; fi
             kill -KILL 0
         "#;
+        let (watchdog, _) = Self::spawn(script, &[dir.as_os_str()], false);
+        watchdog
+    }
+
+    /// The watchdog of the machine's one test node (`node/`): it takes the host-wide
+    /// `lock` first, waiting while an earlier node is stopped, and when the pipe closes
+    /// runs `down` (scripts/node/node-down.sh) on the node's `state` directory, its
+    /// output appended to `log`, still holding the lock: the next node starts on a clean
+    /// host. Its processes stop by their pid files, so the group is not signalled.
+    pub fn start_node(lock: &Path, down: &Path, state: &Path, log: &Path) -> Watchdog {
+        use std::io::BufRead as _;
+        let script = r#"
+            trap '' TERM INT HUP
+            exec 9>>"$1"
+            if ! flock -n 9; then
+                echo waiting
+                flock -w 900 9 || { echo "timed out after 900 s"; exit 1; }
+            fi
+            echo locked
+            read -r _ || true
+            exec "$2" down "$3" >>"$4" 2>&1
+        "#;
+        let args = [lock, down, state, log].map(Path::as_os_str);
+        let (watchdog, stdout) = Self::spawn(script, &args, true);
+        let mut lines = std::io::BufReader::new(stdout.expect("piped stdout")).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line == "locked" => return watchdog,
+                Some(Ok(line)) if line == "waiting" => eprintln!(
+                    "kube-e2e: waiting for the node lock {}: another test node on this \
+                     machine is running or being stopped",
+                    lock.display()
+                ),
+                other => panic!(
+                    "the node watchdog could not take the lock {} (needs flock, util-linux): {other:?}",
+                    lock.display()
+                ),
+            }
+        }
+    }
+
+    fn spawn(
+        script: &str,
+        args: &[&std::ffi::OsStr],
+        stdout: bool,
+    ) -> (Watchdog, Option<std::process::ChildStdout>) {
         let mut shell = Command::new("sh")
             .args(["-c", script, "kube-e2e-watchdog"])
-            .arg(dir)
+            .args(args)
             .stdin(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(if stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
             .expect("start the watchdog shell (sh)");
         let lifeline = shell.stdin.take().expect("piped stdin");
-        Watchdog {
+        let out = shell.stdout.take();
+        let watchdog = Watchdog {
             pgid: shell.id(),
             lifeline: Mutex::new(Some(lifeline)),
             shell: Some(shell),
-        }
+        };
+        (watchdog, out)
     }
 }
 

@@ -25,6 +25,9 @@ pub const WEBHOOK_NAMESPACE: &str = "ci-pod-webhook";
 pub const WEBHOOK_ACCOUNT: &str = "ci-pod-webhook";
 /// A namespace whose only use is to check that a registered webhook is called.
 const PROBE_NAMESPACE: &str = "e2e-webhook-probe";
+/// On a control plane that runs one webhook per policy (the node's), the namespace label
+/// that says which one reviews its pods ([`ControlPlane::register_webhook_for`]).
+pub const POLICY_LABEL: &str = "e2e.ci.skao.int/policy";
 
 /// Where `serve --kube auto` runs, for [`ControlPlane::start_webhook_in`].
 #[derive(Clone, Copy, Debug)]
@@ -345,8 +348,23 @@ impl ControlPlane {
     /// `clientConfig` pointing at `webhook` (the path of its `service` kept), and
     /// waits until the API server calls it.
     pub async fn register_webhook(&self, webhook: &Webhook) {
+        self.register(webhook, None).await;
+    }
+
+    /// As [`Self::register_webhook`], for namespaces labelled [`POLICY_LABEL`]`=policy`
+    /// only, under a configuration name of its own: several webhooks, each with its
+    /// policy, on one control plane.
+    pub async fn register_webhook_for(&self, webhook: &Webhook, policy: &str) {
+        self.register(webhook, Some(policy)).await;
+    }
+
+    async fn register(&self, webhook: &Webhook, policy: Option<&str>) {
         let mut configuration = base_manifest("MutatingWebhookConfiguration").clone();
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&webhook.ca_pem);
+        if let Some(policy) = policy {
+            let name = configuration["metadata"]["name"].as_str().expect("a name");
+            configuration["metadata"]["name"] = json!(format!("{name}-{policy}"));
+        }
         for entry in configuration["webhooks"].as_array_mut().expect("webhooks") {
             let path = entry
                 .pointer("/clientConfig/service/path")
@@ -357,6 +375,9 @@ impl ControlPlane {
                 "url": format!("https://127.0.0.1:{}{path}", webhook.port),
                 "caBundle": ca_bundle,
             });
+            if let Some(policy) = policy {
+                entry["namespaceSelector"]["matchLabels"] = json!({ POLICY_LABEL: policy });
+            }
         }
         let resource = ApiResource::erase::<MutatingWebhookConfiguration>(&());
         let object: DynamicObject = serde_json::from_value(configuration).expect("object");
@@ -376,13 +397,13 @@ impl ControlPlane {
         api.create(&PostParams::default(), &object)
             .await
             .expect("create the MutatingWebhookConfiguration");
-        self.wait_until_called().await;
+        self.wait_until_called(policy).await;
     }
 
     /// A new webhook configuration takes the API server about a second to use: dry-run
-    /// a job pod in an opted-in namespace until it comes back mutated.
-    async fn wait_until_called(&self) {
-        let probe = self.probe_namespace().await;
+    /// a job pod in an opted-in namespace (of `policy`) until it comes back mutated.
+    async fn wait_until_called(&self, policy: Option<&str>) {
+        let probe = self.probe_namespace(policy).await;
         let pod = job_pod("gitlab-runner-17.9-job-pod.json");
         let start = Instant::now();
         loop {
@@ -402,20 +423,24 @@ impl ControlPlane {
     }
 
     /// The opted-in namespace of [`Self::wait_until_called`], made on first use.
-    async fn probe_namespace(&self) -> super::TestNamespace<'_> {
+    async fn probe_namespace(&self, policy: Option<&str>) -> super::TestNamespace<'_> {
+        let name = policy.map_or(PROBE_NAMESPACE.to_string(), |p| {
+            format!("{PROBE_NAMESPACE}-{p}")
+        });
         let namespaces = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client().await);
         let exists = namespaces
-            .get_opt(PROBE_NAMESPACE)
+            .get_opt(&name)
             .await
             .expect("get the probe namespace")
             .is_some();
         if exists {
-            super::TestNamespace {
-                name: PROBE_NAMESPACE.to_string(),
-                cp: self,
-            }
+            super::TestNamespace { name, cp: self }
         } else {
-            self.namespace(PROBE_NAMESPACE, &[OPT_IN]).await
+            let mut labels = vec![OPT_IN];
+            if let Some(policy) = policy {
+                labels.push((POLICY_LABEL, policy));
+            }
+            self.namespace(&name, &labels).await
         }
     }
 }

@@ -9,8 +9,9 @@
 //! [`review`] return `None` and the caller parse the body the ordinary way, which then
 //! words the error exactly as before.
 //!
-//! A review the core will skip whatever its object holds (not a pod CREATE, or a
-//! namespace `wants_pod` rules out) is not read past `object`: the visitor leaves what
+//! A review the core will skip whatever its object holds (not a pod CREATE nor an UPDATE
+//! of a pod subresource it reviews, or a namespace `wants_pod` rules out) is not read
+//! past `object`: the visitor leaves what
 //! it has read in a slot and stops the deserializer with an error ([`STOPPED`]). That
 //! keeps a skip from paying for the 20 KB pod; the price is that a body broken after
 //! that point is answered (allowed, unchanged) instead of refused.
@@ -22,8 +23,8 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visi
 use serde_json::value::RawValue;
 
 use super::{API_VERSION, KIND, ReviewIn};
-use crate::mutate;
 use crate::mutate::view::{AdmissionRequest, Borrowed, GroupVersionKind, Object, Pod, UserInfo};
+use crate::mutate::{self, Reviewed};
 
 /// The review read in one pass, or `None`: parse it the ordinary way.
 ///
@@ -192,6 +193,7 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, '_, 'de, F
         }) = self;
         let mut read = RequestFields::default();
         let mut object: Option<Option<&'de RawValue>> = None;
+        let mut old_object: Option<Option<&'de RawValue>> = None;
         let mut pod: Option<Option<Object<Pod<'de>>>> = None;
         // A key with escapes is an error here, so the ordinary parse reads it.
         while let Some(key) = map.next_key::<&'de str>()? {
@@ -203,12 +205,13 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, '_, 'de, F
                 "namespace" => set(&mut read.namespace, map.next_value()?)?,
                 "operation" => set(&mut read.operation, map.next_value()?)?,
                 "userInfo" => set(&mut read.user_info, map.next_value()?)?,
+                "oldObject" => set(&mut old_object, map.next_value()?)?,
                 "object" => {
                     if object.is_some() || pod.is_some() {
                         return Err(de::Error::custom("duplicate field"));
                     }
-                    let pod_create = read.kind.as_ref().is_some_and(|Object(k)| {
-                        mutate::is_pod_create(
+                    let reviewed = read.kind.as_ref().map_or(Reviewed::Other, |Object(k)| {
+                        mutate::reviewed(
                             k,
                             read.operation.as_ref().map_or("", |op| &op.0),
                             read.sub_resource
@@ -217,14 +220,17 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, '_, 'de, F
                                 .map(|s| &*s.0),
                         )
                     });
+                    let pod_create = reviewed == Reviewed::PodCreate;
                     let in_namespace = read
                         .namespace
                         .as_ref()
                         .map(|ns| wants_pod(ns.as_ref().map_or("", |ns| &ns.0)));
                     // Certain, not a guess, once `uid`, `kind` and `operation` are read:
-                    // a pod CREATE is final then (only a duplicate field, an error, could
-                    // change it), and `false` from `wants_pod` is a promise.
-                    let skipped = !pod_create || in_namespace == Some(false);
+                    // what is reviewed is final then (only a duplicate field, an error,
+                    // could change it), and `false` from `wants_pod` is a promise. An
+                    // UPDATE of a reviewed subresource is read to its end: its `object`
+                    // and `oldObject` (which comes after) are both needed, raw.
+                    let skipped = reviewed == Reviewed::Other || in_namespace == Some(false);
                     let answerable = read.uid.as_ref().is_some_and(|uid| !uid.0.is_empty())
                         && read.kind.is_some()
                         && read.operation.is_some();
@@ -235,7 +241,7 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, '_, 'de, F
                         *envelope.slot = Some(ReviewIn {
                             api_version: envelope.api_version,
                             kind: envelope.kind,
-                            request: Some(Object(read.into_request(None, None)?)),
+                            request: Some(Object(read.into_request(None, None, None)?)),
                         });
                         return Err(de::Error::custom(STOPPED));
                     }
@@ -253,7 +259,11 @@ impl<'de, F: FnMut(&str) -> bool> Visitor<'de> for RequestVisitor<'_, '_, 'de, F
                 }
             }
         }
-        read.into_request(object.flatten(), pod.flatten().map(|Object(p)| p))
+        read.into_request(
+            object.flatten(),
+            old_object.flatten(),
+            pod.flatten().map(|Object(p)| p),
+        )
     }
 }
 
@@ -273,6 +283,7 @@ impl<'de> RequestFields<'de> {
     fn into_request<E: de::Error>(
         self,
         object: Option<&'de RawValue>,
+        old_object: Option<&'de RawValue>,
         pod: Option<Pod<'de>>,
     ) -> Result<AdmissionRequest<'de>, E> {
         let uid = self.uid.ok_or_else(|| E::missing_field("uid"))?;
@@ -285,6 +296,7 @@ impl<'de> RequestFields<'de> {
             operation: self.operation.map(|s| s.0).unwrap_or_default(),
             user_info: self.user_info.map(|Object(u)| u).unwrap_or_default(),
             object,
+            old_object,
             pod,
         })
     }

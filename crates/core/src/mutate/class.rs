@@ -1,7 +1,9 @@
 //! Choosing the runner class, only ever from facts a job author cannot set: the
 //! namespace's labels (set by administrators), the requesting user, the namespace
 //! name, the runner's short token in the pod's name, and pod labels that the runner
-//! (not the job) sets. A class's `match` is a list of blocks; the first block (of the
+//! (not the job) sets. The runner-name label counts only beside an id-short label that
+//! agrees with the pod's name (GitLab Runner 17.9+, docs/matching.md): before 17.9 a
+//! job may set both. A class's `match` is a list of blocks; the first block (of the
 //! first class, in file order) whose rules all hold chooses it.
 
 use std::fmt;
@@ -13,6 +15,13 @@ use crate::policy::{MatchRules, Policy, RunnerClass};
 
 /// Label GitLab Runner puts on every job pod: `runner-<token>-project-<id>-concurrent-<n>`.
 const RUNNER_POD_LABEL: &str = "pod";
+/// Label GitLab Runner 17.9+ puts beside the runner name: the runner's short token as
+/// it spells it (`ShortDescription()`: case and `_` kept, `sanitizeLabel` trimming `-`,
+/// `_` and `.` at both ends). From 17.9 a job cannot set labels under
+/// `runner.gitlab.com` (`buildLabels()`, `safeLabelSetter`), so one that agrees with the
+/// token in the pod's name, which a job never chooses, vouches for the runner name
+/// beside it.
+pub const RUNNER_ID_SHORT_LABEL: &str = "manager.runner.gitlab.com/id-short";
 
 /// Why a class was chosen, for `--explain` and the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +98,19 @@ pub(super) fn choose<'p>(
         }
     }
     let facts = Facts::of(request, pod);
+    if let Some(name) = facts.untrusted_runner_name
+        && policy
+            .classes
+            .iter()
+            .flat_map(|c| &c.match_blocks)
+            .any(|b| b.runner_names.iter().any(|r| r == name))
+    {
+        warnings.push(format!(
+            "label {RUNNER_NAME_LABEL}={} not trusted: no {RUNNER_ID_SHORT_LABEL} label agrees with the runner token in the pod name {} (a runner before 17.9 sets neither, and lets jobs set both where pod_labels_overwrite_allowed permits); runnerNames not applied",
+            super::shorten(name),
+            super::shorten(facts.name)
+        ));
+    }
     for class in &policy.classes {
         let blocks = class.match_blocks.len();
         for (block, rules) in class.match_blocks.iter().enumerate() {
@@ -123,6 +145,10 @@ struct Facts<'a> {
     namespace: &'a str,
     name: &'a str,
     labels: Option<&'a StrMap<'a>>,
+    /// The runner name label, when its id-short agrees with the pod's name.
+    runner_name: Option<&'a str>,
+    /// The runner name label when it does not: as if absent, with a warning.
+    untrusted_runner_name: Option<&'a str>,
 }
 
 impl<'a> Facts<'a> {
@@ -134,11 +160,18 @@ impl<'a> Facts<'a> {
             .filter(|n| !n.is_empty())
             .or(meta.generate_name.as_deref())
             .unwrap_or("");
+        let labels = meta.labels.as_ref();
+        let label = |key: &str| labels.and_then(|l| l.get(key));
+        let vouched = label(RUNNER_ID_SHORT_LABEL)
+            .is_some_and(|id_short| is_runners(name, &pod_spelling(id_short)));
+        let runner = label(RUNNER_NAME_LABEL);
         Facts {
             user: request.user_info.username.as_ref(),
             namespace: request.namespace.as_deref().unwrap_or(""),
             name,
-            labels: meta.labels.as_ref(),
+            labels,
+            runner_name: runner.filter(|_| vouched),
+            untrusted_runner_name: runner.filter(|_| !vouched),
         }
     }
 
@@ -155,7 +188,7 @@ fn matches(
 ) -> Option<Vec<String>> {
     let mut matched = Vec::new();
     if !rules.runner_names.is_empty() {
-        let runner = facts.label(RUNNER_NAME_LABEL)?;
+        let runner = facts.runner_name?;
         if !rules.runner_names.iter().any(|r| r == runner) {
             return None;
         }
@@ -195,18 +228,16 @@ fn runner_token(
     facts: &Facts<'_>,
     warnings: &mut Vec<String>,
 ) -> Option<String> {
-    let starts = |text: &str, token: &str| {
-        text.strip_prefix("runner-")
-            .and_then(|rest| rest.strip_prefix(token))
-            .is_some_and(|rest| rest.starts_with('-'))
-    };
-    let token = rules.runner_tokens.iter().find(|t| starts(facts.name, t))?;
+    let token = rules
+        .runner_tokens
+        .iter()
+        .find(|t| is_runners(facts.name, t))?;
     match facts.label(RUNNER_POD_LABEL) {
         None => Some(format!(
             "runner token {token} (pod name {})",
             super::shorten(facts.name)
         )),
-        Some(label) if starts(label, token) => Some(format!(
+        Some(label) if is_runners(label, token) => Some(format!(
             "runner token {token} (pod name {}, label {RUNNER_POD_LABEL} agrees)",
             super::shorten(facts.name)
         )),
@@ -219,6 +250,31 @@ fn runner_token(
             None
         }
     }
+}
+
+/// A runner's short token as GitLab Runner spells it in pod names
+/// (`dns.MakeRFC1123Compatible`): lower-cased, and every character outside `[-a-z0-9]`
+/// deleted, `_` included (it is not written as `-`).
+pub(crate) fn pod_spelling(token: &str) -> String {
+    token
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+        .collect()
+}
+
+/// Whether a pod name (or generateName, or `pod` label) is runner `token`'s:
+/// `runner-<token>-…`, the whole token (given in its pod spelling). A `-` at either end
+/// of a token survives in the name but not in the id-short label (`sanitizeLabel` trims
+/// it), so a token given without one also holds for a name with one there.
+fn is_runners(name: &str, token: &str) -> bool {
+    let token = token.trim_matches('-');
+    !token.is_empty()
+        && name
+            .strip_prefix("runner-")
+            .map(|rest| rest.trim_start_matches('-'))
+            .and_then(|rest| rest.strip_prefix(token))
+            .is_some_and(|rest| rest.starts_with('-'))
 }
 
 /// Writes `<prefix>/class` and `<prefix>/policy`, overwriting whatever a job put there.

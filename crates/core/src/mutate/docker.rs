@@ -7,11 +7,13 @@
 //! hostPath type `Socket`). The mount is read-only, which does not stop connecting to the
 //! socket but does stop a job from deleting or replacing it. A container that already has
 //! a mount at a parent or child of that path gets no mount and no `DOCKER_HOST` (with a
-//! warning): one of the two mounts would hide the other. See docs/docker.md.
+//! warning): one of the two mounts would hide the other. With `socketGroup`, a pod given
+//! the socket also gets the socket's group in its `supplementalGroups`, so that a build
+//! image running as non-root may connect. See docs/docker.md.
 
 use serde_json::{Value, json};
 
-use super::patch::{Parent, Patch};
+use super::patch::{Parent, Patch, pointer};
 use super::view::{
     Container, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY, HOST_IP_FIELD, NODE_IP, Pod,
     Volume, VolumeMount,
@@ -23,6 +25,7 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
         return;
     };
     let mut volumes = Volumes::new(pod);
+    let mut given_the_socket = false;
     for (index, container) in containers.iter().enumerate() {
         if !policy
             .docker
@@ -40,6 +43,7 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
                 mount,
                 host_path,
                 volume_name,
+                ..
             } => {
                 let source = Source::Host(host_path, *mount);
                 match mounted_at(container, host_path) {
@@ -70,6 +74,7 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
                     container,
                     vec![json!({"name": DOCKER_HOST, "value": format!("unix://{socket_path}")})],
                 );
+                given_the_socket = true;
             }
             DockerMode::Tcp { port, tls } => {
                 let mut vars = Vec::new();
@@ -118,6 +123,39 @@ pub(super) fn apply(policy: &Policy, pod: &Pod<'_>, patch: &mut Patch, warnings:
         }
     }
     volumes.emit(patch);
+    if let DockerMode::Socket {
+        group: Some(gid), ..
+    } = policy.docker.mode
+        && given_the_socket
+    {
+        supplemental_group(pod, patch, gid);
+    }
+}
+
+/// Adds `gid` to the pod's `securityContext.supplementalGroups` (a set: nothing if it is
+/// there already). The field is pod-wide: Kubernetes has no per-container groups.
+fn supplemental_group(pod: &Pod<'_>, patch: &mut Patch, gid: u32) {
+    let groups = pod
+        .spec()
+        .security_context
+        .as_ref()
+        .map(|c| c.supplemental_groups.as_deref());
+    match groups {
+        Some(Some(groups)) if groups.contains(&i64::from(gid)) => {}
+        Some(Some(_)) => patch.append(
+            &["spec", "securityContext", "supplementalGroups"],
+            Parent::Present,
+            vec![json!(gid)],
+        ),
+        Some(None) => patch.add(
+            pointer(&["spec", "securityContext", "supplementalGroups"]),
+            json!([gid]),
+        ),
+        None => patch.add(
+            pointer(&["spec", "securityContext"]),
+            json!({"supplementalGroups": [gid]}),
+        ),
+    }
 }
 
 fn has_env(container: &Container<'_>, name: &str) -> bool {

@@ -1,7 +1,8 @@
 //! `gpuWorkloads` in the core: a pod that is not a job pod, in a selected namespace,
 //! asking for the GPU resource, gets the GPU placement (nodeSelector, tolerations,
-//! runtime class: the same code that places GPU jobs) and its GPU requests made equal
-//! to its limits. Its CPU and memory are never touched.
+//! runtime class: the same code that places GPU jobs), its GPU requests made equal
+//! to its limits, and loses the NVIDIA toolkit's variables (`nvidia`). Its CPU and
+//! memory are never touched.
 //!
 //! Kubernetes requires an extended resource's request to equal its limit (a missing
 //! request defaults to the limit; a request without a limit is refused). The missing
@@ -98,13 +99,13 @@ pub(super) fn decide<'p>(
         );
     }
     let mut patch = Patch::default();
-    for ask in &asks {
-        if let Err(message) = equalise(g, ask, &mut patch) {
-            return deny(message);
-        }
+    if let Err(message) = equalise(&asks, &mut patch) {
+        return deny(message);
     }
     let mut warnings = Vec::new();
     super::scheduling::apply(&g.placement, pod, &mut patch, &mut warnings);
+    // The toolkit's variables would reach past the allocated GPUs here as in a job.
+    super::nvidia::apply(pod, &mut patch, &mut warnings);
     Decision::Allow(Mutation {
         chosen: chosen(),
         pod: pod_name(pod),
@@ -115,16 +116,17 @@ pub(super) fn decide<'p>(
     })
 }
 
-/// A container that names the GPU resource, with its values.
+/// One GPU resource one container names, with its values.
 struct Ask<'c, 'a> {
     list: &'static str,
     index: usize,
     container: &'c Container<'a>,
+    key: &'c str,
     limit: Option<(Quantity, &'c str)>,
     request: Option<(Quantity, &'c str)>,
 }
 
-/// Every container naming the resource; empty when none asks for more than zero.
+/// Every GPU resource every container names; empty when none asks for more than zero.
 fn asks<'c, 'a>(g: &GpuWorkloads, pod: &'c Pod<'a>) -> Result<Vec<Ask<'c, 'a>>, String> {
     let mut found = Vec::new();
     let mut positive = false;
@@ -137,22 +139,30 @@ fn asks<'c, 'a>(g: &GpuWorkloads, pod: &'c Pod<'a>) -> Result<Vec<Ask<'c, 'a>>, 
             let resources = container.resources.as_ref();
             let limits = resources.and_then(|r| r.limits.as_ref());
             let requests = resources.and_then(|r| r.requests.as_ref());
-            let limit = value(g, limits, list, container, "limits")?;
-            let request = value(g, requests, list, container, "requests")?;
-            if limit.is_none() && request.is_none() {
-                continue;
+            let mut keys: Vec<&str> = limits
+                .into_iter()
+                .chain(requests)
+                .flat_map(|m| m.iter().map(|(k, _)| k))
+                .filter(|k| g.asks_for(k))
+                .collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                let limit = value(key, limits, list, container, "limits")?;
+                let request = value(key, requests, list, container, "requests")?;
+                positive |= [limit, request]
+                    .iter()
+                    .flatten()
+                    .any(|(q, _)| q.is_positive());
+                found.push(Ask {
+                    list,
+                    index,
+                    container,
+                    key,
+                    limit,
+                    request,
+                });
             }
-            positive |= [limit, request]
-                .iter()
-                .flatten()
-                .any(|(q, _)| q.is_positive());
-            found.push(Ask {
-                list,
-                index,
-                container,
-                limit,
-                request,
-            });
         }
     }
     if !positive {
@@ -163,53 +173,69 @@ fn asks<'c, 'a>(g: &GpuWorkloads, pod: &'c Pod<'a>) -> Result<Vec<Ask<'c, 'a>>, 
 
 /// The resource's quantity in one section, which must be a whole, non-negative number.
 fn value<'c>(
-    g: &GpuWorkloads,
+    key: &str,
     map: Option<&'c QuantityMap<'_>>,
     list: &str,
     container: &Container<'_>,
     section: &str,
 ) -> Result<Option<(Quantity, &'c str)>, String> {
-    let Some(text) = map.and_then(|m| m.get(&g.resource)) else {
+    let Some(text) = map.and_then(|m| m.get(key)) else {
         return Ok(None);
     };
     match Quantity::parse(text) {
         Ok(q) if !q.is_negative() && q.as_whole_units().is_some() => Ok(Some((q, text))),
         _ => Err(format!(
-            "spec.{list}[{}].resources.{section}.{}: {} is not a whole number of devices (such as 1)",
+            "spec.{list}[{}].resources.{section}.{key}: {} is not a whole number of devices (such as 1)",
             container.name,
-            g.resource,
             super::shorten(text)
         )),
     }
 }
 
-/// Fills in the missing side of one container's request and limit, or refuses two
-/// different values.
-fn equalise(g: &GpuWorkloads, ask: &Ask<'_, '_>, patch: &mut Patch) -> Result<(), String> {
-    let (section, text, present) = match (ask.limit, ask.request) {
-        (Some((l, _)), Some((r, _))) if l == r => return Ok(()),
-        (Some((l, _)), Some((r, _))) => {
-            return Err(format!(
-                "spec.{}[{}].resources: limits.{key} is {l} but requests.{key} is {r}; Kubernetes needs the request of {key} to equal its limit. Set both to the number of GPUs the container needs, or set only the limit",
-                ask.list,
-                ask.container.name,
-                key = g.resource
-            ));
+/// Fills in the missing side of each container's GPU requests and limits, or refuses
+/// two different values. A section a container lacks is added whole, with every GPU
+/// resource it needs (two `add`s of the same object would keep only the last).
+fn equalise(asks: &[Ask<'_, '_>], patch: &mut Patch) -> Result<(), String> {
+    let mut missing: Vec<(&'static str, usize, &'static str, Map<String, Value>)> = Vec::new();
+    for ask in asks {
+        let key = ask.key;
+        let (section, text, present) = match (ask.limit, ask.request) {
+            (Some((l, _)), Some((r, _))) if l == r => continue,
+            (Some((l, _)), Some((r, _))) => {
+                return Err(format!(
+                    "spec.{}[{}].resources: limits.{key} is {l} but requests.{key} is {r}; Kubernetes needs the request of {key} to equal its limit. Set both to the number of GPUs the container needs, or set only the limit",
+                    ask.list, ask.container.name,
+                ));
+            }
+            (Some((_, text)), None) => ("requests", text, has(ask, |r| r.requests.is_some())),
+            (None, Some((_, text))) => ("limits", text, has(ask, |r| r.limits.is_some())),
+            (None, None) => continue,
+        };
+        if present {
+            let index = ask.index.to_string();
+            let mut path = pointer(&["spec", ask.list, index.as_str(), "resources", section]);
+            path.push_back(key);
+            patch.add(path, Value::String(text.to_string()));
+            continue;
         }
-        (Some((_, text)), None) => ("requests", text, has(ask, |r| r.requests.is_some())),
-        (None, Some((_, text))) => ("limits", text, has(ask, |r| r.limits.is_some())),
-        (None, None) => return Ok(()),
-    };
-    let index = ask.index.to_string();
-    let base = ["spec", ask.list, index.as_str(), "resources", section];
-    if present {
-        let mut path = pointer(&base);
-        path.push_back(g.resource.as_str());
-        patch.add(path, Value::String(text.to_string()));
-    } else {
-        let mut members = Map::new();
-        members.insert(g.resource.clone(), Value::String(text.to_string()));
-        patch.add(pointer(&base), Value::Object(members));
+        let at = (ask.list, ask.index, section);
+        match missing.iter_mut().find(|(l, i, s, _)| (*l, *i, *s) == at) {
+            Some((_, _, _, members)) => {
+                members.insert(key.to_string(), Value::String(text.to_string()));
+            }
+            None => {
+                let mut members = Map::new();
+                members.insert(key.to_string(), Value::String(text.to_string()));
+                missing.push((ask.list, ask.index, section, members));
+            }
+        }
+    }
+    for (list, index, section, members) in missing {
+        let index = index.to_string();
+        patch.add(
+            pointer(&["spec", list, index.as_str(), "resources", section]),
+            Value::Object(members),
+        );
     }
     Ok(())
 }

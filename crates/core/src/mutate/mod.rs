@@ -5,26 +5,31 @@
 //! from trusted facts, read the job author's override annotations, then compute the
 //! changes as targeted patch operations, leaving out (or denying) any the API server
 //! would refuse (see [`admissible`]). A pod that is not a job pod may still be ours
-//! as a GPU workload (`gpuWorkloads`, in `gpu_workloads`).
+//! as a GPU workload (`gpuWorkloads`, in `gpu_workloads`). After creation, an in-place
+//! resize (`resize`) and added ephemeral containers ([`ephemeral_containers`]) of a job
+//! pod are allowed or denied, never patched.
 
 pub mod admissible;
 mod class;
 mod docker;
+pub mod ephemeral_containers;
 mod gpu_workloads;
 mod limits_env;
 mod nvidia;
 mod overrides;
 mod patch;
+mod resize;
 mod resources;
 mod scheduling;
 pub mod view;
 
 use std::collections::BTreeMap;
 
-use crate::policy::{OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy, RunnerClass};
+use crate::policy::{EphemeralContainers, OPT_IN_VALUE, OPT_IN_WARN_VALUE, Policy, RunnerClass};
 
 pub use admissible::RuntimeClassFacts;
-pub use class::ClassReason;
+pub(crate) use class::pod_spelling;
+pub use class::{ClassReason, RUNNER_ID_SHORT_LABEL};
 pub use overrides::{OverrideKind, OverrideRecord, OverrideResult};
 pub use patch::{Change, Patch};
 pub use view::{AdmissionRequest, Pod};
@@ -88,9 +93,10 @@ impl<'a> From<NamespaceFacts<'a>> for Facts<'a> {
 pub enum Entry {
     /// `pods.…`: its namespaceSelector requires the opt-in label. It decides job pods.
     OptedIn,
-    /// `gpu-workloads.…`: pods asking for an NVIDIA GPU in every non-system namespace,
-    /// for `gpuWorkloads`. A GPU job pod in an opted-in namespace reaches both entries;
+    /// `gpu-workloads.…`: pods asking for a GPU in every non-system namespace, for
+    /// `gpuWorkloads`. A GPU job pod in an opted-in namespace reaches both entries;
     /// this one leaves it to the other, so it is decided, warned about and counted once.
+    /// A job-shaped pod in a namespace that did not opt in is a GPU workload here.
     GpuWorkloads,
 }
 
@@ -136,6 +142,8 @@ pub enum SkipReason {
     NoGpuRequest,
     /// A job pod reviewed through the GPU workloads entry: the opted-in entry decides it.
     JobPodOnGpuEntry,
+    /// Ephemeral containers added to a job pod, under `ephemeralContainers: allow`.
+    EphemeralContainersAllowed,
     /// On the GPU workloads entry, in a namespace that did not opt in: the policy has no
     /// `gpuWorkloads` section.
     NoGpuWorkloads,
@@ -153,6 +161,9 @@ impl SkipReason {
             SkipReason::NotJobPod => "not a GitLab Runner job pod",
             SkipReason::NoGpuRequest => "not a job pod and asks for no GPU",
             SkipReason::JobPodOnGpuEntry => "job pod: decided through the opted-in entry",
+            SkipReason::EphemeralContainersAllowed => {
+                "ephemeral containers: allowed by the policy (ephemeralContainers: allow)"
+            }
             SkipReason::NoGpuWorkloads => "GPU pod: the policy has no gpuWorkloads section",
             SkipReason::NotGpuWorkloadsNamespace => {
                 "GPU pod: gpuWorkloads does not select the namespace"
@@ -200,24 +211,40 @@ pub struct Mutation<'p> {
 /// A request the core cannot read: answered with HTTP 400, not with a decision.
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
-    #[error("request.object is missing; a CREATE review must carry the pod")]
+    #[error("request.object is missing; a CREATE or UPDATE review must carry the pod")]
     Missing,
     #[error("request.object is not a valid Pod: {0}")]
     Invalid(String),
 }
 
-/// Whether a request creates a pod (not one of its subresources): the only kind the
-/// webhook changes.
-pub(crate) fn is_pod_create(
+/// What kind of review a request is, for the core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reviewed {
+    /// A pod CREATE: the only review the webhook changes.
+    PodCreate,
+    /// An in-place resize (`pods/resize`, Kubernetes 1.35+): held to the class ceiling,
+    /// allowed or denied, never patched (`resize`).
+    PodResize,
+    /// Ephemeral containers added (`pods/ephemeralcontainers`, `kubectl debug`): held
+    /// to `ephemeralContainers`, allowed or denied, never patched (`ephemeral_containers`).
+    PodEphemeralContainers,
+    /// Anything else: allowed unchanged.
+    Other,
+}
+
+/// What kind of review a request with this kind, operation and subresource is.
+pub(crate) fn reviewed(
     kind: &view::GroupVersionKind<'_>,
     operation: &str,
     sub_resource: Option<&str>,
-) -> bool {
-    operation == "CREATE"
-        && kind.group.is_empty()
-        && kind.version == "v1"
-        && kind.kind == "Pod"
-        && sub_resource.unwrap_or("").is_empty()
+) -> Reviewed {
+    let pod = kind.group.is_empty() && kind.version == "v1" && kind.kind == "Pod";
+    match (pod, operation, sub_resource.unwrap_or("")) {
+        (true, "CREATE", "") => Reviewed::PodCreate,
+        (true, "UPDATE", "resize") => Reviewed::PodResize,
+        (true, "UPDATE", "ephemeralcontainers") => Reviewed::PodEphemeralContainers,
+        _ => Reviewed::Other,
+    }
 }
 
 /// Decides what to do with one AdmissionRequest.
@@ -227,11 +254,12 @@ pub fn decide<'p, 'f>(
     request: &AdmissionRequest<'_>,
 ) -> Result<Decision<'p>, ObjectError> {
     let facts = facts.into();
-    if !is_pod_create(
+    let kind = reviewed(
         &request.kind,
         &request.operation,
         request.sub_resource.as_deref(),
-    ) {
+    );
+    if kind == Reviewed::Other {
         return Ok(Decision::Skip(SkipReason::NotPodCreate));
     }
     if !in_scope(
@@ -245,6 +273,9 @@ pub fn decide<'p, 'f>(
             (Entry::GpuWorkloads, None) => SkipReason::NoGpuWorkloads,
             (Entry::GpuWorkloads, Some(_)) => SkipReason::NotGpuWorkloadsNamespace,
         }));
+    }
+    if kind != Reviewed::PodCreate {
+        return decide_update(policy, facts, request, kind);
     }
     if let Some(pod) = &request.pod {
         return decide_pod(policy, facts, request, pod);
@@ -286,18 +317,35 @@ pub fn decide_pod<'p>(
     if annotations.is_some_and(|a| a.get(MIRROR_POD_ANNOTATION).is_some()) {
         return Ok(Decision::Skip(SkipReason::MirrorPod));
     }
-    if !is_job_pod(policy, pod) {
+    let gpu_workload = || {
         let name = request.namespace.as_deref().unwrap_or("");
-        return Ok(match gpu_workloads::selects(policy, name, namespace) {
+        match gpu_workloads::selects(policy, name, namespace) {
             Some((g, selected)) => named(
                 gpu_workloads::decide(g, selected, name, pod, facts.runtime_classes),
                 pod,
             ),
             None => Decision::Skip(SkipReason::NotJobPod),
-        });
+        }
+    };
+    if !is_job_pod(policy, pod) {
+        return Ok(gpu_workload());
     }
     if facts.entry == Entry::GpuWorkloads {
-        return Ok(Decision::Skip(SkipReason::JobPodOnGpuEntry));
+        // A job pod of an opted-in namespace is the opted-in entry's (it reaches both).
+        // Where the namespace did not opt in no runner class applies, so a job-shaped
+        // pod asking for a GPU is a GPU workload like any other: skipping it let it run
+        // unplaced with the NVIDIA toolkit's variables. Without cluster access
+        // (`NameOnly`) whether the namespace opted in is unknown: left to the other
+        // entry, as a pod decided on both would be placed twice.
+        let opted_in_or_unknown = match namespace {
+            NamespaceFacts::Labels(_) => opted_in(policy, namespace),
+            NamespaceFacts::TrustSelector | NamespaceFacts::NameOnly => true,
+        };
+        return Ok(if opted_in_or_unknown {
+            Decision::Skip(SkipReason::JobPodOnGpuEntry)
+        } else {
+            gpu_workload()
+        });
     }
     if !opted_in(policy, namespace) {
         return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
@@ -381,6 +429,79 @@ pub fn decide_pod<'p>(
         overrides: overrides.records,
         refused,
     }))
+}
+
+/// The decision for an UPDATE of a pod subresource the webhook reviews, for a pod the
+/// policy governs: a job pod in a namespace that opted in. Only allowed (with no patch:
+/// each subresource's strategy drops every change outside its own fields after
+/// admission) or denied.
+fn decide_update<'p>(
+    policy: &'p Policy,
+    facts: Facts<'_>,
+    request: &AdmissionRequest<'_>,
+    kind: Reviewed,
+) -> Result<Decision<'p>, ObjectError> {
+    if !opted_in(policy, facts.namespace) {
+        return Ok(Decision::Skip(SkipReason::NamespaceNotOptedIn));
+    }
+    let pod = read_pod(request.object)?.ok_or(ObjectError::Missing)?;
+    let old = read_pod(request.old_object)?;
+    let annotations = pod.meta().annotations.as_ref();
+    if annotations.is_some_and(|a| a.get(MIRROR_POD_ANNOTATION).is_some()) {
+        return Ok(Decision::Skip(SkipReason::MirrorPod));
+    }
+    if !is_job_pod(policy, &pod) {
+        return Ok(Decision::Skip(SkipReason::NotJobPod));
+    }
+    if kind == Reviewed::PodEphemeralContainers
+        && policy.ephemeral_containers == EphemeralContainers::Allow
+    {
+        return Ok(Decision::Skip(SkipReason::EphemeralContainersAllowed));
+    }
+    // The class from trusted facts, as at CREATE: never the pod's class annotation,
+    // which a job that may update its pod can rewrite.
+    let (chosen, warnings) = class::choose(policy, facts.namespace, request, &pod);
+    let (problems, warnings) = match kind {
+        Reviewed::PodResize => resize::check(chosen.class, &pod, old.as_ref(), warnings),
+        _ => (
+            ephemeral_containers::check_added(policy, &pod, old.as_ref()),
+            warnings,
+        ),
+    };
+    let pod_name = pod_name(&pod);
+    if problems.is_empty() {
+        return Ok(Decision::Allow(Mutation {
+            chosen,
+            pod: pod_name,
+            patch: Patch::default(),
+            warnings,
+            overrides: Vec::new(),
+            refused: Vec::new(),
+        }));
+    }
+    let message = match kind {
+        Reviewed::PodResize => format!("resize of pod {pod_name}: {}", problems.join("; ")),
+        _ => ephemeral_containers::message(policy, &problems),
+    };
+    Ok(Decision::Deny {
+        chosen,
+        pod: pod_name,
+        message,
+        overrides: Vec::new(),
+        refused: None,
+    })
+}
+
+/// A raw object read as a Pod.
+fn read_pod<'a>(
+    raw: Option<&'a serde_json::value::RawValue>,
+) -> Result<Option<Pod<'a>>, ObjectError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    serde_json::from_str::<view::Object<Pod<'a>>>(raw.get())
+        .map(|view::Object(pod)| Some(pod))
+        .map_err(|e| ObjectError::Invalid(e.to_string()))
 }
 
 /// The decision, its changes naming the containers they change.

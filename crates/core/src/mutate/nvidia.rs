@@ -2,11 +2,13 @@
 //!
 //! With the toolkit's default `accept-nvidia-visible-devices-envvar-when-unprivileged =
 //! true`, a container whose env says `NVIDIA_VISIBLE_DEVICES=all` sees every GPU of the
-//! node, not the one the device plugin allocated (or none, on a class without GPUs). A
-//! job sets env through its CI variables, so every container and init container of a job
-//! pod, on every class, loses `NVIDIA_VISIBLE_DEVICES`, `NVIDIA_MIG_CONFIG_DEVICES`,
-//! `NVIDIA_MIG_MONITOR_DEVICES`, and an `NVIDIA_DRIVER_CAPABILITIES` that asks for more
-//! than `compute,utility` (what CUDA images set); each removal is a warning.
+//! node, not the one the device plugin allocated (or none, on a class without GPUs); its
+//! other variables reach further still (`NVIDIA_IMEX_CHANNELS`, `NVIDIA_GDS`,
+//! `NVIDIA_MOFED`, `NVIDIA_DISABLE_REQUIRE`, …, and new ones with each release). A job
+//! sets env through its CI variables, so every container and init container of a job
+//! pod, on every class, and of a `gpuWorkloads` pod, loses every `NVIDIA_*` variable but
+//! an `NVIDIA_DRIVER_CAPABILITIES` that asks for no more than `compute,utility` (what
+//! CUDA images set); each removal is a warning.
 //!
 //! This closes the pod-spec path only: an image's own `ENV` is invisible at admission.
 //! The node-side setting closes both (docs/escapes.md): the toolkit's
@@ -59,7 +61,8 @@ pub(super) fn apply(pod: &Pod<'_>, patch: &mut Patch, warnings: &mut Vec<String>
     }
 }
 
-fn removed(var: &NvidiaVar) -> bool {
+/// Whether the variable goes: every one but CUDA's driver capabilities.
+pub(super) fn removed(var: &NvidiaVar) -> bool {
     if var.name != "NVIDIA_DRIVER_CAPABILITIES" {
         return true;
     }

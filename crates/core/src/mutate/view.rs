@@ -38,6 +38,10 @@ pub struct AdmissionRequest<'a> {
     /// The object, kept raw until we know it is a Pod: other kinds are never parsed.
     #[serde(borrow, default)]
     pub object: Option<&'a serde_json::value::RawValue>,
+    /// The object before an UPDATE (`null` for a CREATE), kept raw: only the reviews of
+    /// pod subresources (`resize`, `ephemeralcontainers`) read it.
+    #[serde(borrow, default)]
+    pub old_object: Option<&'a serde_json::value::RawValue>,
     /// The object already read as a Pod, when `admission::parse_with` could tell in the
     /// same pass that it would be needed; then `object` is `None`.
     #[serde(skip)]
@@ -61,6 +65,7 @@ impl<'a> AdmissionRequest<'a> {
             operation: Cow::Borrowed("CREATE"),
             user_info: UserInfo::default(),
             object: None,
+            old_object: None,
             pod: Some(pod),
         }
     }
@@ -107,6 +112,8 @@ static NO_SPEC: PodSpec<'static> = PodSpec {
     tolerations: None,
     runtime_class_name: None,
     resources: None,
+    security_context: None,
+    ephemeral_containers: None,
 };
 
 impl<'a> Pod<'a> {
@@ -153,6 +160,22 @@ pub struct PodSpec<'a> {
     /// Pod-level requests and limits (Kubernetes 1.32+, GitLab Runner 18.10+).
     #[serde(borrow, default, deserialize_with = "object_opt")]
     pub resources: Option<Resources<'a>>,
+    /// `None` when absent or `null`: a patch must then create it.
+    #[serde(default, deserialize_with = "object_opt")]
+    pub security_context: Option<PodSecurityContext>,
+    /// Added after creation through `pods/ephemeralcontainers` (`kubectl debug`); never
+    /// on a CREATE.
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
+    pub ephemeral_containers: Option<Vec<EphemeralContainer<'a>>>,
+}
+
+/// The pod's security context, reduced to the groups every container's processes get.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityContext {
+    /// `None` when absent or `null`.
+    #[serde(default)]
+    pub supplemental_groups: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +196,65 @@ pub struct Container<'a> {
     pub restart_policy: Option<Cow<'a, str>>,
 }
 
+/// An ephemeral container, reduced to what can take it past its pod's confinement:
+/// its security context, env and mounts (Kubernetes refuses `resources` on one).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EphemeralContainer<'a> {
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub env: Option<Env<'a>>,
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
+    pub env_from: Option<Vec<EnvFromSource<'a>>>,
+    #[serde(borrow, default, deserialize_with = "objects_opt")]
+    pub volume_mounts: Option<Vec<VolumeMount<'a>>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub security_context: Option<SecurityContext<'a>>,
+}
+
+/// A container's `securityContext`: the fields that loosen its confinement.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityContext<'a> {
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    #[serde(default)]
+    pub allow_privilege_escalation: Option<bool>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub capabilities: Option<Capabilities<'a>>,
+    #[serde(borrow, default, deserialize_with = "borrowed_opt")]
+    pub proc_mount: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub seccomp_profile: Option<ProfileType<'a>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub app_armor_profile: Option<ProfileType<'a>>,
+    #[serde(borrow, default, deserialize_with = "object_opt")]
+    pub se_linux_options: Option<ProfileType<'a>>,
+    #[serde(default, deserialize_with = "object_opt")]
+    pub windows_options: Option<WindowsOptions>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Capabilities<'a> {
+    #[serde(borrow, default)]
+    pub add: Option<Vec<Borrowed<'a>>>,
+}
+
+/// The `type` of a seccomp or AppArmor profile, or of SELinux options.
+#[derive(Debug, Default, Deserialize)]
+pub struct ProfileType<'a> {
+    #[serde(borrow, default, rename = "type", deserialize_with = "borrowed_opt")]
+    pub kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WindowsOptions {
+    #[serde(default)]
+    pub host_process: Option<bool>,
+}
+
 /// A container's env, reduced to what the core reads: the names set (env is a set keyed
 /// by name), and whether each comes from the node's IP. Values are skipped: a CI job
 /// container carries a hundred variables, and copying them would be most of the cost of
@@ -181,7 +263,8 @@ pub struct Container<'a> {
 pub struct Env<'a> {
     /// (name, defined as `valueFrom.fieldRef.fieldPath: status.hostIP`), in order.
     vars: Vec<(Cow<'a, str>, bool)>,
-    /// The variables that steer the NVIDIA container toolkit, in list order.
+    /// The variables that steer the NVIDIA container toolkit (every `NVIDIA_*`), in
+    /// list order.
     pub nvidia: Vec<NvidiaVar>,
 }
 
@@ -190,18 +273,16 @@ pub struct Env<'a> {
 pub struct NvidiaVar {
     /// Position in the container's `env` list.
     pub index: usize,
-    pub name: &'static str,
+    pub name: String,
     /// The literal value; `None` for `valueFrom` (unknown at admission).
     pub value: Option<String>,
 }
 
-/// The NVIDIA container toolkit's variables that choose devices and driver features.
-pub const NVIDIA_ENV: [&str; 4] = [
-    "NVIDIA_VISIBLE_DEVICES",
-    "NVIDIA_DRIVER_CAPABILITIES",
-    "NVIDIA_MIG_CONFIG_DEVICES",
-    "NVIDIA_MIG_MONITOR_DEVICES",
-];
+/// The prefix of the NVIDIA container toolkit's variables. It reads many, and more
+/// with each release (`NVIDIA_VISIBLE_DEVICES`, `NVIDIA_MIG_CONFIG_DEVICES`,
+/// `NVIDIA_IMEX_CHANNELS`, `NVIDIA_GDS`, `NVIDIA_MOFED`, `NVIDIA_DISABLE_REQUIRE`, …), so
+/// every name under it counts; names are case-sensitive, as the toolkit reads them.
+pub const NVIDIA_ENV_PREFIX: &str = "NVIDIA_";
 
 pub const DOCKER_HOST: &str = "DOCKER_HOST";
 pub const NODE_IP: &str = "NODE_IP";
@@ -242,10 +323,10 @@ impl<'de: 'a, 'a> Deserialize<'de> for Env<'a> {
                 };
                 let mut index = 0;
                 while let Some(Object(var)) = seq.next_element::<Object<EnvVar<'de>>>()? {
-                    if let Some(name) = NVIDIA_ENV.iter().find(|w| **w == var.name) {
+                    if var.name.starts_with(NVIDIA_ENV_PREFIX) {
                         env.nvidia.push(NvidiaVar {
                             index,
-                            name,
+                            name: var.name.to_string(),
                             value: match &var.value_from {
                                 Some(_) => None,
                                 None => Some(var.value.as_deref().unwrap_or("").to_string()),

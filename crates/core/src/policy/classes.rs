@@ -1,6 +1,7 @@
 //! `classes`: one runner class, its match blocks (which trusted facts choose it), its
 //! roles' resources and ceilings (`resources.rs`), its placement (the CI nodes' merged
-//! with its own) and its GPUs (`gpus.rs`). The core chooses a class in `mutate/class.rs`.
+//! with its own), its GPUs (`gpus.rs`) and the other devices it grants
+//! (`extended_resources.rs`). The core chooses a class in `mutate/class.rs`.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +9,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::extended_resources::RawExtendedResources;
 use super::gpus::RawGpu;
 use super::names::{is_dns_label, is_dns_subdomain, is_label_value};
 use super::raw::{Ordered, RawEnforcement, RawToleration, S};
@@ -32,6 +34,9 @@ pub struct RawClass {
     #[serde(default)]
     pub tolerations: Vec<S<RawToleration>>,
     pub gpu: Option<S<RawGpu>>,
+    /// What `build` may keep besides cpu, memory, ephemeral-storage and the GPUs.
+    #[serde(default)]
+    pub extended_resources: RawExtendedResources,
 }
 
 /// `match:` as one block of rules, or a list of blocks (any block may match).
@@ -140,6 +145,11 @@ impl Validator<'_> {
             add_all(&mut tolerations, gpu_tolerations);
             gpu
         });
+        let extended_resources = self.extended_resources(
+            &n,
+            &raw.extended_resources,
+            gpu.as_ref().map(|g| g.resource.as_str()),
+        );
         RunnerClass {
             name: n,
             description: raw.description,
@@ -152,6 +162,7 @@ impl Validator<'_> {
             node_selector,
             tolerations,
             gpu,
+            extended_resources,
         }
     }
 
@@ -244,11 +255,16 @@ impl Validator<'_> {
 }
 
 /// A runner's short token (GitLab Runner's `ShortDescription`), in the form job pod
-/// names carry it: the runner lower-cases the name and writes `_` as `-`.
+/// names carry it: lower-cased, every `_` deleted (`dns.MakeRFC1123Compatible`), so the
+/// runner's own spelling (its log's `runner=…`, the `manager.runner.gitlab.com/id-short`
+/// label) and the pod name's both work.
 ///
-/// The short token is the first 8 characters of a legacy token, 9 after a `glrt-`,
-/// `glrtr-` or `glcbt-` prefix, or 17 of a `GR1348941…` token. A full token is a secret:
-/// it is refused without being repeated, so it does not end up in logs.
+/// Up to GitLab Runner 18.1 the short token is the first 8 characters of a legacy
+/// token, 9 after a `glrt-`, `glrtr-` or `glcbt-` prefix, or 17 of a `GR1348941…` token;
+/// from 18.2 it is 9 after stripping any of those prefixes (and a `t1_`-style partition).
+/// The pod name is shorter by every `_` it deleted, so only the upper bound is checked.
+/// A full token is a secret: it is refused without being repeated, so it does not end
+/// up in logs.
 fn runner_token(value: &str) -> Result<String, String> {
     let charset = value
         .bytes()
@@ -264,22 +280,16 @@ fn runner_token(value: &str) -> Result<String, String> {
             format!("{value:?}")
         };
         return Err(format!(
-            "{shown} is not a runner short token; give the 8, 9 or 17 characters that follow runner- in the names of the runner's job pods (kubectl -n gitlab get pods), never the runner's full token"
+            "{shown} is not a runner short token; give the characters that follow runner- in the names of the runner's job pods (kubectl -n gitlab get pods), or its manager.runner.gitlab.com/id-short label, never the runner's full token"
         ));
     }
-    if ![8, 9, 17].contains(&value.len()) {
+    let spelled = crate::mutate::pod_spelling(value);
+    if spelled.trim_matches('-').is_empty() {
         return Err(format!(
-            "{value:?} has {} characters; a runner short token has 8 (legacy tokens), 9 (glrt- tokens) or 17 (GR1348941 tokens): copy it from a job pod name, runner-<token>-project-…",
-            value.len()
+            "{value:?} has no letter or digit; copy the token from a job pod name, runner-<token>-project-…"
         ));
     }
-    Ok(value
-        .bytes()
-        .map(|b| match b {
-            b'_' => '-',
-            b => char::from(b.to_ascii_lowercase()),
-        })
-        .collect())
+    Ok(spelled)
 }
 
 #[cfg(test)]

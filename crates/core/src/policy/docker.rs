@@ -33,6 +33,9 @@ pub enum DockerMode {
         /// (`File`) or its directory (`Directory`).
         host_path: String,
         volume_name: String,
+        /// The socket's group: added to the pod's `supplementalGroups` when the socket
+        /// is mounted, so build images that run as non-root may connect to it.
+        group: Option<u32>,
     },
     /// Reach the node daemon over TCP at the node's IP.
     Tcp {
@@ -67,6 +70,7 @@ pub struct RawDocker {
     pub socket_path: Option<S<String>>,
     pub mount: Option<S<RawSocketMount>>,
     pub volume_name: Option<S<String>>,
+    pub socket_group: Option<S<i64>>,
     pub tcp: Option<RawDockerTcp>,
 }
 
@@ -108,6 +112,7 @@ impl Validator<'_> {
                     mount: SocketMount::Directory,
                     host_path: "/var/run/ci-dind".to_string(),
                     volume_name: DEFAULT_SOCKET_VOLUME.to_string(),
+                    group: None,
                 },
                 containers: vec!["build".to_string()],
             };
@@ -124,14 +129,19 @@ impl Validator<'_> {
             }
             None => vec!["build".to_string()],
         };
-        let volume_name = self.dns_label_or(
-            raw.volume_name.as_ref(),
-            "docker.volumeName",
-            DEFAULT_SOCKET_VOLUME,
-        );
+        let volume_name = raw
+            .volume_name
+            .as_ref()
+            .map(|v| self.dns_label(v, "docker.volumeName"));
         let mode = match raw.mode.as_ref().map(|m| m.value) {
             Some(RawDockerMode::Socket) | None => {
-                self.socket(raw.socket_path.as_ref(), raw.mount.as_ref(), volume_name)
+                let group = raw.socket_group.as_ref().and_then(|g| self.socket_group(g));
+                self.socket(
+                    raw.socket_path.as_ref(),
+                    raw.mount.as_ref(),
+                    volume_name,
+                    group,
+                )
             }
             Some(RawDockerMode::Tcp) => {
                 let tcp = raw.tcp.unwrap_or(RawDockerTcp {
@@ -183,6 +193,14 @@ impl Validator<'_> {
         {
             self.problem(m, "docker.mount: applies to mode: socket only; remove it");
         }
+        if let Some(g) = &raw.socket_group
+            && !matches!(mode, DockerMode::Socket { .. })
+        {
+            self.problem(
+                g,
+                "docker.socketGroup: applies to mode: socket only; remove it",
+            );
+        }
         Docker { mode, containers }
     }
 
@@ -191,7 +209,8 @@ impl Validator<'_> {
         &mut self,
         raw_path: Option<&S<String>>,
         raw_mount: Option<&S<RawSocketMount>>,
-        volume_name: String,
+        volume_name: Option<String>,
+        group: Option<u32>,
     ) -> DockerMode {
         let socket_path = raw_path.map_or(DEFAULT_SOCKET_PATH, |p| p.value.as_str());
         let mount = match raw_mount.map(|m| m.value) {
@@ -221,26 +240,74 @@ impl Validator<'_> {
             socket_path: socket_path.to_string(),
             mount,
             host_path: host_path.to_string(),
-            volume_name,
+            volume_name: volume_name.unwrap_or_else(|| socket_volume_name(host_path, mount)),
+            group,
         }
     }
 
-    fn dns_label_or(&mut self, raw: Option<&S<String>>, what: &str, default: &str) -> String {
-        match raw {
-            Some(v) => {
-                if !is_dns_label(&v.value) {
-                    self.problem(
-                        v,
-                        format!(
-                            "{what}: {:?} is not a DNS label (lower-case letters, digits and -)",
-                            v.value
-                        ),
-                    );
-                }
-                v.value.clone()
+    /// `socketGroup`: a group id a pod may add (Kubernetes takes 0 to 2^31 - 1), not
+    /// root's group 0, which would give every container of the job pod the files of
+    /// group root on everything mounted into it.
+    fn socket_group(&mut self, raw: &S<i64>) -> Option<u32> {
+        match u32::try_from(raw.value) {
+            Ok(gid) if (1..=i32::MAX as u32).contains(&gid) => Some(gid),
+            Ok(0) => {
+                self.problem(raw, "docker.socketGroup: 0 is root's group, which would give every container of a job pod the files of group root; give the Docker socket a group of its own (dockerd --group) and name its id here");
+                None
             }
-            None => default.to_string(),
+            _ => {
+                self.problem(raw, format!("docker.socketGroup: {} is not a group id; give the numeric id (1 to 2147483647) of the Docker socket's group on the nodes (stat -c %g SOCKET)", raw.value));
+                None
+            }
         }
+    }
+
+    fn dns_label(&mut self, raw: &S<String>, what: &str) -> String {
+        if !is_dns_label(&raw.value) {
+            self.problem(
+                raw,
+                format!(
+                    "{what}: {:?} is not a DNS label (lower-case letters, digits and -)",
+                    raw.value
+                ),
+            );
+        }
+        raw.value.clone()
+    }
+}
+
+/// The socket volume's name when the policy gives none: after what is mounted, so that
+/// a pod's volumes say which daemon a job reaches. The socket file's name without
+/// `.sock` in `file` mode (`docker-for-gitlab` for /var/run/docker-for-gitlab.sock), the
+/// directory's in `directory` mode (`ci-dind` for /var/run/ci-dind), made a DNS label;
+/// `docker-socket` if nothing of it is left.
+pub fn socket_volume_name(host_path: &str, mount: SocketMount) -> String {
+    let last = host_path.rsplit('/').next().unwrap_or_default();
+    let base = match mount {
+        SocketMount::File => last.strip_suffix(".sock").unwrap_or(last),
+        SocketMount::Directory => last,
+    };
+    let mapped: String = base
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    let mut name = String::new();
+    for part in mapped.split('-').filter(|p| !p.is_empty()) {
+        if name.len() + part.len() + usize::from(!name.is_empty()) > 63 {
+            break;
+        }
+        if !name.is_empty() {
+            name.push('-');
+        }
+        name.push_str(part);
+    }
+    if name.is_empty() {
+        "docker-socket".to_string()
+    } else {
+        name
     }
 }
 

@@ -17,7 +17,8 @@ use super::names::is_dns_subdomain;
 use super::raw::{Ordered, RawEnforcement, RawToleration, S};
 use super::validate::{Validator, enforcement};
 use super::{
-    DEFAULT_POLICY_YAML, Enforcement, Keys, OnExceed, Policy, PolicyError, Problem, RunnerClass,
+    DEFAULT_POLICY_YAML, Enforcement, EphemeralContainers, Keys, OnExceed, Policy, PolicyError,
+    Problem, RunnerClass,
 };
 
 const DEFAULT_PREFIX: &str = "ci.skao.int";
@@ -35,6 +36,7 @@ pub struct RawPolicy {
     pub classes: S<Ordered<S<String>, RawClass>>,
     pub gpu_workloads: Option<S<RawGpuWorkloads>>,
     pub limits_env: Option<RawLimitsEnv>,
+    pub ephemeral_containers: Option<EphemeralContainers>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -217,6 +219,7 @@ impl Validator<'_> {
             default_class,
             gpu_workloads,
             limits_env,
+            ephemeral_containers: raw.ephemeral_containers.unwrap_or_default(),
             hash: String::new(),
             origin: self.origin().to_string(),
         }

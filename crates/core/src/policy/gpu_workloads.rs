@@ -4,8 +4,8 @@
 //! no labels, and the workloads in them request GPUs. This section names those
 //! namespaces (by name glob or label) and the placement a GPU pod needs there: node
 //! selector, tolerations and runtime class. The core applies it to every pod in such a
-//! namespace that asks for the GPU resource and is not a job pod (job pods keep their
-//! runner class). Absent from the policy: off.
+//! namespace that asks for one of its GPU resources, unless it is a job pod in a
+//! namespace that opted in (those keep their runner class). Absent from the policy: off.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,13 +26,17 @@ pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-no
 /// metrics, logs, `--explain` and audit annotations. No runner class may take it.
 pub const GPU_WORKLOADS_CLASS: &str = "gpu-workloads";
 
-const DEFAULT_RESOURCE: &str = "nvidia.com/gpu";
+/// The GPU resources of a section that names none: NVIDIA's whole GPUs and its MIG
+/// profiles (`nvidia.com/mig-1g.5gb`, …), which need the same placement.
+const DEFAULT_RESOURCES: [&str; 2] = ["nvidia.com/gpu", "nvidia.com/mig-*"];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGpuWorkloads {
     pub namespaces: S<RawNamespaces>,
+    /// One resource (the form before `resources`).
     pub resource: Option<S<String>>,
+    pub resources: Option<S<Vec<S<String>>>>,
     #[serde(default)]
     pub node_selector: Ordered<S<String>, S<String>>,
     #[serde(default)]
@@ -58,8 +62,9 @@ pub struct GpuWorkloads {
     pub labels: BTreeMap<String, String>,
     /// Namespaces never in: [`SYSTEM_NAMESPACES`] and the webhook's own.
     pub never: BTreeSet<String>,
-    /// The extended resource that makes a pod a GPU workload (`nvidia.com/gpu`).
-    pub resource: String,
+    /// The extended resources that make a pod a GPU workload (`nvidia.com/gpu`,
+    /// `nvidia.com/mig-*`, `amd.com/gpu`): names, or prefixes ending in `*`.
+    pub resources: Vec<ResourcePattern>,
     /// The placement, as a runner class named [`GPU_WORKLOADS_CLASS`] so the core places
     /// these pods with the same code as GPU jobs: only its nodeSelector, tolerations and
     /// `gpu.runtimeClassName` are used (no roles, no resources, no ceilings).
@@ -75,9 +80,80 @@ impl GpuWorkloads {
         self.names.iter().find(|g| g.matches(namespace))
     }
 
+    /// Whether a container asking for `resource` asks for a GPU here.
+    pub fn asks_for(&self, resource: &str) -> bool {
+        self.resources.iter().any(|r| r.matches(resource))
+    }
+
+    /// The resources a webhook entry's matchConditions (their CEL `expressions`) do not
+    /// look for: a pod asking only for one of them never reaches the webhook. A name is
+    /// looked for as `'name'` or under a `startsWith('prefix')` it starts with; a prefix
+    /// pattern `p*` as `startsWith('q')` with `p` starting with `q`. Text, not CEL: it
+    /// recognises how manifests/base writes the conditions, and says nothing of
+    /// conditions written otherwise beyond "not found".
+    pub fn missing_from_conditions<'g>(&'g self, expressions: &[&str]) -> Vec<&'g ResourcePattern> {
+        let text = expressions.join("\n");
+        let prefixes: Vec<&str> = text
+            .split("startsWith('")
+            .skip(1)
+            .filter_map(|rest| rest.split_once('\'').map(|(prefix, _)| prefix))
+            .collect();
+        self.resources
+            .iter()
+            .filter(|r| {
+                let wanted = r.prefix().unwrap_or(r.as_str());
+                let named = r.prefix().is_none() && text.contains(&format!("'{wanted}'"));
+                let under = prefixes.iter().any(|p| wanted.starts_with(p));
+                !(named || under)
+            })
+            .collect()
+    }
+
     /// Whether `namespace` may be selected by its labels (it is not a never-namespace).
     pub fn labels_may_select(&self, namespace: &str) -> bool {
         !self.labels.is_empty() && !namespace.is_empty() && !self.never.contains(namespace)
+    }
+}
+
+/// An extended resource name (`nvidia.com/gpu`), or a prefix of such names ending in `*`
+/// (`nvidia.com/mig-*`: every MIG profile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePattern(String);
+
+impl ResourcePattern {
+    pub fn parse(text: &str) -> Result<ResourcePattern, String> {
+        let ok = match text.strip_suffix('*') {
+            // A prefix: `<domain>/` and the start of a name, which `x` completes.
+            Some(prefix) => {
+                !prefix.contains('*')
+                    && prefix.contains('/')
+                    && is_extended_resource(&format!("{prefix}x"))
+            }
+            None => is_extended_resource(text),
+        };
+        if ok {
+            Ok(ResourcePattern(text.to_string()))
+        } else {
+            Err(format!(
+                "{text:?} is neither an extended resource name (such as nvidia.com/gpu) nor a prefix of such names ending in * (such as nvidia.com/mig-*)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The prefix a name must start with, for a pattern ending in `*`.
+    pub fn prefix(&self) -> Option<&str> {
+        self.0.strip_suffix('*')
+    }
+
+    pub fn matches(&self, resource: &str) -> bool {
+        match self.prefix() {
+            Some(prefix) => resource.starts_with(prefix),
+            None => resource == self.0,
+        }
     }
 }
 
@@ -173,8 +249,8 @@ impl Validator<'_> {
                 format!("{WHAT}.namespaces: give names (globs such as ci-*) and/or labels; with neither no namespace is selected"),
             );
         }
-        let resource = match &g.resource {
-            Some(r) => {
+        let resources = match (&g.resource, &g.resources) {
+            (Some(r), None) => {
                 if !is_extended_resource(&r.value) {
                     self.problem(
                         r,
@@ -184,10 +260,40 @@ impl Validator<'_> {
                         ),
                     );
                 }
-                r.value.clone()
+                vec![ResourcePattern(r.value.clone())]
             }
-            None => DEFAULT_RESOURCE.to_string(),
+            (None, Some(list)) => {
+                if list.value.is_empty() {
+                    self.problem(
+                        list,
+                        format!("{WHAT}.resources: give at least one resource (such as nvidia.com/gpu), or leave the section out"),
+                    );
+                }
+                list.value
+                    .iter()
+                    .filter_map(|r| match ResourcePattern::parse(&r.value) {
+                        Ok(p) => Some(p),
+                        Err(message) => {
+                            self.problem(r, format!("{WHAT}.resources: {message}"));
+                            None
+                        }
+                    })
+                    .collect()
+            }
+            (Some(r), Some(_)) => {
+                self.problem(r, format!("{WHAT}: give resource or resources, not both"));
+                Vec::new()
+            }
+            (None, None) => DEFAULT_RESOURCES
+                .iter()
+                .map(|r| ResourcePattern(r.to_string()))
+                .collect(),
         };
+        let shown = resources
+            .iter()
+            .map(ResourcePattern::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
         let node_selector = self.node_selector(&format!("{WHAT}.nodeSelector"), &g.node_selector);
         let tolerations: Vec<Toleration> =
             self.tolerations(&format!("{WHAT}.tolerations"), &g.tolerations);
@@ -201,19 +307,19 @@ impl Validator<'_> {
             never: SYSTEM_NAMESPACES.iter().map(|n| n.to_string()).collect(),
             placement: RunnerClass {
                 name: GPU_WORKLOADS_CLASS.to_string(),
-                description: Some(format!("gpuWorkloads: pods asking for {resource}")),
+                description: Some(format!("gpuWorkloads: pods asking for {shown}")),
                 node_selector,
                 tolerations,
                 // Only for the runtime class: the count and ceiling are never read.
                 gpu: Some(Gpu {
-                    resource: resource.clone(),
+                    resource: shown,
                     count: 1,
                     max: 1,
                     runtime_class_name,
                 }),
                 ..RunnerClass::default()
             },
-            resource,
+            resources,
         }
     }
 }

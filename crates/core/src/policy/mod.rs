@@ -9,8 +9,8 @@
 //! This file holds the validated types the whole core reads. Each section of the file
 //! has a module of its own with its raw structs, its validated types and its checks,
 //! named as its pair in `mutate/` where it has one: `job_pods`, `docker` (with
-//! `host_paths`), `classes` (with `resources` and `gpus`), `gpu_workloads`,
-//! `limits_env`. `document` reads the file as a whole (`Policy::parse`,
+//! `host_paths`), `classes` (with `resources`, `gpus` and `extended_resources`), `gpu_workloads`,
+//! `limits_env`, `ephemeral_containers`. `document` reads the file as a whole (`Policy::parse`,
 //! `Policy::embedded`) and is the only module that knows every section; `validate` (the
 //! problem collector and the checks sections share), `raw` and `names` serve them all;
 //! `warnings` names the risks of a valid policy.
@@ -18,6 +18,8 @@
 mod classes;
 mod docker;
 mod document;
+mod ephemeral_containers;
+mod extended_resources;
 mod gpu_workloads;
 mod gpus;
 mod host_paths;
@@ -35,7 +37,11 @@ use std::fmt;
 use crate::quantity::Quantity;
 
 pub use docker::{Docker, DockerMode, DockerTls, SocketMount};
-pub use gpu_workloads::{GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, SYSTEM_NAMESPACES};
+pub use ephemeral_containers::EphemeralContainers;
+pub use extended_resources::{GPU_PREFIXES, HUGEPAGES_PREFIX, hugepage_size, is_standard};
+pub use gpu_workloads::{
+    GPU_WORKLOADS_CLASS, GpuWorkloads, NameGlob, ResourcePattern, SYSTEM_NAMESPACES,
+};
 pub use gpus::Gpu;
 pub use job_pods::JobPodTest;
 pub use limits_env::LimitsEnv;
@@ -63,6 +69,8 @@ pub struct Policy {
     pub gpu_workloads: Option<GpuWorkloads>,
     /// Variables telling `build` its limits; `None`: off.
     pub limits_env: Option<LimitsEnv>,
+    /// What ephemeral containers added to a job pod may be (default `restricted`).
+    pub ephemeral_containers: EphemeralContainers,
     /// Short hash of the policy source, written to each pod as `<prefix>/policy`.
     pub hash: String,
     /// Where the policy came from, for logs and messages.
@@ -257,7 +265,7 @@ pub struct MatchRules {
     /// Values of the runner name label `manager.runner.gitlab.com/name`.
     pub runner_names: Vec<String>,
     /// Runner short tokens, as they appear in job pod names (`runner-<token>-…`):
-    /// lower-case, `_` as `-`.
+    /// lower-case, every `_` deleted.
     pub runner_tokens: Vec<String>,
     /// Requesting users, as `system:serviceaccount:<ns>:<name>`.
     pub service_accounts: Vec<String>,
@@ -294,6 +302,9 @@ pub struct RunnerClass {
     /// CI-node, class and GPU tolerations, without duplicates.
     pub tolerations: Vec<Toleration>,
     pub gpu: Option<Gpu>,
+    /// Extended resources and hugepages `build` may keep, each up to its maximum; every
+    /// other one is removed (`extendedResources`; GPUs are `gpu`'s).
+    pub extended_resources: BTreeMap<String, Quantity>,
 }
 
 impl RunnerClass {

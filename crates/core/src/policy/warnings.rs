@@ -2,7 +2,7 @@
 //! `check-policy` prints them and `serve` logs them on every load; they are warnings,
 //! not errors, because each can be a knowing choice.
 
-use super::{Policy, TolerationOperator};
+use super::{EphemeralContainers, Policy, TolerationOperator};
 
 /// The label domain GitLab Runner keeps for itself: a job cannot overwrite a label
 /// whose key prefix is `runner.gitlab.com` or ends in `.runner.gitlab.com`.
@@ -19,6 +19,12 @@ impl Policy {
                 if !runner_owned(key) {
                     out.push(format!(
                         "classes.{n}.match.podLabels.{key}: a job can set this label (KUBERNETES_POD_LABELS_* where the runner allows pod_labels_overwrite_allowed, and job labels win over the runner's pod_labels), and so choose class {n}; match on a key under {RUNNER_LABEL_DOMAIN}, the runner name, the service account or the namespace instead"
+                    ));
+                } else {
+                    // GitLab Runner protects these keys from 17.9 only; `runnerNames`
+                    // also checks the id-short against the pod's name, podLabels cannot.
+                    out.push(format!(
+                        "classes.{n}.match.podLabels.{key}: GitLab Runner keeps labels under {RUNNER_LABEL_DOMAIN} from jobs only from 17.9; on older runners that allow pod_labels_overwrite_allowed a job can set this one, and so choose class {n}; for the runner name use runnerNames (it also checks manager.runner.gitlab.com/id-short against the pod's name), and match older runners by runnerTokens or serviceAccounts (docs/matching.md)"
                     ));
                 }
             }
@@ -37,6 +43,9 @@ impl Policy {
                     "classes.{n}: a toleration with operator Exists and no key (from ciNodes.tolerations, the class or its gpu) tolerates every taint: the class's job pods may run on any node, including control-plane, GPU and other reserved nodes; name the taint key"
                 ));
             }
+        }
+        if self.ephemeral_containers == EphemeralContainers::Allow {
+            out.push("ephemeralContainers: allow: an ephemeral container added to a job pod (kubectl debug, pods/ephemeralcontainers) is not reviewed: whoever may add one can run a privileged container with the node's GPUs, the pod's Docker socket and hostPath volumes beside the job; use restricted (the default) or deny".to_string());
         }
         let default = &self.classes[self.default_class];
         if default.gpu.is_some() {

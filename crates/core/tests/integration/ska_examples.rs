@@ -198,3 +198,30 @@ fn the_release_service_account_chooses_the_class_when_the_token_does_not() {
         assert_eq!(response["auditAnnotations"]["class"], default, "{file}");
     }
 }
+
+/// Issue 25, point 4: under ska-dp.yaml, a 16.x job pod of an unlisted runner carrying
+/// a job-set `manager.runner.gitlab.com/name=ska-k8srunner-dp-gpu-a100` (possible where
+/// the runner allows pod label overwrites) got the A100 class and a GPU. The label is
+/// trusted only beside a `manager.runner.gitlab.com/id-short` that agrees with the
+/// pod's name, which GitLab Runner 17.9+ sets and a job cannot.
+#[test]
+fn a_forged_runner_name_label_gets_no_gpu_class() {
+    let policy = policy("ska-dp.yaml");
+    let mut pod = job_pod_of("zzzzzzzz");
+    pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] =
+        json!("ska-k8srunner-dp-gpu-a100");
+    let (response, patched) = review(&policy, &pod, "system:serviceaccount:gitlab:other");
+    assert_eq!(response["auditAnnotations"]["class"], "ska-k8srunner-dp");
+    assert!(
+        container(&patched, "build")["resources"]["limits"]
+            .get("nvidia.com/gpu")
+            .is_none()
+    );
+    // The 17.9+ pod of that runner, id-short and all, keeps its class.
+    pod["metadata"]["labels"]["manager.runner.gitlab.com/id-short"] = json!("zzzzzzzz");
+    let (response, _) = review(&policy, &pod, "system:serviceaccount:gitlab:other");
+    assert_eq!(
+        response["auditAnnotations"]["class"],
+        "ska-k8srunner-dp-gpu-a100"
+    );
+}

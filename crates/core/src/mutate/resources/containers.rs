@@ -1,6 +1,7 @@
 //! Each container's CPU and memory: the role's class values filled in where a container
 //! has none, lowered to the ceiling (or the pod-level limit), the job's overrides on
-//! `build`, request ≤ limit; its GPUs are planned by `gpus.rs`.
+//! `build`, request ≤ limit; its GPUs are planned by `gpus.rs`, every other resource
+//! (the allow-list of extended resources and hugepages) by `extended_resources.rs`.
 
 use super::pod_level::Budget;
 use super::{Entry, Place, Planned, Section, edits, emit, existing};
@@ -180,14 +181,7 @@ fn plan(
             request,
         });
     }
-    super::gpus::plan(
-        policy,
-        class,
-        is_build,
-        overrides,
-        at,
-        &mut entries,
-        warnings,
-    )?;
+    super::extended_resources::plan(policy, class, is_build, at, &mut entries, warnings)?;
+    super::gpus::plan(class, is_build, overrides, at, &mut entries, warnings)?;
     Ok(entries)
 }

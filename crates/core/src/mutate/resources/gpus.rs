@@ -1,22 +1,16 @@
 //! GPUs belong to the `build` container of a GPU class, nowhere else: a class's GPU
-//! ceiling holds for the whole pod. Called per container by `containers.rs`.
+//! ceiling holds for the whole pod. Called per container by `containers.rs`; GPUs
+//! anywhere else are removed with every other resource the class does not grant
+//! (`extended_resources.rs`).
 
 use super::{Entry, Place, Section, existing};
 use crate::mutate::overrides::Overrides;
-use crate::policy::{Policy, RunnerClass};
+use crate::policy::RunnerClass;
 use crate::quantity::Quantity;
 
-/// Resource-name prefixes of GPU vendors' device plugins (`nvidia.com/gpu`,
-/// `nvidia.com/mig-1g.5gb`, `amd.com/gpu`, `gpu.intel.com/i915`). A GPU under any of
-/// these names, or under a GPU resource any class of the policy names, is a GPU.
-const GPU_PREFIXES: [&str; 3] = ["nvidia.com/", "amd.com/", "gpu.intel.com/"];
-
 /// GPUs belong to the `build` container of a GPU class, `count` of them (or the `gpus`
-/// override), at most the class `max`: that is then also the pod's total. Any GPU
-/// resource anywhere else (another container, an init container, another vendor's name,
-/// any container of a class without GPUs) is removed with a warning.
+/// override), at most the class `max`: that is then also the pod's total.
 pub(super) fn plan(
-    policy: &Policy,
     class: &RunnerClass,
     is_build: bool,
     overrides: &Overrides,
@@ -34,44 +28,6 @@ pub(super) fn plan(
         .as_ref()
         .filter(|_| is_build)
         .map(|g| g.resource.as_str());
-    let mut keys: Vec<&str> = limits
-        .into_iter()
-        .chain(requests)
-        .flat_map(|m| m.iter().map(|(k, _)| k))
-        .filter(|k| is_gpu(policy, k) && Some(*k) != granted)
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
-        let ex_limit = existing(limits, key, &place, Section::Limits)?;
-        let ex_request = existing(requests, key, &place, Section::Requests)?;
-        let why = match (&class.gpu, is_build) {
-            (None, _) => format!("class {} has no GPUs", class.name),
-            (Some(g), true) => format!("class {} gives GPUs as {}", class.name, g.resource),
-            (Some(_), false) => format!(
-                "the GPUs of class {} go to the build container only",
-                class.name
-            ),
-        };
-        for (section, ex) in [
-            (Section::Limits, &ex_limit),
-            (Section::Requests, &ex_request),
-        ] {
-            if let Some((q, _)) = ex {
-                warnings.push(format!(
-                    "{name}: {}.{key} {q} removed: {why}",
-                    section.as_str()
-                ));
-            }
-        }
-        entries.push(Entry {
-            key: key.to_string(),
-            ex_limit,
-            ex_request,
-            limit: None,
-            request: None,
-        });
-    }
     let (Some(gpu), Some(key)) = (class.gpu.as_ref(), granted) else {
         return Ok(());
     };
@@ -100,13 +56,4 @@ pub(super) fn plan(
         request,
     });
     Ok(())
-}
-
-fn is_gpu(policy: &Policy, key: &str) -> bool {
-    GPU_PREFIXES.iter().any(|p| key.starts_with(p))
-        || policy
-            .classes
-            .iter()
-            .filter_map(|c| c.gpu.as_ref())
-            .any(|g| g.resource == key)
 }

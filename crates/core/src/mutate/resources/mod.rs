@@ -1,12 +1,14 @@
 //! Requests and limits for every container of a job pod: fill in the role's class values
 //! where a container has none, lower what is above the class ceiling (or the pod-level
-//! limit), apply the job's overrides to `build`, keep request ≤ limit, and hold GPUs to
-//! the class (`gpus.rs`). Pod-level `spec.resources` is planned first (`pod_level.rs`):
+//! limit), apply the job's overrides to `build`, keep request ≤ limit, hold GPUs to
+//! the class (`gpus.rs`) and keep only the extended resources and hugepages it grants
+//! (`extended_resources.rs`). Pod-level `spec.resources` is planned first (`pod_level.rs`):
 //! where it is set, it is the budget the containers must fit. `containers.rs` plans each
 //! container; this file holds what they share: where a container is, one resource's
 //! entry, and turning the planned entries into patch operations.
 
 mod containers;
+mod extended_resources;
 mod gpus;
 mod pod_level;
 

@@ -21,7 +21,8 @@
 //!   started before it) is ≤ the pod-level request;
 //! - each app container's limit is ≤ the pod-level limit (kept here for init containers
 //!   too: a larger limit would be meaningless under the pod's);
-//! - only cpu, memory and hugepages-* exist at pod level.
+//! - only cpu, memory and hugepages-* exist at pod level; hugepages are on the class's
+//!   allow-list as in the containers (`extended_resources.rs`).
 //!
 //! So the budget the containers' aggregate request must fit is the pod-level request, or
 //! the pod-level limit when the pod has no request of its own.
@@ -39,6 +40,8 @@ const POD_LEVEL: [ResourceName; 2] = [ResourceName::Cpu, ResourceName::Memory];
 #[derive(Debug, Default)]
 pub(super) struct Budget {
     levels: Vec<(ResourceName, Entry)>,
+    /// Everything else at pod level (hugepages): granted and lowered, or removed.
+    others: Vec<Entry>,
 }
 
 impl Budget {
@@ -97,7 +100,8 @@ impl Budget {
             };
             levels.push((resource, entry));
         }
-        Ok(Budget { levels })
+        let others = super::extended_resources::plan_pod_level(class, resources, warnings)?;
+        Ok(Budget { levels, others })
     }
 
     fn level(&self, resource: ResourceName) -> Option<&Entry> {
@@ -161,7 +165,7 @@ impl Budget {
             patch,
             &["spec", "resources"],
             pod.spec().resources.as_ref(),
-            edits(self.levels.iter().map(|(_, e)| e)),
+            edits(self.levels.iter().map(|(_, e)| e).chain(&self.others)),
         );
     }
 }

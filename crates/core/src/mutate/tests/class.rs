@@ -328,3 +328,88 @@ fn match_rules_need_every_fact_and_the_first_class_wins() {
         );
     }
 }
+
+// ---- issue 25, point 4: the runner-name label is trusted only with its id-short ----
+
+/// A job pod of the runner whose short token the pod name spells `name_token`, carrying
+/// `labels` (the runner's or a job's).
+fn named_pod(name_token: &str, labels: Value) -> Value {
+    let mut pod = job_pod();
+    pod["metadata"]["name"] = json!(format!(
+        "runner-{name_token}-project-42-concurrent-0-abcd1234"
+    ));
+    pod["metadata"]["labels"] = labels;
+    pod
+}
+
+#[test]
+fn a_runner_name_label_without_an_agreeing_id_short_chooses_no_class() {
+    let a100 = "ska-k8srunner-dp-gpu-a100";
+    for labels in [
+        // GitLab Runner 16.x sets neither: the name label is a job's overwrite.
+        json!({"manager.runner.gitlab.com/name": a100}),
+        // An id-short that is not the token in the pod's name (the job's guess).
+        json!({"manager.runner.gitlab.com/name": a100, "manager.runner.gitlab.com/id-short": "t3YZ8bQk"}),
+        json!({"manager.runner.gitlab.com/name": a100, "manager.runner.gitlab.com/id-short": ""}),
+    ] {
+        let out = run(&named_pod("xz3kq9ab", labels.clone()));
+        assert_eq!(out.class(), "k8srunner", "{labels}");
+        let w = out.warnings().join("\n");
+        assert!(
+            w.contains(&format!("label manager.runner.gitlab.com/name=\"{a100}\" not trusted: no manager.runner.gitlab.com/id-short label agrees with the runner token in the pod name")),
+            "{labels}: {w}"
+        );
+    }
+}
+
+#[test]
+fn a_runner_name_label_with_an_agreeing_id_short_chooses_its_class() {
+    // id-short keeps the token's case and `_`; the pod name lower-cases it and deletes
+    // every `_` (dns.MakeRFC1123Compatible). 17.9-18.1: 8 or 9 characters (17 for GR
+    // tokens); 18.2 and later: 9, partition prefix stripped.
+    for (id_short, name_token) in [
+        ("t3YZ8bQk", "t3yz8bqk"),
+        ("Ze_n8E6e", "zen8e6e"),
+        ("aaa_cccbb", "aaacccbb"),
+        ("t9Wkyj-HG", "t9wkyj-hg"),
+        ("GR1348941Z196cJVy", "gr1348941z196cjvy"),
+        // sanitizeLabel trims a trailing `-` from the label, the pod name keeps it.
+        ("xYzWabc", "xyzwabc-"),
+    ] {
+        let pod = named_pod(
+            name_token,
+            json!({"manager.runner.gitlab.com/name": "k8srunner-gpu-v100", "manager.runner.gitlab.com/id-short": id_short}),
+        );
+        let out = run(&pod);
+        assert_eq!(out.class(), "k8srunner-gpu-v100", "{id_short}");
+        assert!(out.warnings().iter().all(|w| !w.contains("not trusted")));
+    }
+    // Agreeing means the whole token: a longer one in the name is another runner's.
+    let pod = named_pod(
+        "t3yz8bqkx",
+        json!({"manager.runner.gitlab.com/name": "k8srunner-gpu-v100", "manager.runner.gitlab.com/id-short": "t3YZ8bQk"}),
+    );
+    assert_eq!(run(&pod).class(), "k8srunner");
+}
+
+#[test]
+fn runner_tokens_are_compared_as_pod_names_spell_them() {
+    // The pod name deletes `_` (it does not write `-`), so the token as the runner logs
+    // it (`runner=Ze_n8E6e`) and as the pod name shows it (`zen8e6e`) both match, and
+    // a spelling with `-` for `_` does not.
+    let policy = policy_from(
+        "defaultClass: small\nclasses:\n  big:\n    max: { cpu: null, memory: null }\n    match: { runnerTokens: [Ze_n8E6e, zen8e6f, t9Wkyj-HG] }\n  small: { max: { cpu: null, memory: null } }\n",
+    );
+    for (token, class) in [
+        ("zen8e6e", "big"),
+        ("zen8e6f", "big"),
+        ("t9wkyj-hg", "big"),
+        ("ze-n8e6e", "small"),
+    ] {
+        assert_eq!(
+            run_with(&policy, &Req::default(), &pod_of(token)).class(),
+            class,
+            "{token}"
+        );
+    }
+}

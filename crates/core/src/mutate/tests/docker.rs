@@ -1,4 +1,5 @@
-//! Socket mode's two mounts (`directory`, `file`) and mounts that overlap the daemon's.
+//! Socket mode's two mounts (`directory`, `file`), mounts that overlap the daemon's, the
+//! socket volume's name and the socket's group.
 
 use super::*;
 
@@ -33,14 +34,14 @@ fn file_mode_mounts_the_socket_itself_next_to_the_runners_mount() {
         pod["spec"]["volumes"],
         json!([
             {"name": "docker", "hostPath": {"path": "/var/run/docker.sock", "type": ""}},
-            {"name": "ci-dind", "hostPath": {"path": "/var/run/docker-for-gitlab.sock", "type": "Socket"}}
+            {"name": "docker-for-gitlab", "hostPath": {"path": "/var/run/docker-for-gitlab.sock", "type": "Socket"}}
         ])
     );
     assert_eq!(
         container(pod, "build")["volumeMounts"],
         json!([
             {"name": "docker", "mountPath": "/var/run/docker.sock"},
-            {"name": "ci-dind", "mountPath": "/var/run/docker-for-gitlab.sock", "readOnly": true}
+            {"name": "docker-for-gitlab", "mountPath": "/var/run/docker-for-gitlab.sock", "readOnly": true}
         ])
     );
     assert_eq!(
@@ -312,4 +313,127 @@ fn docker_mode_off_changes_nothing_about_docker() {
     );
     let out = run_with(&policy, &Req::default(), &job_pod());
     assert_eq!(env(out.pod(), "build").len(), 1);
+}
+
+// ---- the socket's group (socketGroup) ----
+
+const FILE_MODE_GROUP: &str = "defaultClass: a\ndocker: { mount: file, socketPath: /var/run/docker-for-gitlab.sock, socketGroup: 105 }\nclasses:\n  a: { max: { cpu: null, memory: null } }\n";
+
+#[test]
+fn the_socket_group_joins_the_pods_supplemental_groups_as_a_set() {
+    let policy = policy_from(FILE_MODE_GROUP);
+    // (the pod's securityContext, the one after)
+    let cases = [
+        (None, json!({"supplementalGroups": [105]})),
+        (Some(json!({})), json!({"supplementalGroups": [105]})),
+        (
+            Some(json!({"runAsUser": 1000, "supplementalGroups": null})),
+            json!({"runAsUser": 1000, "supplementalGroups": [105]}),
+        ),
+        (
+            Some(json!({"supplementalGroups": [2000]})),
+            json!({"supplementalGroups": [2000, 105]}),
+        ),
+        (
+            Some(json!({"supplementalGroups": [105, 2000]})),
+            json!({"supplementalGroups": [105, 2000]}),
+        ),
+    ];
+    for (before, after) in cases {
+        let mut pod = job_pod();
+        if let Some(context) = &before {
+            pod["spec"]["securityContext"] = context.clone();
+        }
+        // run_with also checks that a second pass changes nothing.
+        let out = run_with(&policy, &Req::default(), &pod);
+        assert_eq!(
+            out.pod()["spec"]["securityContext"],
+            after,
+            "from {before:?}"
+        );
+        assert!(docker_host(out.pod()).is_some());
+    }
+}
+
+#[test]
+fn the_socket_group_is_added_only_with_the_socket() {
+    let policy = policy_from(FILE_MODE_GROUP);
+    let mut own_docker_host = job_pod();
+    own_docker_host["spec"]["containers"][0]["env"] =
+        json!([{"name": "DOCKER_HOST", "value": "tcp://docker:2375"}]);
+    let mut overlapping = job_pod();
+    overlapping["spec"]["volumes"] = json!([{"name": "run", "emptyDir": {}}]);
+    overlapping["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "run", "mountPath": "/var/run"}]);
+    let opted_out = annotate(job_pod(), &[("ci.skao.int/docker", "disabled")]);
+    for (pod, why) in [
+        (own_docker_host, "the container sets DOCKER_HOST itself"),
+        (overlapping, "a mount of the job's own overlaps the socket"),
+        (opted_out, "the job opted out"),
+    ] {
+        let out = run_with(&policy, &Req::default(), &pod);
+        assert!(
+            out.pod()["spec"].get("securityContext").is_none(),
+            "{why}: {}",
+            out.pod()["spec"]
+        );
+    }
+}
+
+#[test]
+fn without_a_socket_group_the_pods_groups_are_left_alone() {
+    let out = run_with(&policy_from(FILE_MODE), &Req::default(), &job_pod());
+    assert!(docker_host(out.pod()).is_some());
+    assert!(out.pod()["spec"].get("securityContext").is_none());
+}
+
+// ---- the socket volume's name ----
+
+#[test]
+fn the_socket_volume_is_named_after_the_socket_unless_the_policy_names_it() {
+    // (docker section, the volume's name)
+    let cases = [
+        (
+            "{ mount: file, socketPath: /var/run/docker-for-gitlab.sock }",
+            "docker-for-gitlab",
+        ),
+        ("{ socketPath: /var/run/ci-dind/docker.sock }", "ci-dind"),
+        ("{ socketPath: /run/Docker_CI/docker.sock }", "docker-ci"),
+        (
+            "{ mount: file, socketPath: /srv/ci/.sock }",
+            "docker-socket",
+        ),
+        (
+            "{ mount: file, socketPath: /var/run/docker-for-gitlab.sock, volumeName: gitlab-docker }",
+            "gitlab-docker",
+        ),
+    ];
+    for (docker, name) in cases {
+        let policy = policy_from(&format!(
+            "defaultClass: a\ndocker: {docker}\nclasses:\n  a: {{ max: {{ cpu: null, memory: null }} }}\n"
+        ));
+        let out = run_with(&policy, &Req::default(), &job_pod());
+        assert_eq!(out.pod()["spec"]["volumes"][0]["name"], name, "{docker}");
+        assert_eq!(
+            container(out.pod(), "build")["volumeMounts"][0]["name"],
+            name,
+            "{docker}"
+        );
+    }
+}
+
+#[test]
+fn a_pod_patched_with_the_old_volume_name_keeps_it() {
+    // Before the name followed the socket, a file-mode policy without volumeName added
+    // volume ci-dind. Such a pod, sent again, is left as it is: the volume of the same
+    // socket is reused whatever its name.
+    let mut pod = job_pod();
+    pod["spec"]["volumes"] = json!([{"name": "ci-dind", "hostPath": {"path": "/var/run/docker-for-gitlab.sock", "type": "Socket"}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "ci-dind", "mountPath": "/var/run/docker-for-gitlab.sock", "readOnly": true}]);
+    let out = run_with(&policy_from(FILE_MODE), &Req::default(), &pod);
+    assert_eq!(
+        out.pod()["spec"]["volumes"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(docker_host(out.pod()).is_some());
 }

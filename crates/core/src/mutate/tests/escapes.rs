@@ -405,6 +405,54 @@ fn cuda_driver_capabilities_stay_and_wider_ones_go() {
     }
 }
 
+/// Issue 25, point 7: every `NVIDIA_*` variable steers the toolkit (IMEX channels,
+/// GPUDirect Storage, MOFED, skipping the CUDA version check, ...), not only the
+/// device lists: all go, from every container, but CUDA's driver capabilities.
+#[test]
+fn every_nvidia_variable_a_job_sets_is_removed_but_cuda_driver_capabilities() {
+    for runner in ["k8srunner-gpu-v100", "k8srunner"] {
+        let mut pod = with_runner(job_pod(), runner);
+        let job_env = json!([
+            {"name": "NVIDIA_IMEX_CHANNELS", "value": "all"},
+            {"name": "CI", "value": "true"},
+            {"name": "NVIDIA_GDS", "value": "enabled"},
+            {"name": "NVIDIA_MOFED", "value": "enabled"},
+            {"name": "NVIDIA_DISABLE_REQUIRE", "value": "true"},
+            {"name": "NVIDIA_REQUIRE_CUDA", "value": "cuda>=99"},
+            {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"},
+            {"name": "NVIDIA_NVSWITCH", "valueFrom": {"configMapKeyRef": {"name": "jobs-own", "key": "x"}}},
+            {"name": "NVIDIA_", "value": "x"},
+            {"name": "nvidia_visible_devices", "value": "all"}
+        ]);
+        set(&mut pod, "containers", "build", "env", job_env.clone());
+        set(&mut pod, "containers", "svc-0", "env", job_env.clone());
+        set(
+            &mut pod,
+            "initContainers",
+            "init-permissions",
+            "env",
+            job_env,
+        );
+        let out = run(&pod);
+        for c in ["build", "svc-0", "init-permissions"] {
+            let left: Vec<&str> = env(out.pod(), c)
+                .iter()
+                .map(|(n, _)| *n)
+                .filter(|n| n.starts_with("NVIDIA") || n.starts_with("nvidia"))
+                .collect();
+            // The toolkit reads exact upper-case names: the lower-case one is inert.
+            assert_eq!(
+                left,
+                ["NVIDIA_DRIVER_CAPABILITIES", "nvidia_visible_devices"],
+                "{runner} {c}"
+            );
+        }
+        assert!(out.warnings().contains(
+            &"svc-0: env NVIDIA_IMEX_CHANNELS=\"all\" removed: it would choose the node's GPUs or driver features past what the class allocates".to_string()
+        ), "{:?}", out.warnings());
+    }
+}
+
 // ---- every class states its ceilings ----
 
 #[test]

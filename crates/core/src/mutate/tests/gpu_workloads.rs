@@ -394,3 +394,132 @@ fn a_gpu_pod_is_denied_with_the_fix_when_its_runtime_class_is_missing() {
     let nvidia = BTreeSet::from(["nvidia".to_string()]);
     assert!(matches!(decide_with(&nvidia), Decision::Allow(_)));
 }
+
+/// Issue 25, point 7: a GPU workload sees the GPUs the device plugin allocates, not the
+/// ones its env names: the NVIDIA toolkit's variables go as from a job pod.
+#[test]
+fn gpu_workloads_lose_the_nvidia_toolkit_variables_too() {
+    let mut pod = gpu_pod();
+    pod["spec"]["containers"][0]["env"] = json!([
+        {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+        {"name": "MODEL", "value": "llama"},
+        {"name": "NVIDIA_IMEX_CHANNELS", "value": "0"},
+        {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"}
+    ]);
+    pod["spec"]["initContainers"] =
+        json!([{"name": "fetch", "env": [{"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"}]}]);
+    let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+    assert_eq!(out.class(), "gpu-workloads");
+    let names = |c: &str| -> Vec<String> {
+        env(out.pod(), c)
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect()
+    };
+    assert_eq!(names("cuda"), ["MODEL", "NVIDIA_DRIVER_CAPABILITIES"]);
+    assert!(names("fetch").is_empty());
+    assert!(
+        out.warnings()
+            .iter()
+            .any(|w| w.starts_with("cuda: env NVIDIA_VISIBLE_DEVICES=\"all\" removed")),
+        "{:?}",
+        out.warnings()
+    );
+}
+
+/// Decides `pod` in `namespace` (labels known) as a review through the GPU entry.
+fn through_gpu_entry<'p>(
+    policy: &'p Policy,
+    namespace: &'static str,
+    labels: &BTreeMap<String, String>,
+    pod: &Value,
+) -> Decision<'p> {
+    let body = review_bytes(&in_namespace(namespace, None), pod);
+    let review = admission::parse(&body).expect("valid review");
+    let facts = Facts {
+        namespace: NamespaceFacts::Labels(labels),
+        runtime_classes: RuntimeClassFacts::Unknown,
+        entry: Entry::GpuWorkloads,
+    };
+    decide(policy, facts, &review.request).expect("readable")
+}
+
+/// Issue 25, point 8: a pod shaped like a job pod (`build` and `helper`, or only the
+/// runner-name label) asking for a GPU in a `ci-*` namespace that did not opt in was
+/// skipped on both entries, so it ran unplaced and kept `NVIDIA_VISIBLE_DEVICES=all`.
+/// Where the namespace did not opt in, no runner class applies: the GPU entry decides
+/// it as a GPU workload.
+#[test]
+fn job_shaped_gpu_pods_where_no_one_opted_in_are_gpu_workloads() {
+    let mut job_shaped = job_pod();
+    job_shaped["spec"]["containers"][0]["resources"] = json!({"limits": {"nvidia.com/gpu": "1"}});
+    job_shaped["spec"]["containers"][0]["env"] =
+        json!([{"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"}]);
+    let labelled_only = json!({
+        "metadata": {"name": "runner-like", "labels": {"manager.runner.gitlab.com/name": "k8srunner-gpu-v100"}},
+        "spec": {"containers": [{"name": "main", "resources": {"requests": {"nvidia.com/gpu": "2"}}}]}
+    });
+    let unlabelled = BTreeMap::new();
+    for pod in [job_shaped, labelled_only] {
+        let decided = through_gpu_entry(&DEFAULT, "ci-ska-tango-1234", &unlabelled, &pod);
+        let Decision::Allow(m) = &decided else {
+            panic!("{decided:?}");
+        };
+        assert_eq!(m.chosen.class.name, "gpu-workloads");
+        let mut patched = pod.clone();
+        json_patch::patch(&mut patched, &m.patch.operations()).expect("applies");
+        assert_eq!(
+            patched["spec"]["nodeSelector"],
+            json!({"nvidia.com/gpu": "true"})
+        );
+        assert_eq!(patched["spec"]["runtimeClassName"], "nvidia");
+        let first = &patched["spec"]["containers"][0];
+        assert_eq!(
+            first["resources"]["limits"]["nvidia.com/gpu"],
+            first["resources"]["requests"]["nvidia.com/gpu"]
+        );
+        assert!(first.get("env").is_none_or(|e| e == &json!([])), "{first}");
+        // No runner class's changes: no audit annotations, no Docker.
+        assert!(
+            patched["metadata"]["annotations"]
+                .get("ci.skao.int/class")
+                .is_none()
+        );
+        assert!(patched["spec"].get("volumes").is_none());
+        // Once placed, a second review changes nothing.
+        assert!(matches!(
+            through_gpu_entry(&DEFAULT, "ci-ska-tango-1234", &unlabelled, &patched),
+            Decision::Allow(m) if m.patch.is_empty()
+        ));
+    }
+}
+
+/// Issue 25, point 8: MIG profiles and AMD GPUs are GPUs too; the default policy's
+/// gpuWorkloads names them (and the GPU entry's matchConditions send them).
+#[test]
+fn pods_asking_for_mig_profiles_or_amd_gpus_are_gpu_workloads() {
+    for resource in [
+        "nvidia.com/mig-1g.5gb",
+        "nvidia.com/mig-3g.40gb",
+        "amd.com/gpu",
+    ] {
+        let mut pod = gpu_pod();
+        pod["spec"]["containers"][0]["resources"] = json!({"limits": {resource: "1"}});
+        let out = run_with(&DEFAULT, &ci_namespace(), &pod);
+        assert_eq!(out.class(), "gpu-workloads", "{resource}");
+        let pod = out.pod();
+        assert_eq!(pod["spec"]["runtimeClassName"], "nvidia", "{resource}");
+        assert_eq!(
+            container(pod, "cuda")["resources"]["requests"][resource],
+            "1",
+            "{resource}"
+        );
+    }
+    // Not a GPU by any name: skipped.
+    let mut pod = gpu_pod();
+    pod["spec"]["containers"][0]["resources"] = json!({"limits": {"habana.ai/gaudi": "1"}});
+    assert!(matches!(
+        run_with(&DEFAULT, &ci_namespace(), &pod),
+        Out::Skip(SkipReason::NoGpuRequest)
+    ));
+}

@@ -11,7 +11,9 @@ use crate::admission::{self, PodReview};
 
 mod class;
 mod docker;
+mod ephemeral_containers;
 mod escapes;
+mod extended_resources;
 mod fuzz_regressions;
 mod gpu_workloads;
 mod gpus;
@@ -21,6 +23,7 @@ mod patch;
 mod pod_level_rules;
 mod properties;
 mod properties_gpu_workloads;
+mod resize;
 mod resources;
 mod scheduling;
 mod skipping;
@@ -222,8 +225,17 @@ pub(super) fn job_pod() -> Value {
     })
 }
 
+/// `pod` as runner `runner` (GitLab Runner 17.9+) labels it: its name, and its short
+/// token as `manager.runner.gitlab.com/id-short` (the one in the pod's name).
 pub(super) fn with_runner(mut pod: Value, runner: &str) -> Value {
+    let token = pod["metadata"]["name"]
+        .as_str()
+        .and_then(|n| n.strip_prefix("runner-"))
+        .and_then(|n| n.split_once("-project-"))
+        .map(|(token, _)| token.to_string())
+        .expect("a pod named runner-<token>-project-…");
     pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] = json!(runner);
+    pod["metadata"]["labels"]["manager.runner.gitlab.com/id-short"] = json!(token);
     pod
 }
 

@@ -1,6 +1,7 @@
 //! The API server's rules for pod-level resources (`spec.resources`) after its
-//! defaulting, written out apart from the webhook's own code (`mutate/resources/pod_level.rs`
-//! names the sources), so that tests can check a patched pod would be admitted.
+//! defaulting, and for extended resources and hugepages, written out apart from the
+//! webhook's own code (`mutate/resources/pod_level.rs` and `mutate/resources/extended_resources.rs`
+//! name the sources), so that tests can check a patched pod would be admitted.
 //!
 //! Shared by the escape tests (`escapes.rs`) and the property tests (`properties.rs`).
 
@@ -71,6 +72,53 @@ pub fn assert_pod_level_resources_accepted(pod: &Value) {
         for c in containers(pod, "containers") {
             if let (Some(cl), Some(l)) = (q(&c["resources"]["limits"][key]), limit) {
                 assert!(cl <= l, "{}: {key} limit {cl} > pod limit {l}", c["name"]);
+            }
+        }
+    }
+}
+
+/// The API server's rules for extended resources and hugepages
+/// (`pkg/apis/core/validation/validation.go` `validateResourceRequirements`): request == limit (non-overcommitable), a limit
+/// wherever there is a request, whole numbers for extended resources, and hugepages only
+/// beside cpu or memory.
+pub fn assert_extended_resources_admissible(pod: &Value) {
+    for list in ["containers", "initContainers"] {
+        for c in containers(pod, list) {
+            let name = &c["name"];
+            let limits = c["resources"]["limits"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let requests = c["resources"]["requests"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let standard = |k: &str| matches!(k, "cpu" | "memory" | "ephemeral-storage");
+            let mut hugepages = false;
+            for key in limits.keys().chain(requests.keys()) {
+                if standard(key) {
+                    continue;
+                }
+                hugepages |= key.starts_with("hugepages-");
+                if let Some(r) = requests.get(key) {
+                    let l = limits
+                        .get(key)
+                        .unwrap_or_else(|| panic!("{name}: {key} request without a limit"));
+                    assert_eq!(quantity(r), quantity(l), "{name}: {key} request != limit");
+                }
+                if !key.starts_with("hugepages-") {
+                    let v = quantity(limits.get(key).or(requests.get(key)).expect("a value"))
+                        .expect("a quantity");
+                    assert!(v.as_whole_units().is_some(), "{name}: {key} {v} not whole");
+                }
+            }
+            if hugepages {
+                assert!(
+                    ["cpu", "memory"]
+                        .iter()
+                        .any(|k| limits.contains_key(*k) || requests.contains_key(*k)),
+                    "{name}: hugepages without cpu or memory"
+                );
             }
         }
     }

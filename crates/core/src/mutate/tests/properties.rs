@@ -3,7 +3,11 @@
 //! core. For every pod: the patch applies cleanly with the `json-patch` crate; a second
 //! run changes nothing; request ≤ limit everywhere; nothing above the class ceiling, and
 //! under a ceiling a limit on every container (or a pod-level limit); GPUs only on
-//! `build`, at most the class max; no NVIDIA toolkit device variable left in any env;
+//! `build`, at most the class max; other devices and hugepages only on `build` when the
+//! class grants them, at most its maximum, and admissible (request = limit, whole
+//! devices, hugepages beside cpu or memory), with a policy that grants some and one
+//! that grants none; no NVIDIA toolkit variable left in any env but CUDA's driver
+//! capabilities;
 //! pod-level resources consistent as the API server requires; nothing outside the pod's
 //! own spec and annotations touched.
 
@@ -17,9 +21,24 @@ use crate::quantity::Quantity;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use super::pod_level_rules::{assert_pod_level_resources_accepted, containers, quantity as q};
+use super::pod_level_rules::{
+    assert_extended_resources_admissible, assert_pod_level_resources_accepted, containers,
+    quantity as q,
+};
 
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
+
+/// The default policy with a class that grants devices and hugepages to `build`.
+static GRANTS: LazyLock<Policy> = LazyLock::new(|| {
+    let text = crate::policy::DEFAULT_POLICY_YAML.replacen(
+        "    description: techops default runner, 5 CPU / 10Gi\n",
+        "    description: techops default runner, 5 CPU / 10Gi\n    extendedResources: { habana.ai/gaudi: 2, hugepages-2Mi: 1Gi }\n",
+        1,
+    );
+    let policy = Policy::parse(&text, "grants.yaml").expect("valid");
+    assert!(!policy.classes[0].extended_resources.is_empty());
+    policy
+});
 
 fn quantity() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -37,28 +56,42 @@ fn quantity() -> impl Strategy<Value = String> {
     ]
 }
 
-fn resource_map() -> impl Strategy<Value = Option<Value>> {
+fn resource_map() -> BoxedStrategy<Option<Value>> {
     let entry = prop_oneof![Just("cpu"), Just("memory"), Just("ephemeral-storage")];
     let gpu = prop_oneof![
         Just("nvidia.com/gpu"),
         Just("amd.com/gpu"),
         Just("nvidia.com/mig-1g.5gb")
     ];
+    // Other devices and hugepages, with values the API server accepts (whole devices,
+    // whole pages): the allow-list keeps or lowers them, or removes them.
+    let device = prop_oneof![
+        (1u32..9).prop_map(|n| ("habana.ai/gaudi", n.to_string())),
+        (1u32..9).prop_map(|n| ("example.com/fpga", n.to_string())),
+        (1u32..2048).prop_map(|n| ("hugepages-2Mi", format!("{}Mi", 2 * n))),
+        (1u32..64).prop_map(|n| ("hugepages-1Gi", format!("{n}Gi"))),
+    ]
+    .boxed();
     prop_oneof![
         1 => Just(None),
         1 => Just(Some(Value::Null)),
         4 => (
             prop::collection::btree_map(entry, quantity(), 0..3),
             prop::option::of((gpu, 1u32..9)),
+            prop::option::of(device),
         )
-            .prop_map(|(m, gpu)| {
+            .prop_map(|(m, gpu, device)| {
                 let mut m: Map<String, Value> = m.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
                 if let Some((key, n)) = gpu {
                     m.insert(key.to_string(), json!(n.to_string()));
                 }
+                if let Some((key, v)) = device {
+                    m.insert(key.to_string(), json!(v));
+                }
                 Some(Value::Object(m))
             }),
     ]
+    .boxed()
 }
 
 /// A `resources` object with the `limits` and `requests` given.
@@ -73,17 +106,18 @@ fn limits_and_requests(limits: Option<Value>, requests: Option<Value>) -> Value 
     Value::Object(r)
 }
 
-/// Pod-level `spec.resources`: cpu and memory only.
+/// Pod-level `spec.resources`: cpu and memory, and hugepages no class grants at pod
+/// level (`hugepages-1Gi`).
 fn pod_resources() -> impl Strategy<Value = Option<Value>> {
     let map = || {
-        prop::collection::btree_map(prop_oneof![Just("cpu"), Just("memory")], quantity(), 0..3)
-            .prop_map(|m| {
-                Value::Object(
-                    m.into_iter()
-                        .map(|(k, v)| (k.to_string(), json!(v)))
-                        .collect(),
-                )
-            })
+        let key = prop_oneof![3 => Just("cpu"), 3 => Just("memory"), 1 => Just("hugepages-1Gi")];
+        prop::collection::btree_map(key, quantity(), 0..3).prop_map(|m| {
+            Value::Object(
+                m.into_iter()
+                    .map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect(),
+            )
+        })
     };
     prop_oneof![
         2 => Just(None),
@@ -110,6 +144,11 @@ fn env() -> impl Strategy<Value = Option<Value>> {
         Just(json!({"name": "EMPTY", "value": ""})),
         Just(json!({"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"})),
         Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"})),
+        Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"})),
+        Just(json!({"name": "NVIDIA_IMEX_CHANNELS", "value": "all"})),
+        Just(
+            json!({"name": "NVIDIA_DISABLE_REQUIRE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}})
+        ),
     ];
     prop_oneof![
         1 => Just(None),
@@ -207,6 +246,8 @@ fn job_pod() -> impl Strategy<Value = Value> {
         Just(Some("ska-k8srunner-dp-gpu-a100")),
         Just(Some("unknown-runner")),
     ];
+    // With the runner's id-short (17.9+), or without (a job's label: not trusted).
+    let runner = (runner, any::<bool>());
     let services = prop::collection::vec(container(String::new()), 0..3);
     (
         container("build".into()),
@@ -253,8 +294,12 @@ fn job_pod() -> impl Strategy<Value = Value> {
                 } else {
                     pod["metadata"]["name"] = json!("runner-x-1");
                 }
-                if let Some(r) = runner {
+                if let (Some(r), id_short) = runner {
                     pod["metadata"]["labels"]["manager.runner.gitlab.com/name"] = json!(r);
+                    if id_short {
+                        pod["metadata"]["labels"]["manager.runner.gitlab.com/id-short"] =
+                            json!("x");
+                    }
                 }
                 let inits: Vec<Value> = init.into_iter().chain(collector).collect();
                 if !inits.is_empty() {
@@ -290,12 +335,12 @@ enum Run {
     },
 }
 
-fn run(pod: &Value) -> Run {
+fn run(policy: &Policy, pod: &Value) -> Run {
     let body = PodReview::create("gitlab", pod)
         .by("system:serviceaccount:gitlab:runner")
         .to_json();
     let parsed = admission::parse(&body).expect("readable");
-    match crate::mutate::decide(&POLICY, NamespaceFacts::TrustSelector, &parsed.request)
+    match crate::mutate::decide(policy, NamespaceFacts::TrustSelector, &parsed.request)
         .expect("decide")
     {
         Decision::Skip(r) => panic!("a job pod was skipped: {r:?}"),
@@ -325,8 +370,8 @@ fn run(pod: &Value) -> Run {
     }
 }
 
-fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
-    let (_, class) = POLICY.class(class_name).expect("class");
+fn check_invariants(policy: &Policy, original: &Value, patched: &Value, class_name: &str) {
+    let (_, class) = policy.class(class_name).expect("class");
     for list in ["containers", "initContainers"] {
         let before = containers(original, list);
         let after = containers(patched, list);
@@ -362,13 +407,22 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
                     }
                 }
             }
-            for (key, _) in limits.as_object().into_iter().flatten() {
-                let is_build = list == "containers" && name == "build";
-                let granted = class.gpu.as_ref().is_some_and(|g| g.resource == *key);
-                assert!(
-                    !(key.contains("gpu") || key.contains("mig")) || (is_build && granted),
-                    "{name}: {key} left"
-                );
+            let is_build = list == "containers" && name == "build";
+            for (key, value) in limits
+                .as_object()
+                .into_iter()
+                .chain(requests.as_object())
+                .flatten()
+            {
+                if crate::policy::is_standard(key) {
+                    continue;
+                }
+                let gpu = class.gpu.as_ref().is_some_and(|g| g.resource == *key);
+                let max = class.extended_resources.get(key.as_str());
+                assert!(is_build && (gpu || max.is_some()), "{name}: {key} left");
+                if let (Some(max), Some(v)) = (max, q(value)) {
+                    assert!(v <= *max, "{name}: {key} {v} above the class maximum {max}");
+                }
             }
             if let Some(gpu) = &class.gpu
                 && let Some(n) = q(&limits[gpu.resource.as_str()])
@@ -379,12 +433,30 @@ fn check_invariants(original: &Value, patched: &Value, class_name: &str) {
                 );
             }
             for var in a["env"].as_array().into_iter().flatten() {
-                assert_ne!(var["name"], "NVIDIA_VISIBLE_DEVICES", "{name}");
-                assert_ne!(var["name"], "NVIDIA_DRIVER_CAPABILITIES", "{name}");
+                let var_name = var["name"].as_str().unwrap_or_default();
+                assert!(
+                    !var_name.starts_with("NVIDIA_")
+                        || (var_name == "NVIDIA_DRIVER_CAPABILITIES"
+                            && var["value"] == "compute,utility"),
+                    "{name}: {var}"
+                );
             }
         }
     }
     assert_pod_level_resources_accepted(patched);
+    assert_extended_resources_admissible(patched);
+    for section in ["limits", "requests"] {
+        for (key, _) in patched["spec"]["resources"][section]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                matches!(key.as_str(), "cpu" | "memory"),
+                "pod-level {key} left"
+            );
+        }
+    }
     // Nothing outside the spec and the annotations changes.
     let strip = |pod: &Value| {
         let mut p = pod.clone();
@@ -415,8 +487,9 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn every_job_pod_is_patched_safely_and_idempotently(pod in job_pod()) {
-        match run(&pod) {
+    fn every_job_pod_is_patched_safely_and_idempotently(pod in job_pod(), grants in any::<bool>()) {
+        let policy: &Policy = if grants { &GRANTS } else { &POLICY };
+        match run(policy, &pod) {
             Run::Denied(message) => {
                 // Only a request override above a limit override is refused here.
                 let a = &pod["metadata"]["annotations"];
@@ -424,8 +497,8 @@ proptest! {
                 prop_assert!(message.contains("the request must not exceed the limit"), "{}", message);
             }
             Run::Allowed { patched, class, .. } => {
-                check_invariants(&pod, &patched, &class);
-                match run(&patched) {
+                check_invariants(policy, &pod, &patched, &class);
+                match run(policy, &patched) {
                     Run::Allowed { operations, patched: again, .. } => {
                         prop_assert_eq!(operations, 0, "second run changed the pod:\n{:#}\n→\n{:#}", patched, again);
                     }

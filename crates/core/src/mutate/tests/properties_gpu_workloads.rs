@@ -1,10 +1,12 @@
 //! Property tests for `gpuWorkloads`: varied pods that are not job pods (GPU counts in
-//! limits, requests, both or neither, as strings or numbers, odd values; CPU and memory;
+//! limits, requests, both or neither, as strings or numbers, odd values, under each of
+//! the default policy's GPU names: whole GPUs, MIG profiles, AMD; CPU and memory;
 //! existing placement) in an unlabelled `ci-…` namespace. For every pod: skipped only
 //! when no container asks for a GPU; denied only when a container's GPU request and
 //! limit differ or a count is not a whole number; otherwise the patch applies cleanly,
 //! a second run changes nothing, every container's GPU request equals its limit, CPU
-//! and memory are as sent, and the pod carries the placement.
+//! and memory are as sent, the pod carries the placement, and no NVIDIA toolkit
+//! variable is left but CUDA's driver capabilities.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -17,7 +19,8 @@ use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
 static POLICY: LazyLock<Policy> = LazyLock::new(Policy::embedded);
-const GPU: &str = "nvidia.com/gpu";
+/// The GPU resources of the default policy's gpuWorkloads (one of them per container).
+const GPUS: [&str; 3] = ["nvidia.com/gpu", "nvidia.com/mig-1g.5gb", "amd.com/gpu"];
 
 fn gpu_value() -> impl Strategy<Value = Option<Value>> {
     prop_oneof![
@@ -29,36 +32,55 @@ fn gpu_value() -> impl Strategy<Value = Option<Value>> {
     ]
 }
 
-fn section() -> impl Strategy<Value = Option<Value>> {
-    (gpu_value(), prop::option::of(Just("1")), any::<bool>()).prop_map(|(gpu, cpu, present)| {
-        let mut map = Map::new();
-        if let Some(g) = gpu {
-            map.insert(GPU.to_string(), g);
-        }
-        if let Some(c) = cpu {
-            map.insert("cpu".to_string(), json!(c));
-        }
-        (present || !map.is_empty()).then_some(Value::Object(map))
-    })
+fn section(gpu_key: &'static str) -> impl Strategy<Value = Option<Value>> {
+    (gpu_value(), prop::option::of(Just("1")), any::<bool>()).prop_map(
+        move |(gpu, cpu, present)| {
+            let mut map = Map::new();
+            if let Some(g) = gpu {
+                map.insert(gpu_key.to_string(), g);
+            }
+            if let Some(c) = cpu {
+                map.insert("cpu".to_string(), json!(c));
+            }
+            (present || !map.is_empty()).then_some(Value::Object(map))
+        },
+    )
+}
+
+/// A container's env: the NVIDIA toolkit's variables among others, or none.
+fn env() -> impl Strategy<Value = Option<Value>> {
+    let var = prop_oneof![
+        Just(json!({"name": "MODEL", "value": "x"})),
+        Just(json!({"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"})),
+        Just(json!({"name": "NVIDIA_IMEX_CHANNELS", "value": "0"})),
+        Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "compute,utility"})),
+        Just(json!({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"})),
+    ];
+    prop::option::of(prop::collection::vec(var, 0..4).prop_map(Value::Array))
 }
 
 fn container(name: String) -> impl Strategy<Value = Value> {
-    (section(), section(), any::<bool>()).prop_map(move |(limits, requests, null)| {
-        let mut c = json!({"name": name, "image": "x", "x-unknown": [1]});
-        let mut r = Map::new();
-        if let Some(l) = limits {
-            r.insert("limits".into(), l);
-        }
-        if let Some(q) = requests {
-            r.insert("requests".into(), q);
-        }
-        if !r.is_empty() {
-            c["resources"] = Value::Object(r);
-        } else if null {
-            c["resources"] = Value::Null;
-        }
-        c
-    })
+    prop::sample::select(&GPUS[..])
+        .prop_flat_map(|key| (section(key), section(key), any::<bool>(), env()))
+        .prop_map(move |(limits, requests, null, env)| {
+            let mut c = json!({"name": name, "image": "x", "x-unknown": [1]});
+            if let Some(e) = env {
+                c["env"] = e;
+            }
+            let mut r = Map::new();
+            if let Some(l) = limits {
+                r.insert("limits".into(), l);
+            }
+            if let Some(q) = requests {
+                r.insert("requests".into(), q);
+            }
+            if !r.is_empty() {
+                c["resources"] = Value::Object(r);
+            } else if null {
+                c["resources"] = Value::Null;
+            }
+            c
+        })
 }
 
 fn pod() -> impl Strategy<Value = Value> {
@@ -159,7 +181,11 @@ fn gpus(pod: &Value) -> Vec<Result<Counts, ()>> {
         .flat_map(|list| pod["spec"][list].as_array().cloned().unwrap_or_default())
         .map(|c| {
             let r = &c["resources"];
-            Ok((read(&r["limits"][GPU])?, read(&r["requests"][GPU])?))
+            let key = GPUS
+                .iter()
+                .find(|k| !r["limits"][**k].is_null() || !r["requests"][**k].is_null())
+                .unwrap_or(&GPUS[0]);
+            Ok((read(&r["limits"][*key])?, read(&r["requests"][*key])?))
         })
         .collect()
 }
@@ -210,6 +236,15 @@ proptest! {
                 let count = patched["spec"]["tolerations"].as_array().map_or(0, |t| t.iter().filter(|t| **t == wanted).count());
                 prop_assert_eq!(count, 1);
                 prop_assert_eq!(&patched["spec"]["containers"][0]["x-unknown"], &json!([1]));
+                for c in ["initContainers", "containers"].iter().flat_map(|l| patched["spec"][l].as_array().cloned().unwrap_or_default()) {
+                    for var in c["env"].as_array().into_iter().flatten() {
+                        let name = var["name"].as_str().unwrap_or_default();
+                        prop_assert!(
+                            !name.starts_with("NVIDIA_") || (name == "NVIDIA_DRIVER_CAPABILITIES" && var["value"] == "compute,utility"),
+                            "{} left", var
+                        );
+                    }
+                }
                 match run(&patched) {
                     Out::Allow { operations: 0, .. } => {}
                     Out::Allow { operations, .. } => prop_assert!(false, "second run: {} operations", operations),

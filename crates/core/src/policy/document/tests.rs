@@ -109,7 +109,8 @@ fn a_minimal_policy_gets_documented_defaults() {
             socket_path: "/var/run/ci-dind/docker.sock".into(),
             mount: SocketMount::Directory,
             host_path: "/var/run/ci-dind".into(),
-            volume_name: "ci-dind".into()
+            volume_name: "ci-dind".into(),
+            group: None,
         }
     );
 }

@@ -55,7 +55,7 @@ fn the_section_reads_as_the_issue_writes_it() {
             .map(String::as_str),
         Some("enabled")
     );
-    assert_eq!(g.resource, "nvidia.com/gpu");
+    assert_eq!(g.resources, [ResourcePattern("nvidia.com/gpu".to_string())]);
     assert_eq!(g.placement.name, GPU_WORKLOADS_CLASS);
     assert_eq!(g.placement.node_selector.len(), 1);
     assert_eq!(g.placement.tolerations.len(), 1);
@@ -132,7 +132,7 @@ fn system_namespaces_are_never_selected_even_by_a_catch_all() {
         names: vec![glob("*")],
         labels: BTreeMap::from([("a".to_string(), "b".to_string())]),
         never: SYSTEM_NAMESPACES.iter().map(|n| n.to_string()).collect(),
-        resource: DEFAULT_RESOURCE.to_string(),
+        resources: vec![ResourcePattern("nvidia.com/gpu".to_string())],
         placement: RunnerClass::default(),
     };
     for ns in SYSTEM_NAMESPACES {
@@ -141,4 +141,73 @@ fn system_namespaces_are_never_selected_even_by_a_catch_all() {
     }
     assert!(g.name_match("").is_none());
     assert_eq!(g.name_match("ci-x").map(NameGlob::as_str), Some("*"));
+}
+
+#[test]
+fn resources_are_names_or_prefixes_and_resource_is_one_of_them() {
+    let parse = |section: &str| parse(&format!("  namespaces: {{ names: [ci-*] }}\n{section}"));
+    let g = parse("  resources: [nvidia.com/gpu, \"nvidia.com/mig-*\", amd.com/gpu]\n")
+        .expect("valid")
+        .gpu_workloads
+        .expect("on");
+    let names: Vec<&str> = g.resources.iter().map(|r| r.as_str()).collect();
+    assert_eq!(names, ["nvidia.com/gpu", "nvidia.com/mig-*", "amd.com/gpu"]);
+    assert!(g.asks_for("nvidia.com/mig-1g.5gb") && g.asks_for("amd.com/gpu"));
+    assert!(!g.asks_for("nvidia.com/gpu.shared") && !g.asks_for("amd.com/gpu-x"));
+    // `resource`, one name, as before; neither: NVIDIA GPUs and MIG profiles.
+    let one = parse("  resource: example.com/accel\n")
+        .expect("valid")
+        .gpu_workloads
+        .expect("on");
+    assert_eq!(one.resources.len(), 1);
+    assert!(one.asks_for("example.com/accel"));
+    let default = parse("").expect("valid").gpu_workloads.expect("on");
+    assert!(default.asks_for("nvidia.com/gpu") && default.asks_for("nvidia.com/mig-2g.10gb"));
+    for (section, says) in [
+        (
+            "  resource: nvidia.com/gpu\n  resources: [amd.com/gpu]\n",
+            "gpuWorkloads: give resource or resources, not both",
+        ),
+        (
+            "  resources: [\"*\"]\n",
+            "gpuWorkloads.resources: \"*\" is neither an extended resource name",
+        ),
+        (
+            "  resources: [\"nvidia.com/*-gpu\"]\n",
+            "gpuWorkloads.resources: \"nvidia.com/*-gpu\" is neither",
+        ),
+        (
+            "  resources: []\n",
+            "gpuWorkloads.resources: give at least one",
+        ),
+    ] {
+        let error = parse(section).expect_err(section);
+        assert!(error.contains(says), "{section}: {error}");
+    }
+}
+
+#[test]
+fn conditions_must_look_for_every_resource() {
+    let g = parse("  namespaces: { names: [ci-*] }\n  resources: [nvidia.com/gpu, \"nvidia.com/mig-*\", amd.com/gpu]\n")
+        .expect("valid")
+        .gpu_workloads
+        .expect("on");
+    let missing = |expressions: &[&str]| -> Vec<String> {
+        g.missing_from_conditions(expressions)
+            .iter()
+            .map(|r| r.as_str().to_string())
+            .collect()
+    };
+    let before = "has(c.resources.limits) && 'nvidia.com/gpu' in c.resources.limits";
+    assert_eq!(missing(&[before]), ["nvidia.com/mig-*", "amd.com/gpu"]);
+    let now = "c.resources.limits.exists(r, r == 'nvidia.com/gpu' || r.startsWith('nvidia.com/mig-') || r == 'amd.com/gpu')";
+    assert!(missing(&["!has(object.metadata.annotations)", now]).is_empty());
+    // A wider prefix covers names and narrower prefixes; a narrower one does not.
+    assert!(missing(&["r.startsWith('nvidia.com/') || r.startsWith('amd.com/')"]).is_empty());
+    assert_eq!(
+        missing(&[
+            "r.startsWith('nvidia.com/mig-1g') || r == 'nvidia.com/gpu' || r == 'amd.com/gpu'"
+        ]),
+        ["nvidia.com/mig-*"]
+    );
 }

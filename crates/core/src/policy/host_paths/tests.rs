@@ -187,7 +187,8 @@ fn file_mode_mounts_a_socket_in_a_shared_directory() {
             socket_path: "/var/run/docker-for-gitlab.sock".into(),
             mount: crate::policy::SocketMount::File,
             host_path: "/var/run/docker-for-gitlab.sock".into(),
-            volume_name: "ci-dind".into(),
+            volume_name: "docker-for-gitlab".into(),
+            group: None,
         }
     );
 }
