@@ -3,7 +3,7 @@
 # checks the image as manifests/base's Deployment runs it (docs/deploy.md, "Building the
 # image without Docker Hub"; docs/development.md says when to run this).
 #
-#   sudo scripts/build-image.sh                  # stand-ins, build, check; ~12 min cold
+#   sudo scripts/build-image.sh                  # stand-ins, build, check; 8-12 min cold
 #   KEEP=1 sudo scripts/build-image.sh           # keep the image store for another run
 #   ARCHIVE=ci-pod-webhook.tar sudo scripts/build-image.sh
 #                 # also save the image, named as the Deployment asks for it
