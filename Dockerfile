@@ -1,11 +1,16 @@
-# syntax=docker/dockerfile:1
-#
 # ci-pod-webhook image: a release build on Debian 12, copied into distroless/cc.
 #
 #   docker build -t ci-pod-webhook:0.1.0 \
 #       --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 #
-# Needs BuildKit (the default builder since Docker 23; `DOCKER_BUILDKIT=1` before that).
+# Builds with docker, podman or buildah (it uses no BuildKit-only instruction), from two
+# base images only: rust:1.95.0-bookworm and gcr.io/distroless/cc-debian12:nonroot (no
+# `# syntax=` line, which would make BuildKit pull a frontend image too). Besides them it
+# fetches the crates of Cargo.lock from crates.io, and nothing else: no toolchain, no
+# component, no rustup self-update. Where Docker Hub and gcr.io cannot be reached,
+# scripts/build-image.sh builds this file unchanged with podman on stand-ins made from
+# Debian's packages (docs/deploy.md, "Building the image without Docker Hub").
+#
 # The build context is the repository root. .dockerignore admits only what cargo needs:
 # Cargo.toml, Cargo.lock, rust-toolchain.toml, build.rs and src/, plus benches/,
 # examples/ and tests/, which `cargo build` does not compile but whose declared
@@ -31,12 +36,19 @@ RUN set -eu; \
 
 # ---------------------------------------------------------------------------------------
 FROM rust:${RUST_VERSION}-bookworm AS builder
+ARG RUST_VERSION
 WORKDIR /src
 
-# The toolchain and components rust-toolchain.toml pins. When RUST_VERSION matches the
-# pin, only the listed components (rustfmt, clippy) are downloaded.
+# The image's own toolchain, whatever rust-toolchain.toml asks for: that file also lists
+# rustfmt and clippy, which rustup would download (and `rustup toolchain install` would
+# update rustup itself first), though the build needs neither. The pin is checked
+# instead: a RUST_VERSION out of step with it fails here, saying so.
+ENV RUSTUP_TOOLCHAIN=${RUST_VERSION}
 COPY rust-toolchain.toml ./
-RUN rustup toolchain install && rustc --version && cargo --version
+RUN grep -qx "channel = \"${RUST_VERSION}\"" rust-toolchain.toml \
+        || { echo "RUST_VERSION ${RUST_VERSION} is not the channel of rust-toolchain.toml:" >&2; \
+             cat rust-toolchain.toml >&2; exit 1; } \
+    && rustc --version && cargo --version
 
 # A smaller binary: drop debug info (mostly the standard library's) but keep symbol
 # names, so backtraces stay readable. Only this build; Cargo.toml is left as it is.
@@ -46,10 +58,12 @@ ENV CARGO_PROFILE_RELEASE_STRIP=debuginfo
 COPY --from=skeleton /src ./
 RUN cargo build --release --locked
 
-# The crate itself. The skeleton's own artifacts are newer than the real sources, so
-# cargo would consider them fresh: remove them first.
+# The workspace's own crates. The skeleton's artifacts of them (built from emptied
+# sources) are newer than the real sources, so cargo would consider them fresh: remove
+# them first, every member's (the core crate's were missed once: the build then failed
+# with "no `policy` in `ci_pod_webhook_core`").
 COPY . .
-RUN cargo clean --release --package ci-pod-webhook \
+RUN cargo clean --release --package ci-pod-webhook --package ci-pod-webhook-core \
     && cargo build --release --locked \
     # Smoke test: the binary runs and its embedded policy is valid.
     && ./target/release/ci-pod-webhook default-policy > /tmp/policy.yaml \
