@@ -21,3 +21,6 @@ pub mod explain;
 pub mod mutate;
 pub mod policy;
 pub mod quantity;
+
+#[cfg(test)]
+mod tests;

@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::admission;
+use crate::mutate::NamespaceFacts;
+use crate::policy::Policy;
 use base64::Engine as _;
-use ci_pod_webhook_core::admission;
-use ci_pod_webhook_core::mutate::NamespaceFacts;
-use ci_pod_webhook_core::policy::Policy;
 use serde_json::Value;
 
 fn inputs(dirs: &[&str]) -> Vec<(PathBuf, Vec<u8>)> {
-    let root = crate::support::root().join("fuzz");
+    let root = super::support::root().join("fuzz");
     let mut out = Vec::new();
     for dir in dirs {
         let dir = root.join(dir);

@@ -3,18 +3,18 @@
 //! Each case wraps a fixture pod in an AdmissionReview, answers it, applies the patch
 //! with the `json-patch` crate and compares the response (warnings, audit annotations,
 //! status), the decoded patch and the patched pod with `tests/golden/<case>.json`.
-//! The expected files were generated with `UPDATE_GOLDEN=1 cargo test -p ci-pod-webhook-core --test integration golden`
+//! The expected files were generated with `UPDATE_GOLDEN=1 cargo test -p ci-pod-webhook-core tests::golden`
 //! and then reviewed by hand; each case also asserts its key facts in code below, so a
 //! wrong golden file cannot hide a wrong behaviour.
 
 use std::collections::BTreeMap;
 
-use ci_pod_webhook_core::admission::{self, PodReview};
-use ci_pod_webhook_core::mutate::NamespaceFacts;
-use ci_pod_webhook_core::policy::Policy;
+use crate::admission::{self, PodReview};
+use crate::mutate::NamespaceFacts;
+use crate::policy::Policy;
 use serde_json::{Value, json};
 
-use crate::support;
+use super::support;
 
 struct Case {
     name: &'static str,

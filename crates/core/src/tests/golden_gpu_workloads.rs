@@ -2,17 +2,17 @@
 //! after defaulting, through the whole review path in the namespaces a CI job creates.
 //! Same scheme as `golden.rs`: `tests/golden/gpu-workload-<case>.json` holds the
 //! response (patch decoded) and the patched pod, generated with
-//! `UPDATE_GOLDEN=1 cargo test -p ci-pod-webhook-core --test integration golden` and reviewed by hand; each
+//! `UPDATE_GOLDEN=1 cargo test -p ci-pod-webhook-core tests::golden` and reviewed by hand; each
 //! case also asserts its key facts in code.
 
 use std::collections::BTreeMap;
 
-use ci_pod_webhook_core::admission::{self, PodReview};
-use ci_pod_webhook_core::mutate::NamespaceFacts;
-use ci_pod_webhook_core::policy::Policy;
+use crate::admission::{self, PodReview};
+use crate::mutate::NamespaceFacts;
+use crate::policy::Policy;
 use serde_json::{Value, json};
 
-use crate::support;
+use super::support;
 
 struct Case {
     name: &'static str,

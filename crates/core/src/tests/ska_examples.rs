@@ -4,13 +4,13 @@
 //! golden response in `tests/golden/ska/` (regenerate with `UPDATE_GOLDEN=1` only after
 //! reviewing the change), and its key facts are asserted in code.
 
+use crate::admission::{self, PodReview};
+use crate::mutate::NamespaceFacts;
+use crate::policy::Policy;
 use base64::Engine as _;
-use ci_pod_webhook_core::admission::{self, PodReview};
-use ci_pod_webhook_core::mutate::NamespaceFacts;
-use ci_pod_webhook_core::policy::Policy;
 use serde_json::{Value, json};
 
-use crate::support::root;
+use super::support::root;
 
 fn policy(name: &str) -> Policy {
     let path = root().join("examples/policies").join(name);
