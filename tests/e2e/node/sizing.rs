@@ -16,16 +16,21 @@ use crate::support::prometheus::TestPrometheus;
 use ci_pod_webhook_core::quantity::Quantity;
 
 const MIB: i64 = 1 << 20;
+/// `sizing --cpu-rate`: the range of its `rate(container_cpu_usage_seconds_total[…])`.
+const CPU_RATE: &str = "40s";
 
 /// Holds `mib` MiB in the pod's shared memory (charged to the build container's
-/// cgroup) for 30 s, burning a CPU for the first 25 s when `burn`: the kubelet's
-/// cAdvisor refreshes a container's figures about every 10 s, so each use lasts
-/// several refreshes.
+/// cgroup) for 50 s, burning a CPU for the first 45 s when `burn`. The kubelet's
+/// cAdvisor collects a container's figures every 10 to 15 s and stamps them with that
+/// time, so Prometheus holds a new sample only that often: a rate over [`CPU_RATE`] needs
+/// two of them inside it, and the burn lasts three such windows' worth of collections
+/// even when a loaded machine delays one (a 30 s burn under a 30 s rate gave no CPU
+/// figure in one CI run).
 fn script(mib: u32, burn: bool) -> String {
     let burn = if burn {
-        "end=$(($(date +%s) + 25)); while [ \"$(date +%s)\" -lt \"$end\" ]; do :; done"
+        "end=$(($(date +%s) + 45)); while [ \"$(date +%s)\" -lt \"$end\" ]; do :; done"
     } else {
-        "sleep 25"
+        "sleep 45"
     };
     format!("head -c {mib}m /dev/zero > /dev/shm/held && {burn} && sleep 5 && rm /dev/shm/held")
 }
@@ -87,7 +92,7 @@ async fn sizing_reads_the_real_kubelets_cadvisor_and_the_webhooks_info_series() 
     let policy_file = node.state.join("policy-ska.yaml");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
         .args(["sizing", "--prometheus", &prometheus.url, "--since", "10m"])
-        .args(["--cpu-rate", "30s", "-o", "json", "--policy"])
+        .args(["--cpu-rate", CPU_RATE, "-o", "json", "--policy"])
         .arg(&policy_file)
         .output()
         .expect("run sizing");
