@@ -17,7 +17,7 @@
 //! maxima that are whole devices or whole pages (checked by the policy), and hugepages
 //! only beside a cpu or memory value.
 
-use super::{Entry, Place, Section, existing};
+use super::{Entry, Place, Section, existing, granted_gpu};
 use crate::mutate::view::Resources;
 use crate::policy::{GPU_PREFIXES, HUGEPAGES_PREFIX, Policy, RunnerClass, is_standard};
 use crate::quantity::Quantity;
@@ -38,11 +38,7 @@ pub(super) fn plan(
     let requests = resources.and_then(|r| r.requests.as_ref());
     let name = at.name();
     let place = at.path();
-    let granted_gpu = class
-        .gpu
-        .as_ref()
-        .filter(|_| is_build)
-        .map(|g| g.resource.as_str());
+    let granted_gpu = granted_gpu(class, is_build).map(|g| g.resource.as_str());
     let mut keys: Vec<&str> = limits
         .into_iter()
         .chain(requests)

@@ -3,7 +3,7 @@
 //! anywhere else are removed with every other resource the class does not grant
 //! (`extended_resources.rs`).
 
-use super::{Entry, Place, Section, existing};
+use super::{Entry, Place, Section, existing, granted_gpu};
 use crate::mutate::overrides::Overrides;
 use crate::policy::RunnerClass;
 use crate::quantity::Quantity;
@@ -23,14 +23,10 @@ pub(super) fn plan(
     let requests = resources.and_then(|r| r.requests.as_ref());
     let name = at.name();
     let place = at.path();
-    let granted = class
-        .gpu
-        .as_ref()
-        .filter(|_| is_build)
-        .map(|g| g.resource.as_str());
-    let (Some(gpu), Some(key)) = (class.gpu.as_ref(), granted) else {
+    let Some(gpu) = granted_gpu(class, is_build) else {
         return Ok(());
     };
+    let key = gpu.resource.as_str();
     let ex_limit = existing(limits, key, &place, Section::Limits)?;
     let ex_request = existing(requests, key, &place, Section::Requests)?;
     let ceiling = Quantity::from_units(i64::from(gpu.max));

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::patch::{Patch, pointer};
 use super::view::{Container, QuantityMap, Resources};
-use crate::policy::ContainerList;
+use crate::policy::{ContainerList, Gpu, RunnerClass};
 use crate::quantity::Quantity;
 
 pub(super) use containers::apply;
@@ -89,6 +89,11 @@ pub(super) struct Edit {
     key: String,
     before: Option<String>,
     after: Option<String>,
+}
+
+/// The GPUs a container of `class` is granted: the class's, for `build` alone.
+pub(super) fn granted_gpu(class: &RunnerClass, is_build: bool) -> Option<&Gpu> {
+    class.gpu.as_ref().filter(|_| is_build)
 }
 
 /// A quantity the pod carries at `place` (`spec`, `spec.containers[build]`), or `None`.
