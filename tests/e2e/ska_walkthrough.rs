@@ -124,6 +124,17 @@ fn count(counts: &Counts, class: &str, verdict: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Asserts the gauge's count of each (class, verdict) named.
+fn expect_counts(counts: &Counts, expected: &[(&str, &str, u64)]) {
+    for (class, verdict, n) in expected {
+        assert_eq!(
+            count(counts, class, verdict),
+            *n,
+            "{class} {verdict}: {counts:?}"
+        );
+    }
+}
+
 /// Runs `args` with stdout a pipe whose reader has gone, as `| head` leaves it.
 fn into_closed_pipe(cp: &ControlPlane, dir: &Path, args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().expect("a pipe");
@@ -273,22 +284,15 @@ async fn the_ska_guide_run_literally_reaches_enforce_with_audit_and_the_gauge_ag
     );
     assert!(output.status.success(), "{}", text(&output));
     let counts = agree(&cp, &webhook, &policy, "gitlab opts in, every class warns").await;
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp", "would-mutate"),
-        1,
-        "{counts:?}"
+    expect_counts(
+        &counts,
+        &[
+            ("ska-k8srunner-dp", "would-mutate", 1),
+            ("ska-k8srunner-dp", "would-deny", 1),
+            ("ska-k8srunner-dp-gpu-a100", "would-mutate", 1),
+            ("ska-k8srunner-dp", "unpolicied", 0),
+        ],
     );
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp", "would-deny"),
-        1,
-        "{counts:?}"
-    );
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp-gpu-a100", "would-mutate"),
-        1,
-        "{counts:?}"
-    );
-    assert_eq!(count(&counts, "ska-k8srunner-dp", "unpolicied"), 0);
     // A new A100 job: stored as sent; each warning once, though both entries see it.
     let created = cp.kubectl(
         &["create", "-n", "gitlab", "-f", "-", "-o", "name"],
@@ -348,20 +352,13 @@ async fn the_ska_guide_run_literally_reaches_enforce_with_audit_and_the_gauge_ag
     );
     apply_policy(&webhook, &policy, &dp_enforced).await;
     let counts = agree(&cp, &webhook, &policy, "the dp class enforces").await;
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp", "unpolicied"),
-        2,
-        "{counts:?}"
-    );
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp", "would-deny"),
-        1,
-        "{counts:?}"
-    );
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp-gpu-a100", "would-mutate"),
-        2,
-        "{counts:?}"
+    expect_counts(
+        &counts,
+        &[
+            ("ska-k8srunner-dp", "unpolicied", 2),
+            ("ska-k8srunner-dp", "would-deny", 1),
+            ("ska-k8srunner-dp-gpu-a100", "would-mutate", 2),
+        ],
     );
     let admitted = gitlab
         .create_pod(&runner_pod(DP, 1))
@@ -374,7 +371,7 @@ async fn the_ska_guide_run_literally_reaches_enforce_with_audit_and_the_gauge_ag
     let refused = gitlab.create_pod(&with_lots(runner_pod(DP, 3))).await;
     assert!(refused.is_err(), "an invalid override is refused now");
     let counts = agree(&cp, &webhook, &policy, "a dp job admitted").await;
-    assert_eq!(count(&counts, "ska-k8srunner-dp", "ok"), 1, "{counts:?}");
+    expect_counts(&counts, &[("ska-k8srunner-dp", "ok", 1)]);
 
     // 6. Verify on a live job (4.2: before the next class).
     let job = name(&admitted);
@@ -399,11 +396,7 @@ async fn the_ska_guide_run_literally_reaches_enforce_with_audit_and_the_gauge_ag
     );
     apply_policy(&webhook, &policy, &all_enforced).await;
     let counts = agree(&cp, &webhook, &policy, "the A100 class enforces").await;
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp-gpu-a100", "unpolicied"),
-        2,
-        "{counts:?}"
-    );
+    expect_counts(&counts, &[("ska-k8srunner-dp-gpu-a100", "unpolicied", 2)]);
     let gpu_job = gitlab
         .create_pod(&runner_pod(A100, 2))
         .await
@@ -413,11 +406,12 @@ async fn the_ska_guide_run_literally_reaches_enforce_with_audit_and_the_gauge_ag
     let enforced = all_enforced.replacen("enforcement: warn\n", "", 1);
     apply_policy(&webhook, &policy, &enforced).await;
     let counts = agree(&cp, &webhook, &policy, "the top-level warn removed").await;
-    assert_eq!(count(&counts, "ska-k8srunner-dp", "ok"), 1, "{counts:?}");
-    assert_eq!(
-        count(&counts, "ska-k8srunner-dp-gpu-a100", "ok"),
-        1,
-        "{counts:?}"
+    expect_counts(
+        &counts,
+        &[
+            ("ska-k8srunner-dp", "ok", 1),
+            ("ska-k8srunner-dp-gpu-a100", "ok", 1),
+        ],
     );
     assert!(
         counts.keys().all(|(_, v)| v != "would-mutate"),
