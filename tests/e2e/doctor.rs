@@ -4,33 +4,11 @@
 //! (Nodes, the RuntimeClass, the webhook configuration) that other e2e tests rely on, so
 //! they run in order in one test. See docs/e2e.md.
 
-use std::path::Path;
-
 use crate::support::e2e::*;
 use ci_pod_webhook::certs;
 use serde_json::{Value, json};
 
 const CI: (&str, &str) = ("node-role.skatelescope.org/ci-worker", "true");
-
-/// Runs the doctor with `-o json`; its exit code and checks.
-fn doctor(kubeconfig: &Path, args: &[&str]) -> (i32, Vec<Value>) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
-        .arg("doctor")
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .args(["-o", "json"])
-        .args(args)
-        .output()
-        .expect("run doctor");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}): {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let checks = report["checks"].as_array().expect("checks").clone();
-    (output.status.code().expect("exit code"), checks)
-}
 
 /// The check with `status` whose message starts with `start`; panics listing all.
 fn check<'a>(checks: &'a [Value], status: &str, start: &str) -> &'a Value {

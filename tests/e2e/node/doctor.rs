@@ -2,8 +2,6 @@
 //! warned about (JOB_CPUS would promise the job more than the node has); a class within
 //! them is not.
 
-use serde_json::Value;
-
 use super::{SMALL_MEMORY, ska};
 use crate::support::e2e::*;
 
@@ -13,23 +11,9 @@ async fn doctor_warns_of_a_cpu_limit_above_the_nodes_cpus() {
     let node = Node::take_turn().await;
     let policy = node.state.join("doctor-policy.yaml");
     std::fs::write(&policy, ska(docker_group())).expect("write the policy");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
-        .arg("doctor")
-        .arg("--pre")
-        .arg(format!("--kubeconfig={}", node.cp.kubeconfig().display()))
-        .arg(format!("--policy={}", policy.display()))
-        .args(["-o", "json"])
-        .output()
-        .expect("run doctor");
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "doctor printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let warnings: Vec<&str> = report["checks"]
-        .as_array()
-        .expect("checks")
+    let policy_arg = format!("--policy={}", policy.display());
+    let (_, checks) = doctor(node.cp.kubeconfig(), &["--pre", &policy_arg]);
+    let warnings: Vec<&str> = checks
         .iter()
         .filter(|c| c["status"] == "warning")
         .filter_map(|c| c["message"].as_str())

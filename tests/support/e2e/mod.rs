@@ -332,6 +332,27 @@ fn asset(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
+/// Runs `ci-pod-webhook doctor -o json` with `kubeconfig` and `args`: its exit code and
+/// checks.
+pub fn doctor(kubeconfig: &Path, args: &[&str]) -> (i32, Vec<serde_json::Value>) {
+    let output = Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
+        .arg("doctor")
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(["-o", "json"])
+        .args(args)
+        .output()
+        .expect("run doctor");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let checks = report["checks"].as_array().expect("checks").clone();
+    (output.status.code().expect("exit code"), checks)
+}
+
 /// Runs kubectl (the one on PATH), with `kubeconfig` if given.
 pub fn kubectl(
     kubeconfig: Option<&Path>,

@@ -249,21 +249,7 @@ impl Installed<'_> {
 
     /// `doctor --install -o json` as the cluster admin: its exit code and checks.
     pub fn doctor(&self) -> (i32, Vec<Value>) {
-        let output = Command::new(env!("CARGO_BIN_EXE_ci-pod-webhook"))
-            .arg("doctor")
-            .arg("--install")
-            .arg(format!("--kubeconfig={}", self.cp().kubeconfig().display()))
-            .args(["-o", "json"])
-            .output()
-            .expect("run doctor");
-        let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-            panic!(
-                "doctor printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        });
-        let checks = report["checks"].as_array().expect("checks").clone();
-        (output.status.code().expect("exit code"), checks)
+        super::super::doctor(self.cp().kubeconfig(), &["--install"])
     }
 }
 
