@@ -18,6 +18,7 @@ use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::{Api, Client};
 use serde::Serialize;
 
+use super::TableOrJson as Output;
 use super::kube::KubeArgs;
 use crate::cluster::{self, Judgement, Verdict};
 use ci_pod_webhook_core::policy::Policy;
@@ -48,12 +49,6 @@ pub struct AuditArgs {
     /// (a pod can have two: `unpolicied` and `would-deny`; either matches).
     #[arg(long, value_delimiter = ',', value_enum)]
     pub fail_on: Vec<FailOn>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
 }
 
 /// A verdict `--fail-on` can name.

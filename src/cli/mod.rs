@@ -97,6 +97,14 @@ fn parse_labels(s: &str) -> Result<Labels, String> {
     Ok(Labels(labels))
 }
 
+/// `-o` of the commands that print a table for people and JSON for tools (`audit`,
+/// `sizing`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TableOrJson {
+    Table,
+    Json,
+}
+
 pub mod audit;
 pub mod certs;
 pub mod doctor;

@@ -16,6 +16,7 @@ use ci_pod_webhook_core::quantity::Quantity;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use super::TableOrJson as Output;
 use crate::prometheus::{self, Prometheus};
 use crate::sizing::{self, Headroom, Progress, Source, Window, fetch::Query};
 
@@ -68,12 +69,6 @@ pub struct SizingArgs {
     /// Bounds each query (one per day of the window and figure).
     #[arg(long, default_value = "2m", value_parser = Window::parse, value_name = "DURATION")]
     pub timeout: Window,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Output {
-    Table,
-    Json,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
